@@ -1,0 +1,92 @@
+"""The one module that opens a libguestfs handle: turns a rootfs tarball into a bootable disk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .errors import ToolError
+
+
+@dataclass(frozen=True)
+class DiskSpec:
+    size_bytes: int
+    kernel_cmdline: str
+    files: tuple = ()  # of recipe.FileSpec
+    enable: tuple[str, ...] = ()
+    mask: tuple[str, ...] = ()
+    fs_label: str = "root"
+
+
+def _handle(force_tcg: bool):
+    import guestfs  # Debian's python3-guestfs; imported here only
+
+    g = guestfs.GuestFS(python_return_dict=True)
+    g.set_backend("direct")  # no system libvirtd is assumed to run
+    if force_tcg:
+        g.set_backend_settings(["force_tcg"])
+    return g
+
+
+def _root_disk(g) -> str:
+    """The whole-disk device holding '/', found from the mounts (the appliance's own disk
+    can take the name /dev/sda, so never assume it)."""
+    root = next(dev for dev, mp in g.mountpoints().items() if mp == "/")
+    return g.part_to_dev(root)
+
+
+def _grub_defaults(cmdline: str) -> bytes:
+    return (
+        "GRUB_DEFAULT=0\nGRUB_TIMEOUT=0\nGRUB_DISTRIBUTOR=Debian\n"
+        f'GRUB_CMDLINE_LINUX_DEFAULT=""\nGRUB_CMDLINE_LINUX="{cmdline}"\n'
+        "GRUB_TERMINAL=\"console serial\"\nGRUB_SERIAL_COMMAND=\"serial --speed=115200\"\n"
+        "GRUB_DISABLE_OS_PROBER=true\n"
+    ).encode()
+
+
+def _customize(g, spec: DiskSpec) -> None:
+    for f in spec.files:
+        g.mkdir_p(f.path.rsplit("/", 1)[0] or "/")
+        g.write(f.path, f.content.encode())
+        g.chmod(f.mode, f.path)
+    for unit in spec.enable:
+        g.command(["systemctl", "enable", unit])
+    for unit in spec.mask:
+        g.command(["systemctl", "mask", unit])
+
+
+def make_bootable_disk(tarball: Path, disk: Path, spec: DiskSpec, *, force_tcg: bool,
+                       step: Callable[[str], None] = lambda s: None) -> None:
+    """Create qcow2 `disk` (MBR, one ext4 partition labelled spec.fs_label), unpack
+    `tarball` into it and install GRUB in it. Raises ToolError on any libguestfs failure."""
+    g = _handle(force_tcg)
+    try:
+        step("create qcow2")
+        g.disk_create(str(disk), "qcow2", spec.size_bytes)
+        g.add_drive_opts(str(disk), format="qcow2", readonly=False, discard="besteffort")
+        step("start appliance")
+        g.launch()
+        dev = g.list_devices()[0]
+        step("partition")
+        g.part_disk(dev, "mbr")
+        g.part_set_bootable(dev, 1, True)
+        part = g.list_partitions()[0]
+        g.mkfs("ext4", part, label=spec.fs_label)
+        g.mount(part, "/")
+        step("unpack rootfs")
+        g.tar_in(str(tarball), "/", xattrs=True, acls=True)
+        g.write("/etc/fstab", f"LABEL={spec.fs_label} / ext4 errors=remount-ro 0 1\n".encode())
+        g.write("/etc/default/grub", _grub_defaults(spec.kernel_cmdline))
+        step("files and services")
+        _customize(g, spec)
+        step("install grub")
+        g.command(["grub-install", "--target=i386-pc", _root_disk(g)])
+        g.command(["update-grub"])
+        g.fstrim("/")
+        g.umount_all()
+        g.shutdown()
+    except RuntimeError as e:
+        raise ToolError(["libguestfs", str(disk)], 1, str(e)) from None
+    finally:
+        g.close()

@@ -1,0 +1,81 @@
+"""One error hierarchy. Library code raises these; only the CLI turns them into text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class LabError(Exception):
+    """Base of every error a user can see. `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+    def lines(self) -> list[str]:
+        return [str(self)]
+
+
+@dataclass
+class Problem:
+    """One problem in an input file: where it is and what is wrong."""
+
+    path: str
+    line: int | None
+    key: str
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        text = f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+        return text + (f" (hint: {self.hint})" if self.hint else "")
+
+
+class InputError(LabError):
+    """Bad user input (a recipe, topology or inventory): every problem found, collected."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+    def lines(self) -> list[str]:
+        return [str(p) for p in self.problems]
+
+
+class RecipeError(InputError):
+    """An image recipe is invalid."""
+
+
+class TopologyError(InputError):
+    """A topology (or host inventory) is invalid."""
+
+
+class ToolError(LabError):
+    """An external command failed."""
+
+    def __init__(self, argv: list[str], rc: int, stderr: str, log: str | None = None):
+        self.argv, self.rc, self.stderr, self.log = argv, rc, stderr, log
+        super().__init__(f"{argv[0]} failed with exit status {rc}")
+
+    def lines(self) -> list[str]:
+        import shlex
+
+        out = [f"{shlex.join(self.argv[:1])} failed (exit status {self.rc}): {shlex.join(self.argv)}"]
+        tail = [l for l in self.stderr.strip().splitlines() if l.strip()][-3:]
+        out += [f"  {l}" for l in tail]
+        if self.log:
+            out.append(f"full log: {self.log}")
+        return out
+
+
+class HostError(LabError):
+    """A libvirt host could not be reached or refused an operation."""
+
+
+class ImageError(LabError):
+    """An image is missing or unusable."""
+
+
+class LockedError(LabError):
+    """Another labbuilder run holds the lock for this lab and team."""

@@ -1,0 +1,192 @@
+"""The image pipeline: recipe → rootfs (mmdebstrap) → bootable disk (libguestfs) →
+sysprep → compressed qcow2 + manifest, cached by recipe hash."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__, accel as accel_mod, diskfs, qemuimg
+from .errors import ImageError, LabError
+from .progress import Progress
+from .recipe import Recipe
+from .run import run
+
+CACHE_ENV = "LABBUILDER_IMAGE_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """$LABBUILDER_IMAGE_CACHE, else ~/.cache/labbuilder/images."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) if env else Path.home() / ".cache" / "labbuilder" / "images"
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    name: str
+    dir: Path
+    manifest: dict
+    cached: bool = False
+
+    @property
+    def image(self) -> Path:
+        return self.dir / self.manifest["image"]["file"]
+
+
+def entry_dir(cache: Path, recipe: Recipe) -> Path:
+    return cache / f"{recipe.name}-{recipe.hash()[:12]}"
+
+
+def cached(cache: Path, recipe: Recipe) -> BuiltImage | None:
+    d = entry_dir(cache, recipe)
+    try:
+        manifest = json.loads((d / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    built = BuiltImage(recipe.name, d, manifest, cached=True)
+    return built if built.image.exists() else None
+
+
+def build(recipe: Recipe, cache: Path, progress: Progress, accel: accel_mod.Accel | None = None) -> BuiltImage:
+    """Build `recipe` into the cache unless an entry for its hash exists; return it.
+
+    Work happens in a temporary directory renamed into place only on success, so a failed
+    or interrupted build leaves no cache entry; the log stays under cache/logs.
+    """
+    hit = cached(cache, recipe)
+    if hit:
+        progress.info(f"{recipe.name}: cached ({hit.dir})")
+        return hit
+    accel = accel or accel_mod.detect()
+    progress.info(f"accelerator: {'KVM' if accel.kvm else 'TCG (software emulation)'} — {accel.reason}")
+    final = entry_dir(cache, recipe)
+    work = cache / f".build-{final.name}-{os.getpid()}"
+    log = cache / "logs" / f"{final.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        manifest = _build_in(recipe, work, log, progress, accel)
+        (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        work.rename(final)
+    except LabError as e:
+        if getattr(e, "log", None) is None:
+            e.log = str(log)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return BuiltImage(recipe.name, final, manifest)
+
+
+def _build_in(recipe: Recipe, work: Path, log: Path, progress: Progress, accel) -> dict:
+    tarball, raw, out = work / "rootfs.tar", work / "disk.qcow2", work / f"{recipe.name}.qcow2"
+    with progress.stage("mmdebstrap"):
+        bootstrap(recipe, tarball, log)
+    with progress.stage("disk"):
+        spec = diskfs.DiskSpec(recipe.size_bytes, recipe.kernel_cmdline, recipe.files,
+                               recipe.enable, recipe.mask)
+        diskfs.make_bootable_disk(tarball, raw, spec, force_tcg=not accel.kvm, step=progress.step)
+        tarball.unlink()
+    with progress.stage("sysprep"):
+        sysprep(raw, recipe.sysprep_operations, log, accel)
+    with progress.stage("convert"):
+        qemuimg.convert(raw, out, compress=True, log=log)
+        extra = _extra_outputs(recipe, raw, work, log)
+        raw.unlink()
+    with progress.stage("manifest"):
+        return make_manifest(recipe, out, extra, accel, progress.timings)
+
+
+def bootstrap(recipe: Recipe, tarball: Path, log: Path) -> None:
+    """mmdebstrap the recipe's suite and packages into a rootfs tarball."""
+    argv = ["mmdebstrap", f"--variant={recipe.variant}", "--mode=root",
+            "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
+            "--dpkgopt=path-exclude=/usr/share/locale/*", "--dpkgopt=path-include=/usr/share/locale/locale.alias"]
+    if recipe.packages:
+        argv.append("--include=" + ",".join(recipe.packages))
+    run(argv + [recipe.suite, str(tarball), recipe.mirror], log=log, input=b"")
+
+
+def sysprep(disk: Path, operations: str, log: Path, accel) -> None:
+    """virt-sysprep once per base image (clones get identity from their NoCloud seed)."""
+    env = {"LIBGUESTFS_BACKEND": "direct", **accel.guestfs_env()}
+    run(["virt-sysprep", "--format", "qcow2", "-a", str(disk), "--operations", operations],
+        log=log, env=env)
+
+
+def _extra_outputs(recipe: Recipe, raw: Path, work: Path, log: Path) -> list[Path]:
+    extra = []
+    if "raw" in recipe.outputs:
+        extra.append(work / f"{recipe.name}.raw")
+        qemuimg.convert(raw, extra[-1], fmt="raw", log=log)
+    return extra
+
+
+def file_digests(path: Path) -> dict[str, str]:
+    sha, md5 = hashlib.sha256(), hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            sha.update(chunk)
+            md5.update(chunk)
+    return {"sha256": sha.hexdigest(), "md5": md5.hexdigest()}
+
+
+def _file_entry(path: Path) -> dict:
+    info = qemuimg.info(path)
+    return {"file": path.name, "format": info["format"], "virtual_size": info["virtual-size"],
+            "size": path.stat().st_size, **file_digests(path)}
+
+
+def make_manifest(recipe: Recipe, image: Path, extra: list[Path], accel, timings: dict) -> dict:
+    entry = _file_entry(image)
+    return {
+        "name": recipe.name,
+        "description": recipe.description,
+        "recipe": recipe.path,
+        "recipe_hash": recipe.hash(),
+        "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "labbuilder_version": __version__,
+        "accelerator": accel.domain_type,
+        "image": entry,
+        "outputs": [entry] + [_file_entry(p) for p in extra],
+        "glance": {
+            "disk_format": entry["format"],
+            "container_format": "bare",
+            "min_disk": math.ceil(entry["virtual_size"] / 1024 ** 3),
+            "min_ram": recipe.min_ram_mb,
+            "os_distro": recipe.distro,
+            "os_version": recipe.os_version,
+            "checksum": entry["md5"],
+            "os_hash_algo": "sha256",
+            "os_hash_value": entry["sha256"],
+        },
+        "stage_seconds": dict(timings),
+    }
+
+
+def list_images(cache: Path) -> list[BuiltImage]:
+    """Every complete cache entry, newest first."""
+    found = []
+    for manifest in cache.glob("*/manifest.json"):
+        try:
+            data = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            continue
+        found.append(BuiltImage(data["name"], manifest.parent, data, cached=True))
+    return sorted(found, key=lambda b: b.manifest.get("built_at", ""), reverse=True)
+
+
+def find_image(cache: Path, name: str) -> BuiltImage:
+    """The newest entry whose recipe name or directory name is `name`."""
+    for built in list_images(cache):
+        if name in (built.name, built.dir.name):
+            return built
+    known = ", ".join(sorted({b.name for b in list_images(cache)})) or "none"
+    raise ImageError(f"no built image named {name!r} in {cache} (built: {known}); "
+                     f"build it with: labbuilder image build images/{name}.yaml")

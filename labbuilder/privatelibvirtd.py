@@ -1,0 +1,339 @@
+"""A private libvirtd in its own mount and network namespace.
+
+`start()` runs libvirtd and virtlogd under `unshare --mount --net`, with private
+directories from `state_dir` bind-mounted over libvirt's own, so the host's libvirt,
+bridges and firewall are never touched. The daemons keep the namespaces alive; a later
+process finds them again with `attach()`, and `stop()` tears everything down.
+
+Layout of `state_dir`:
+
+    run/    -> /run/libvirt        (run/libvirt-sock is the socket clients use)
+    lib/    -> /var/lib/libvirt
+    log/    -> /var/log/libvirt    (log/libvirtd.log, log/virtlogd.log, log/qemu/)
+    cache/  -> /var/cache/libvirt
+    etc/    -> /etc/libvirt        (a copy of the host's, with our settings)
+    libvirtd.pid, virtlogd.pid, start.log
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import virt
+from .errors import HostError
+from .run import run
+
+HOST_CONFIG = Path("/etc/libvirt")
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+_POLL = 0.1
+_SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
+
+# Runs inside the new namespaces; $1 is the state dir. Fixed text: no path is pasted in.
+# A fresh sysfs makes /sys/class/net show this namespace's links (libvirt looks for its
+# bridges there); unmounting the old /sys first drops the host's cgroup mounts under it,
+# which libvirt would otherwise find in /proc/mounts and fail to use.
+_SCRIPT = """\
+set -e
+ip link set lo up
+umount -l /sys
+mount -t sysfs sysfs /sys
+mkdir -p /run/libvirt /var/lib/libvirt /var/log/libvirt /var/cache/libvirt
+mount --bind "$1/run" /run/libvirt
+mount --bind "$1/lib" /var/lib/libvirt
+mount --bind "$1/log" /var/log/libvirt
+mount --bind "$1/cache" /var/cache/libvirt
+mount --bind "$1/etc" /etc/libvirt
+mkdir -p /var/log/libvirt/qemu
+virtlogd -d -p "$1/virtlogd.pid"
+libvirtd -d -p "$1/libvirtd.pid"
+"""
+
+LIBVIRTD_CONF = {
+    "unix_sock_group": "root",
+    "unix_sock_ro_perms": "0700",
+    "unix_sock_rw_perms": "0700",
+    "auth_unix_ro": "none",
+    "auth_unix_rw": "none",
+    "log_outputs": "3:file:/var/log/libvirt/libvirtd.log",
+}
+VIRTLOGD_CONF = {
+    "log_outputs": "3:file:/var/log/libvirt/virtlogd.log",
+}
+QEMU_CONF = {
+    "user": "root",
+    "group": "root",
+    "security_driver": "none",
+    # No cgroups are mounted in the namespace: libvirt must not try to place guests in any.
+    "cgroup_controllers": [],
+}
+
+
+@dataclass(frozen=True)
+class PrivateLibvirtd:
+    """A running private libvirtd: its state dir and its pid."""
+
+    state_dir: Path
+    pid: int
+
+    @property
+    def socket(self) -> Path:
+        """The read-write socket, as seen from outside the namespace."""
+        return self.state_dir / "run" / "libvirt-sock"
+
+    @property
+    def uri(self) -> str:
+        """The libvirt URI that reaches this daemon."""
+        return f"qemu+unix:///system?socket={self.socket}"
+
+    @property
+    def netns(self) -> str:
+        """The network namespace the daemon, its networks and its guests live in."""
+        return f"/proc/{self.pid}/ns/net"
+
+    def nsenter_argv(self) -> list[str]:
+        """A prefix that runs a command (ssh, ip, ping) inside the network namespace."""
+        return ["nsenter", f"--net={self.netns}", "--"]
+
+
+def ensure(state_dir: Path) -> PrivateLibvirtd:
+    """Return the private libvirtd running in `state_dir`, starting one if there is none."""
+    return attach(state_dir) or start(state_dir)
+
+
+def attach(state_dir: Path) -> PrivateLibvirtd | None:
+    """Find the private libvirtd still running in `state_dir`; None if there is none."""
+    state_dir = Path(state_dir).resolve()
+    pid = _daemon_pid(state_dir / "libvirtd.pid", "libvirtd")
+    if pid is None:
+        return None
+    daemon = PrivateLibvirtd(state_dir, pid)
+    return daemon if daemon.socket.is_socket() else None
+
+
+def start(state_dir: Path) -> PrivateLibvirtd:
+    """Start libvirtd and virtlogd in new namespaces with their state in `state_dir`.
+
+    Returns once the daemon answers on its socket. Raises HostError if one
+    already runs there or it does not come up, ToolError if unshare fails.
+    """
+    state_dir = Path(state_dir).resolve()
+    _check_socket_path(state_dir)
+    if attach(state_dir) is not None:
+        raise HostError(f"a private libvirtd already runs in {state_dir}")
+    _prepare_state_dir(state_dir)
+    try:
+        _launch(state_dir)
+        daemon = PrivateLibvirtd(state_dir, _read_pid(state_dir / "libvirtd.pid") or 0)
+        _wait_until_answering(daemon)
+    except BaseException:
+        _terminate(_pidfile_pids(state_dir))
+        raise
+    return daemon
+
+
+def stop(daemon: PrivateLibvirtd) -> None:
+    """Remove every domain and network, stop the daemons, and kill what they leave behind."""
+    daemons = _pidfile_pids(daemon.state_dir)
+    netns = _netns_id(daemons[0]) if daemons else None
+    try:
+        if daemon.pid in daemons:
+            _remove_everything(daemon.uri)
+    finally:
+        _terminate(daemons)
+        # dnsmasq and qemu are daemonized by libvirt: the namespace is what ties them to it.
+        if netns is not None and netns != _netns_id(os.getpid()):
+            _terminate(_netns_members(netns))
+
+
+def _remove_everything(uri: str) -> None:
+    """Destroy and undefine every domain and network of the daemon at `uri`."""
+    conn = virt.connect(uri)
+    try:
+        virt.destroy_all(conn)
+    finally:
+        conn.close()
+
+
+def _check_socket_path(state_dir: Path) -> None:
+    """Fail early if the socket path would not fit in a unix socket address."""
+    path = state_dir / "run" / "libvirt-sock"
+    if len(os.fsencode(path)) > _SOCKET_PATH_MAX:
+        raise HostError(f"state dir {state_dir} is too long: {path} exceeds {_SOCKET_PATH_MAX} bytes")
+
+
+def _prepare_state_dir(state_dir: Path) -> None:
+    """Create the private directories and write the daemons' configuration."""
+    for name in ("run", "lib", "log", "cache"):
+        (state_dir / name).mkdir(parents=True, exist_ok=True, mode=0o700)
+    etc = state_dir / "etc"
+    if not etc.exists():
+        _copy_host_config(etc)
+    _drop_autostart(etc)
+    _write_conf(etc / "libvirtd.conf", LIBVIRTD_CONF)
+    _write_conf(etc / "virtlogd.conf", VIRTLOGD_CONF)
+    _write_conf(etc / "qemu.conf", QEMU_CONF)
+
+
+def _copy_host_config(etc: Path) -> None:
+    """Copy the host's libvirt configuration, without its domains: the daemon starts empty."""
+    if not HOST_CONFIG.is_dir():
+        raise HostError(f"{HOST_CONFIG} is missing: is libvirt-daemon-system installed?")
+    shutil.copytree(HOST_CONFIG, etc, symlinks=True)
+    for xml in (etc / "qemu").glob("*.xml"):
+        xml.unlink()
+
+
+def _drop_autostart(etc: Path) -> None:
+    """Remove every autostart link (the stock `default` network's among them)."""
+    for link in etc.glob("**/autostart/*"):
+        link.unlink()
+
+
+def _write_conf(path: Path, settings: dict[str, str | list[str]]) -> None:
+    """Write a libvirt config file; its strings and lists use JSON's quoting."""
+    path.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items()))
+
+
+def _launch(state_dir: Path) -> None:
+    """Run the namespace script; it returns once both daemons have forked into the background."""
+    argv = ["unshare", "--mount", "--net", "--propagation", "private"]
+    argv += ["sh", "-c", _SCRIPT, "sh", str(state_dir)]
+    run(argv, log=state_dir / "start.log", timeout=START_TIMEOUT)
+
+
+def _wait_until_answering(daemon: PrivateLibvirtd) -> None:
+    """Poll until the daemon answers on its socket; HostError with its log if it does not."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while not _answers(daemon):
+        if not _alive(daemon.pid):
+            raise HostError(_startup_failure(daemon, "libvirtd exited during startup"))
+        if time.monotonic() > deadline:
+            raise HostError(_startup_failure(daemon, f"no answer after {START_TIMEOUT:.0f} s"))
+        time.sleep(_POLL)
+
+
+def _answers(daemon: PrivateLibvirtd) -> bool:
+    """True if the socket exists and a libvirt connection through it opens.
+
+    A real libvirt handshake, not a bare connect(): that would log an error in libvirtd.
+    """
+    if not daemon.socket.is_socket():
+        return False
+    try:
+        virt.connect(daemon.uri).close()
+    except HostError:
+        return False
+    return True
+
+
+def _startup_failure(daemon: PrivateLibvirtd, what: str) -> str:
+    """A message naming the failure, with the tail of libvirtd's log."""
+    log = daemon.state_dir / "log" / "libvirtd.log"
+    try:
+        tail = log.read_text(errors="replace").splitlines()[-5:]
+    except OSError:
+        tail = ["(no log written)"]
+    return "\n".join([f"private libvirtd in {daemon.state_dir}: {what}; {log}:", *tail])
+
+
+def _read_pid(pidfile: Path) -> int | None:
+    """The pid in `pidfile`, or None if it is missing or garbled."""
+    try:
+        return int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _pidfile_pids(state_dir: Path) -> list[int]:
+    """The pids of the daemons started in `state_dir` that still run, libvirtd first."""
+    pids = [_daemon_pid(state_dir / f"{name}.pid", name) for name in ("libvirtd", "virtlogd")]
+    return [pid for pid in pids if pid is not None]
+
+
+def _daemon_pid(pidfile: Path, program: str) -> int | None:
+    """The pid in `pidfile` if it is a running `program` started with that pidfile.
+
+    Checking the command line guards against a stale pidfile whose pid was reused.
+    """
+    pid = _read_pid(pidfile)
+    if pid is None:
+        return None
+    argv = _cmdline(pid)
+    return pid if argv and Path(argv[0]).name == program and str(pidfile) in argv else None
+
+
+def _cmdline(pid: int) -> list[str]:
+    """The argument vector of `pid`; empty if it is gone (or a zombie)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [os.fsdecode(arg) for arg in raw.split(b"\0") if arg]
+
+
+def _alive(pid: int) -> bool:
+    """True if `pid` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _terminate(pids: list[int]) -> None:
+    """SIGTERM `pids`, wait for them to exit, SIGKILL those that do not in time."""
+    for sig, timeout in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, STOP_TIMEOUT)):
+        pids = [pid for pid in pids if _alive(pid)]
+        for pid in pids:
+            _signal(pid, sig)
+        _wait_gone(pids, timeout)
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    """Send `sig` to `pid` if it still exists."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_gone(pids: list[int], timeout: float) -> None:
+    """Wait up to `timeout` seconds for every pid in `pids` to exit."""
+    deadline = time.monotonic() + timeout
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(_POLL / 2)
+
+
+def _netns_id(pid: int) -> str | None:
+    """The network namespace of `pid` (like ``net:[4026532291]``), None if it is gone."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
+
+
+def _netns_members(netns: str) -> list[int]:
+    """Every process in network namespace `netns`, except this one and its ancestors."""
+    spared = _ancestors(os.getpid())
+    pids = (int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit())
+    return [pid for pid in pids if pid not in spared and _netns_id(pid) == netns]
+
+
+def _ancestors(pid: int) -> set[int]:
+    """`pid` and every process above it up to init."""
+    chain = set()
+    while pid > 0 and pid not in chain:
+        chain.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rpartition(")")[2].split()[1])
+    return chain

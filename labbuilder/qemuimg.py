@@ -1,0 +1,29 @@
+"""The one module that runs qemu-img."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .run import run
+
+
+def info(path: Path) -> dict:
+    """`qemu-img info --output=json` of one image, parsed."""
+    return json.loads(run(["qemu-img", "info", "--output=json", str(path)]).stdout)
+
+
+def convert(src: Path, dst: Path, *, fmt: str = "qcow2", compress: bool = False,
+            log: Path | None = None) -> None:
+    """Convert `src` to `dst` in `fmt`; zero clusters are skipped, so this also compacts."""
+    argv = ["qemu-img", "convert", "-O", fmt]
+    if compress:
+        argv.append("-c")
+    if fmt == "qcow2":
+        argv += ["-o", "compat=1.1"]
+    run(argv + [str(src), str(dst)], log=log)
+
+
+def create_overlay(base: Path, dst: Path, *, log: Path | None = None) -> None:
+    """Create a qcow2 overlay of `base` (O(1), nothing copied)."""
+    run(["qemu-img", "create", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(dst)], log=log)

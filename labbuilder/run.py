@@ -1,0 +1,43 @@
+"""Every external command goes through `run()`: an argument list, never a shell string."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+from .errors import ToolError
+
+
+def run(
+    argv: list[str],
+    *,
+    log: Path | None = None,
+    env: dict[str, str] | None = None,
+    input: bytes | None = None,
+    check: bool = True,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess:
+    """Run `argv`; return the CompletedProcess (stdout/stderr as text).
+
+    With `log`, the command line and its full output are appended to that file.
+    On failure raises ToolError with the exit status, the stderr tail and the log path.
+    """
+    full_env = {**os.environ, **(env or {})}
+    try:
+        proc = subprocess.run(
+            argv, input=input, capture_output=True, env=full_env, timeout=timeout
+        )
+    except FileNotFoundError:
+        raise ToolError(argv, 127, f"{argv[0]}: command not found") from None
+    except subprocess.TimeoutExpired as e:
+        raise ToolError(argv, -1, f"timed out after {timeout}s", str(log) if log else None) from e
+    out = proc.stdout.decode(errors="replace")
+    err = proc.stderr.decode(errors="replace")
+    if log is not None:
+        with open(log, "a") as f:
+            f.write(f"$ {shlex.join(argv)}\n{out}{err}[exit {proc.returncode}]\n")
+    if check and proc.returncode != 0:
+        raise ToolError(argv, proc.returncode, err or out, str(log) if log else None)
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)

@@ -1,0 +1,113 @@
+"""YAML loading with line marks, and a checker that collects every problem with its line.
+
+`load_with_marks()` maps each dotted key path (``nodes.db-node.nics.1.ip``) to the line
+it is on, so a problem can be reported as ``FILE:LINE: key.path: message``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import InputError, Problem
+
+KeyPath = tuple  # of str | int
+
+
+def _construct(node: yaml.Node, path: KeyPath, marks: dict[KeyPath, int]) -> Any:
+    marks.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict = {}
+        for key_node, value_node in node.value:
+            key = yaml.SafeLoader(" ").construct_object(key_node, deep=True)
+            key = str(key) if not isinstance(key, (str, int)) else key
+            marks[path + (key,)] = key_node.start_mark.line + 1
+            out[key] = _construct(value_node, path + (key,), marks)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(v, path + (i,), marks) for i, v in enumerate(node.value)]
+    loader = yaml.SafeLoader(" ")
+    return loader.construct_object(node, deep=True)
+
+
+def load_with_marks(path: Path, error: type[InputError] = InputError) -> tuple[Any, dict[KeyPath, int]]:
+    """Read a YAML file; return (data, marks). Raises `error` on syntax errors."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise error([Problem(str(path), None, "", f"cannot read file: {e.strerror}")]) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        line = e.problem_mark.line + 1 if e.problem_mark else None
+        raise error([Problem(str(path), line, "", f"YAML syntax error: {e.problem}")]) from None
+    marks: dict[KeyPath, int] = {}
+    if node is None:
+        return {}, marks
+    return _construct(node, (), marks), marks
+
+
+def dotted(path: KeyPath) -> str:
+    return ".".join(str(p) for p in path)
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list",
+               dict: "a mapping", float: "a number"}
+
+
+class Checker:
+    """Collects problems in one file; `done()` raises them all at once."""
+
+    def __init__(self, path: Path | str, marks: dict[KeyPath, int], error: type[InputError] = InputError):
+        self.path, self.marks, self.error = str(path), marks, error
+        self.problems: list[Problem] = []
+
+    def line(self, path: KeyPath) -> int | None:
+        while path not in self.marks and path:
+            path = path[:-1]
+        return self.marks.get(path)
+
+    def problem(self, path: KeyPath, message: str, hint: str = "") -> None:
+        self.problems.append(Problem(self.path, self.line(path), dotted(path), message, hint))
+
+    def is_type(self, value: Any, typ: type | tuple, path: KeyPath) -> bool:
+        types = typ if isinstance(typ, tuple) else (typ,)
+        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+        if not ok:
+            want = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
+            self.problem(path, f"must be {want}, got {value!r}")
+        return ok
+
+    def mapping(self, value: Any, path: KeyPath, allowed: dict[str, type | tuple],
+                required: tuple[str, ...] = ()) -> dict:
+        """Check a mapping's keys (unknown, missing) and value types; return the good part."""
+        if not self.is_type(value, dict, path):
+            return {}
+        good = {}
+        for key, item in value.items():
+            if key not in allowed:
+                close = _closest(str(key), allowed)
+                self.problem(path + (key,), "unknown key",
+                             f"did you mean '{close}'?" if close else "allowed: " + ", ".join(allowed))
+            elif item is not None and self.is_type(item, allowed[key], path + (key,)):
+                good[key] = item
+            elif item is None and key in required:
+                self.problem(path + (key,), "must not be empty")
+        for key in required:
+            if key not in value:
+                self.problem(path, f"missing required key '{key}'")
+        return good
+
+    def done(self) -> None:
+        if self.problems:
+            self.problems.sort(key=lambda p: (p.line or 0))
+            raise self.error(self.problems)
+
+
+def _closest(word: str, options) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return found[0] if found else None

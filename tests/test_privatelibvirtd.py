@@ -1,0 +1,172 @@
+"""A private libvirtd runs real networks and QEMU domains, isolated from the host."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from labbuilder import privatelibvirtd, virt
+from labbuilder.errors import HostError
+from labbuilder.run import run
+
+pytestmark = pytest.mark.vm
+
+NETWORK_XML = """\
+<network>
+  <name>lbtest</name>
+  <forward mode='nat'/>
+  <bridge name='lbtest0' stp='off' delay='0'/>
+  <ip address='192.168.150.1' netmask='255.255.255.0'>
+    <dhcp>
+      <range start='192.168.150.100' end='192.168.150.199'/>
+      <host mac='52:54:00:15:00:10' ip='192.168.150.10'/>
+    </dhcp>
+  </ip>
+</network>
+"""
+
+DOMAIN_XML = """\
+<domain type='qemu'>
+  <name>lbtest-vm</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='q35'>hvm</type>
+    <boot dev='network'/>
+  </os>
+  <features>
+    <acpi/>
+    <smm state='off'/>
+  </features>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <interface type='network'>
+      <source network='lbtest'/>
+      <mac address='52:54:00:15:00:10'/>
+      <model type='virtio'/>
+    </interface>
+    <serial type='pty'>
+      <log file='/var/log/libvirt/qemu/lbtest-vm-serial.log'/>
+    </serial>
+    <console type='pty'/>
+    <video>
+      <model type='vga'/>
+    </video>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+"""
+
+
+def _live_processes() -> dict[int, tuple[list[str], str]]:
+    """pid -> (argv, network namespace) of every process that is not a zombie."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            netns = os.readlink(entry / "ns" / "net")
+        except OSError:
+            continue
+        if argv[0]:  # a zombie has an empty command line
+            found[int(entry.name)] = (argv, netns)
+    return found
+
+
+def _programs_in(netns: str) -> dict[int, str]:
+    """pid -> program name of every live process in network namespace `netns`."""
+    return {pid: Path(argv[0]).name for pid, (argv, ns) in _live_processes().items() if ns == netns}
+
+
+def _in_namespace(daemon: privatelibvirtd.PrivateLibvirtd, *argv: str):
+    return run([*daemon.nsenter_argv(), *argv], check=False)
+
+
+@pytest.fixture
+def conn(private_libvirtd):
+    """A connection to the session's private libvirtd."""
+    connection = virt.connect(private_libvirtd.uri)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def nat_network(conn):
+    """The `lbtest` NAT network, defined and started; removed afterwards."""
+    net = conn.networkDefineXML(NETWORK_XML)
+    net.create()
+    yield net
+    net.destroy()
+    net.undefine()
+
+
+def test_nat_network_lives_in_the_namespace(private_libvirtd, nat_network):
+    inside = _in_namespace(private_libvirtd, "ip", "-o", "addr", "show", "dev", "lbtest0")
+    assert inside.returncode == 0, inside.stderr
+    assert "192.168.150.1/24" in inside.stdout
+    assert run(["ip", "link", "show", "dev", "lbtest0"], check=False).returncode != 0
+
+    nat_inside = _in_namespace(private_libvirtd, "iptables", "-t", "nat", "-S")
+    assert "192.168.150.0/24" in nat_inside.stdout
+    assert "192.168.150.0/24" not in run(["iptables", "-t", "nat", "-S"], check=False).stdout
+
+    programs = _programs_in(os.readlink(private_libvirtd.netns))
+    assert "dnsmasq" in programs.values()
+
+
+def test_qemu_domain_starts_on_the_network(private_libvirtd, conn, nat_network):
+    dom = conn.defineXML(DOMAIN_XML)
+    dom.create()
+    try:
+        assert dom.state()[0] == 1  # VIR_DOMAIN_RUNNING
+        programs = _programs_in(os.readlink(private_libvirtd.netns))
+        assert "qemu-system-x86_64" in programs.values()
+        ports = _in_namespace(private_libvirtd, "ip", "-o", "link", "show", "master", "lbtest0")
+        assert "vnet" in ports.stdout
+        # virtlogd opened the serial log; outside the namespace it is under state_dir/log.
+        assert (private_libvirtd.state_dir / "log" / "qemu" / "lbtest-vm-serial.log").exists()
+    finally:
+        dom.destroy()
+    assert not dom.isActive()
+    dom.undefine()
+
+
+def test_attach_finds_the_running_daemon(private_libvirtd):
+    assert privatelibvirtd.attach(private_libvirtd.state_dir) == private_libvirtd
+    assert privatelibvirtd.ensure(private_libvirtd.state_dir) == private_libvirtd
+    with pytest.raises(HostError, match="already runs"):
+        privatelibvirtd.start(private_libvirtd.state_dir)
+
+
+def test_stop_leaves_nothing_behind(tmp_path_factory, private_libvirtd, nat_network):
+    """A second daemon, with the same bridge and subnet as the session's at the same time."""
+    state_dir = tmp_path_factory.mktemp("stop")
+    daemon = privatelibvirtd.start(state_dir)
+    try:
+        conn = virt.connect(daemon.uri)
+        try:
+            conn.networkDefineXML(NETWORK_XML).create()
+            conn.defineXML(DOMAIN_XML).create()
+        finally:
+            conn.close()
+        netns = os.readlink(daemon.netns)
+        before = _programs_in(netns)
+        assert {"libvirtd", "virtlogd", "dnsmasq", "qemu-system-x86_64"} <= set(before.values())
+    finally:
+        privatelibvirtd.stop(daemon)
+
+    assert _programs_in(netns) == {}
+    mentions = [pid for pid, (argv, _) in _live_processes().items() if any(str(state_dir) in a for a in argv)]
+    assert mentions == []
+    with socket.socket(socket.AF_UNIX) as sock, pytest.raises(OSError):
+        sock.connect(str(daemon.socket))
+    assert privatelibvirtd.attach(state_dir) is None
+
+
+def test_start_refuses_a_state_dir_too_long_for_a_socket(tmp_path):
+    with pytest.raises(HostError, match="too long"):
+        privatelibvirtd.start(tmp_path / ("x" * 100))
