@@ -170,8 +170,11 @@ def _check_socket_path(state_dir: Path) -> None:
 
 def _prepare_state_dir(state_dir: Path) -> None:
     """Create the private directories and write the daemons' configuration."""
-    for name in ("run", "lib", "log", "cache"):
-        (state_dir / name).mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Modes as on a real host: dnsmasq drops to its own user and must still read
+    # /var/lib/libvirt/dnsmasq/*.hostsfile, or static DHCP host entries are ignored.
+    for name, mode in (("run", 0o755), ("lib", 0o755), ("log", 0o700), ("cache", 0o755)):
+        (state_dir / name).mkdir(parents=True, exist_ok=True)
+        (state_dir / name).chmod(mode)
     etc = state_dir / "etc"
     if not etc.exists():
         _copy_host_config(etc)

@@ -9,8 +9,8 @@ from .run import run
 
 
 def info(path: Path) -> dict:
-    """`qemu-img info --output=json` of one image, parsed."""
-    return json.loads(run(["qemu-img", "info", "--output=json", str(path)]).stdout)
+    """`qemu-img info --output=json` of one image, parsed (--force-share: it may be in use)."""
+    return json.loads(run(["qemu-img", "info", "--force-share", "--output=json", str(path)]).stdout)
 
 
 def convert(src: Path, dst: Path, *, fmt: str = "qcow2", compress: bool = False,

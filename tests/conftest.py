@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -20,3 +21,39 @@ def private_libvirtd(tmp_path_factory):
     daemon = privatelibvirtd.start(tmp_path_factory.mktemp("libvirtd"))
     yield daemon
     privatelibvirtd.stop(daemon)
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def base_image():
+    """The debian-12 base image, built by our own pipeline (cached: instant once built)."""
+    from labbuilder import image, progress, recipe
+
+    rec = recipe.load_recipe(REPO / "images" / "debian-12.yaml")
+    return image.build(rec, image.default_cache_dir(), progress.Progress())
+
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--regen-golden", action="store_true",
+                     help="rewrite tests/golden/* from what the code produces now")
+
+
+@pytest.fixture
+def golden(request):
+    """Compare text with tests/golden/NAME (rewritten with --regen-golden)."""
+    regen = request.config.getoption("--regen-golden")
+
+    def check(name: str, text: str) -> None:
+        path = GOLDEN / name
+        if regen or not path.exists() and os.environ.get("LABBUILDER_REGEN_GOLDEN"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        assert path.exists(), f"no golden file {path}: run pytest --regen-golden"
+        assert text == path.read_text()
+
+    return check

@@ -1,0 +1,59 @@
+"""The one module that runs ssh and ssh-keygen."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import HostError
+from .run import run
+
+_OPTIONS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
+
+
+def ensure_keypair(path: Path) -> str:
+    """An ed25519 key at `path` (private, 0600) and `path`.pub; returns the public key."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"labbuilder {path.parent.name}",
+             "-f", str(path)])
+    path.chmod(0o600)
+    return path.with_suffix(".pub").read_text().strip()
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    address: str
+    key: Path
+    user: str = "root"
+    prefix: tuple[str, ...] = ()  # e.g. nsenter into a private libvirtd's network namespace
+
+    def argv(self, command: list[str]) -> list[str]:
+        return [*self.prefix, "ssh", "-i", str(self.key), *_OPTIONS,
+                f"{self.user}@{self.address}", "--", *command]
+
+
+def ssh_run(target: SshTarget, command: list[str], check: bool = True, timeout: float = 120):
+    """Run `command` on the target; return the CompletedProcess (text stdout/stderr)."""
+    return run(target.argv(command), check=check, timeout=timeout)
+
+
+def answers(target: SshTarget) -> bool:
+    """True if the target accepts our key and runs a command now."""
+    try:
+        return ssh_run(target, ["true"], check=False, timeout=15).returncode == 0
+    except Exception:
+        return False
+
+
+def wait_for_ssh(target: SshTarget, timeout: float, interval: float = 3.0) -> float:
+    """Poll gently (a booting guest under TCG needs the CPU more than we do) until the
+    target answers; return seconds waited. HostError on timeout."""
+    start = time.monotonic()
+    while not answers(target):
+        if time.monotonic() - start > timeout:
+            raise HostError(f"{target.address} did not answer on SSH within {timeout:.0f}s")
+        time.sleep(interval)
+    return time.monotonic() - start
