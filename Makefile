@@ -1,0 +1,36 @@
+# Fresh Debian 12 machine → everything labbuilder needs, then the lab or the tests.
+VENV    := .venv
+PY      := $(VENV)/bin/python
+APT_PKGS := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients \
+            libguestfs-tools python3-guestfs python3-libvirt python3-venv dnsmasq-base \
+            mmdebstrap iptables libxml2-utils openssh-client util-linux iproute2
+
+.PHONY: setup lab test unit bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+	# --system-site-packages: libguestfs's and libvirt's Python bindings come from Debian.
+	[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+lab: setup
+	$(VENV)/bin/labbuilder image build images/debian-12.yaml
+
+test: setup
+	$(VENV)/bin/pytest -ra
+
+unit: setup
+	$(VENV)/bin/pytest -ra -m 'not vm'
+
+bench: setup
+	$(PY) bench/image_build.py
+
+clean:
+	rm -rf $(VENV)
