@@ -10,7 +10,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, image as image_mod, qemuimg
+from . import __version__, image as image_mod, lab as lab_mod, qemuimg
+from .lab import LabRequest
 from .errors import LabError
 from .progress import RichProgress
 from .recipe import load_recipe
@@ -125,6 +126,213 @@ def _print_image(built, as_json: bool, qemu_info: dict | None = None) -> None:
     for k, v in rows:
         table.add_row(f"[bold]{k}[/bold]", v)
     out.print(table)
+
+
+# ---- labs ----
+
+def lab_options(f):
+    """Options every lab command shares."""
+    for opt in reversed([
+        click.argument("topology", type=click.Path(path_type=Path)),
+        click.option("--team", type=click.IntRange(1, 99), default=1, show_default=True,
+                     help="Team number: names, bridges, MACs and per-team subnets derive from it."),
+        click.option("--connect", metavar="URI", help="libvirt URI for every host slot (default: "
+                     "the local libvirtd, or a private one in its own namespaces if none runs)."),
+        click.option("--hosts", "inventory", type=click.Path(path_type=Path),
+                     help="Host inventory YAML mapping host slots to libvirt URIs."),
+        click.option("--private/--system", "private", default=None,
+                     help="Force a private libvirtd in its own namespaces, or the system one."),
+        click.option("--memory-scale", type=click.FloatRange(0.1, 4), default=1.0,
+                     help="Scale every node's memory (e.g. 0.5 on small machines)."),
+        cache_option,
+    ]):
+        f = opt(f)
+    return f
+
+
+def _request(topology, team, connect, inventory, private, memory_scale, cache, **_):
+    return LabRequest(topology, team, connect, inventory, private, memory_scale, cache)
+
+
+def _open(kwargs, start_private=True):
+    lab = lab_mod.open_lab(_request(**kwargs), start_private)
+    where = ", ".join(sorted({h.name for h in lab.plan.hosts}))
+    console.print(f"[dim]{lab.plan.lab} team {lab.plan.team} on {where}; "
+                  f"domain type {lab.domain_type} ({lab.accel_reason})[/dim]", highlight=False)
+    if lab.plan.memory_note:
+        console.print(f"[yellow]note:[/yellow] {lab.plan.memory_note}")
+    return lab
+
+
+_SYMBOL = {"create": "[green]+[/green]", "upload": "[green]+[/green]", "change": "[yellow]~[/yellow]",
+           "start": "[cyan]>[/cyan]", "remove": "[red]-[/red]"}
+
+
+def _print_actions(actions) -> None:
+    for a in actions:
+        detail = f" [dim]({a.detail})[/dim]" if a.detail else ""
+        out.print(f"{_SYMBOL[a.verb]} {a.verb} {a.kind} {a.name} on {a.host.name}{detail}", highlight=False)
+    counts = {v: sum(a.verb == v for a in actions) for v in ("create", "upload", "change", "start", "remove")}
+    out.print("Plan: " + ", ".join(f"{n} to {v}" for v, n in counts.items() if n) if actions
+              else "No changes: the hosts match the topology.")
+
+
+def _node_rows(lab):
+    table = Table("node", "domain", "host", "roles", "memory", "NICs", "disks")
+    for n in lab.plan.nodes:
+        nics = "\n".join(f"{x.guest_name} {x.network_key} {x.ip or ('dhcp' if x.dhcp else '-')} {x.mac}"
+                          + ("" if x.configure else " (unconfigured)") for x in n.nics)
+        disks = ", ".join(f"{d.target} {_size(d.size_bytes)}" for d in n.disks) or "-"
+        table.add_row(n.key, n.name, n.host.name, ",".join(n.roles), f"{n.memory_mib} MiB", nics, disks)
+    return table
+
+
+def _plan_json(lab, actions):
+    return {
+        "lab": lab.plan.lab, "team": lab.plan.team,
+        "actions": [{"verb": a.verb, "kind": a.kind, "name": a.name, "host": a.host.uri, "detail": a.detail}
+                    for a in actions],
+        "networks": [{"network": n.key, "name": n.name, "host": n.host.uri, "mode": n.mode,
+                      "bridge": n.bridge, "subnet": str(n.subnet) if n.subnet else None,
+                      "static_hosts": [list(h) for h in n.static_hosts]} for n in lab.plan.networks],
+        "nodes": lab_mod.inventory(lab.plan, {})["all"]["hosts"],
+    }
+
+
+@main.command("plan")
+@lab_options
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan_cmd(as_json, **kwargs):
+    """Show what `up` would create, change or remove on each host; changes nothing."""
+    lab = _open(kwargs)
+    try:
+        actions = lab_mod.changes(lab)
+    finally:
+        lab.close()
+    if as_json:
+        out.print_json(json.dumps(_plan_json(lab, actions)))
+        return
+    out.print(_node_rows(lab))
+    _print_actions(actions)
+
+
+@main.command("up")
+@lab_options
+@click.option("--no-wait", is_flag=True, help="Do not wait for the nodes to answer on SSH.")
+@click.option("--json", "as_json", is_flag=True, help="Print the resulting status as JSON.")
+def up_cmd(no_wait, as_json, **kwargs):
+    """Bring the lab up for a team: networks, volumes, seeds, domains; wait for SSH."""
+    lab = _open(kwargs)
+    try:
+        actions, _ = lab_mod.up(lab, RichProgress(console), wait=not no_wait)
+        if not actions:
+            console.print("Nothing to do: the lab already matches the topology.")
+        _print_status(lab_mod.status(lab), as_json)
+        _print_reach(lab)
+    finally:
+        lab.close()
+
+
+@main.command("status")
+@lab_options
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def status_cmd(as_json, **kwargs):
+    """Per node: host, libvirt state, addresses, SSH; per network: bridge, active."""
+    lab = _open(kwargs, start_private=False)
+    try:
+        _print_status(lab_mod.status(lab), as_json)
+    finally:
+        lab.close()
+
+
+@main.command("down")
+@lab_options
+@click.option("--all-teams", is_flag=True, help="Remove every team of this lab.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
+def down_cmd(all_teams, as_json, **kwargs):
+    """Remove every object labbuilder owns for this lab and team, and nothing else."""
+    lab = _open(kwargs, start_private=False)
+    try:
+        removed = lab_mod.down(lab, all_teams)
+    finally:
+        lab.close()
+    if as_json:
+        out.print_json(json.dumps({"removed": removed}))
+    else:
+        for r in removed:
+            out.print(f"[red]-[/red] {r}", highlight=False)
+        out.print(f"Removed {len(removed)} object(s)." if removed else "Nothing to remove.")
+
+
+@main.command("reset")
+@lab_options
+@click.option("--node", "nodes", multiple=True, help="Reset only this node (repeatable).")
+def reset_cmd(nodes, **kwargs):
+    """Back to pristine: fresh overlays from the base image, boot, wait for SSH."""
+    lab = _open(kwargs)
+    try:
+        unknown = [n for n in nodes if n not in {x.key for x in lab.plan.nodes}]
+        if unknown:
+            raise click.BadParameter(f"no node {unknown[0]!r} in {lab.plan.lab}", param_hint="--node")
+        lab_mod.reset(lab, list(nodes), RichProgress(console))
+        _print_status(lab_mod.status(lab), False)
+    finally:
+        lab.close()
+
+
+@main.command("ssh", context_settings={"ignore_unknown_options": True})
+@lab_options
+@click.argument("node")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def ssh_cmd(node, command, **kwargs):
+    """Open a shell on NODE, or run COMMAND there (after --)."""
+    import os
+
+    lab = _open(kwargs, start_private=False)
+    try:
+        if node not in {n.key for n in lab.plan.nodes}:
+            raise click.BadParameter(f"no node {node!r} in {lab.plan.lab}", param_hint="NODE")
+        argv = lab_mod.ssh_target(lab, node).argv(list(command), interactive=not command)
+    finally:
+        lab.close()
+    os.execvp(argv[0], argv)
+
+
+@main.command("inventory")
+@lab_options
+def inventory_cmd(**kwargs):
+    """Write ssh_config, hosts and an Ansible YAML inventory for the lab; print their paths."""
+    lab = _open(kwargs, start_private=False)
+    try:
+        files = lab_mod.write_handoff(lab, {})
+    finally:
+        lab.close()
+    for kind, path in files.items():
+        out.print(f"{kind}: {path}", highlight=False)
+
+
+def _print_status(data: dict, as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    table = Table("node", "host", "state", "addresses", "ssh", title=f"{data['lab']} team {data['team']}")
+    for n in data["nodes"]:
+        addrs = " ".join(f"{k}={v}" for k, v in n["addresses"].items() if v) or "-"
+        table.add_row(n["node"], n["host"], n["state"], addrs, "[green]yes[/green]" if n["ssh"] else "[red]no[/red]")
+    out.print(table)
+    nets = Table("network", "name", "subnet", "bridge", "active")
+    for n in data["networks"]:
+        nets.add_row(n["network"], n["name"], n["subnet"] or "-", n["bridge"] or "-",
+                     "yes" if n["active"] else ("no" if n["exists"] else "absent"))
+    out.print(nets)
+
+
+def _print_reach(lab) -> None:
+    first = lab.plan.nodes[0].key
+    topo = str(lab.plan.topology_path)
+    team = f" --team {lab.plan.team}" if lab.plan.team != 1 else ""
+    console.print(f"Reach a node:  labbuilder ssh {topo} {first}{team} [-- COMMAND]", highlight=False)
+    console.print(f"ssh config:    ssh -F {lab.state / 'ssh_config'} {first}", highlight=False)
 
 
 if __name__ == "__main__":

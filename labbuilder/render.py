@@ -6,6 +6,7 @@ is an error naming the template and line, not an empty attribute.
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 from pathlib import Path
 
@@ -31,3 +32,41 @@ def render_xml(template: str, **values) -> str:
     text = _env().get_template(template).render(ns=OWNER_NS, **values)
     etree.fromstring(text.encode())  # raises on malformed output
     return text
+
+
+def _with_hash(template: str, values: dict) -> tuple[str, str]:
+    """Render twice: once with an empty plan hash to compute it, once carrying it."""
+    draft = render_xml(template, **{**values, "owner": {**values["owner"], "plan": ""}})
+    digest = hashlib.sha256(draft.encode()).hexdigest()[:16]
+    return render_xml(template, **{**values, "owner": {**values["owner"], "plan": digest}}), digest
+
+
+def network_xml(lab: str, team: int, net) -> tuple[str, str]:
+    """(XML, plan hash) of a planned network."""
+    return _with_hash("network.xml.j2", dict(
+        name=net.name, owner={"lab": lab, "team": team, "network": net.key}, mode=net.mode,
+        bridge=net.bridge, domain=net.domain,
+        gateway=str(net.gateway) if net.gateway else "", prefix=net.subnet.prefixlen if net.subnet else "",
+        dhcp_start=str(net.dhcp[0]) if net.dhcp else "", dhcp_end=str(net.dhcp[1]) if net.dhcp else "",
+        hosts=[{"mac": mac, "ip": ip, "name": name} for mac, ip, name in net.static_hosts]))
+
+
+def domain_xml(lab: str, team: int, node, pool: str, domain_type: str) -> tuple[str, str]:
+    """(XML, plan hash) of a planned node's domain."""
+    disks = [{"pool": pool, "volume": node.vda, "target": "vda", "format": "qcow2", "bus": "virtio"}]
+    disks += [{"pool": pool, "volume": d.volume, "target": d.target, "format": "qcow2", "bus": d.bus}
+              for d in node.disks]
+    return _with_hash("domain.xml.j2", dict(
+        domain_type=domain_type, name=node.name, owner={"lab": lab, "team": team, "node": node.key},
+        memory_mib=node.memory_mib, vcpus=node.vcpus, disks=disks,
+        seed={"pool": pool, "volume": node.seed_volume},
+        nics=[{"network": n.network, "mac": n.mac} for n in node.nics],
+        serial_log=f"/var/log/libvirt/qemu/{node.name}-serial.log"))
+
+
+def pool_xml(name: str, path: str) -> str:
+    return render_xml("pool.xml.j2", name=name, path=path)
+
+
+def volume_xml(name: str, capacity: int, fmt: str, backing: str = "") -> str:
+    return render_xml("volume.xml.j2", name=name, capacity=capacity, format=fmt, backing=backing)

@@ -10,7 +10,7 @@ from .errors import HostError
 from .run import run
 
 _OPTIONS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
+            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5"]
 
 
 def ensure_keypair(path: Path) -> str:
@@ -30,8 +30,10 @@ class SshTarget:
     user: str = "root"
     prefix: tuple[str, ...] = ()  # e.g. nsenter into a private libvirtd's network namespace
 
-    def argv(self, command: list[str]) -> list[str]:
-        return [*self.prefix, "ssh", "-i", str(self.key), *_OPTIONS,
+    def argv(self, command: list[str], interactive: bool = False) -> list[str]:
+        """ssh command line; `interactive` gets a terminal and may prompt."""
+        mode = ["-t"] if interactive else ["-o", "BatchMode=yes"]
+        return [*self.prefix, "ssh", "-i", str(self.key), *_OPTIONS, *mode,
                 f"{self.user}@{self.address}", "--", *command]
 
 
@@ -57,3 +59,19 @@ def wait_for_ssh(target: SshTarget, timeout: float, interval: float = 3.0) -> fl
             raise HostError(f"{target.address} did not answer on SSH within {timeout:.0f}s")
         time.sleep(interval)
     return time.monotonic() - start
+
+
+def ssh_config(entries: list[tuple[str, str, tuple[str, ...]]], key: Path) -> str:
+    """An ssh_config with one Host block per (name, address, namespace prefix)."""
+    import shlex
+    import sys
+
+    blocks = []
+    for name, address, prefix in entries:
+        lines = [f"Host {name}", f"  HostName {address}", "  User root", f"  IdentityFile {key}",
+                 "  StrictHostKeyChecking no", "  UserKnownHostsFile /dev/null", "  LogLevel ERROR"]
+        if prefix:
+            proxy = [*prefix, sys.executable, "-m", "labbuilder.netcat", "%h", "%p"]
+            lines.append("  ProxyCommand " + shlex.join(proxy).replace("'%h'", "%h").replace("'%p'", "%p"))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+
 import libvirt
 
 from .errors import HostError
@@ -110,9 +113,7 @@ def upload_volume(conn: libvirt.virConnect, vol: libvirt.virStorageVol, data: by
     """Write `data` into `vol` through the storage API (works for remote hosts too)."""
     stream = conn.newStream(0)
     _call(f"cannot upload to volume {vol.name()}", vol.upload, stream, 0, len(data), 0)
-    sent = 0
-    while sent < len(data):
-        sent += _call("upload stream failed", stream.send, data[sent:sent + (1 << 20)])
+    _send(stream, data)
     _call("upload stream failed", stream.finish)
 
 
@@ -136,3 +137,160 @@ def network_leases(conn: libvirt.virConnect, network: str) -> dict[str, str]:
         if mac not in newest or expiry > newest[mac][0]:
             newest[mac] = (expiry, lease["ipaddr"])
     return {mac: ip for mac, (_, ip) in newest.items()}
+
+
+# ---- ownership: every domain and network labbuilder defines carries <lb:owner …/> ----
+
+OWNER_NS = "urn:labbuilder:owner:1"
+
+
+def _owner_from_xml(xml: str) -> dict[str, str] | None:
+    from lxml import etree
+
+    found = etree.fromstring(xml.encode()).find(f"metadata/{{{OWNER_NS}}}owner")
+    return dict(found.attrib) if found is not None else None
+
+
+@dataclass(frozen=True)
+class Owned:
+    """A libvirt object labbuilder owns, as read back from the host."""
+
+    kind: str  # "domain" | "network"
+    name: str
+    owner: dict
+    active: bool
+
+
+def owned_objects(conn: libvirt.virConnect, lab: str | None = None, team: int | None = None) -> list[Owned]:
+    """Domains and networks whose ownership metadata matches `lab` (and `team`)."""
+    found = []
+    for kind, objs in (("domain", conn.listAllDomains()), ("network", conn.listAllNetworks())):
+        for obj in objs:
+            try:
+                owner = _owner_from_xml(obj.XMLDesc(0))
+            except libvirt.libvirtError:
+                continue  # vanished meanwhile
+            if owner and (lab is None or owner.get("lab") == lab) and \
+                    (team is None or owner.get("team") == str(team)):
+                found.append(Owned(kind, obj.name(), owner, bool(obj.isActive())))
+    return found
+
+
+def lookup_domain(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
+    try:
+        return conn.lookupByName(name)
+    except libvirt.libvirtError:
+        return None
+
+
+def lookup_pool(conn: libvirt.virConnect, name: str) -> libvirt.virStoragePool | None:
+    try:
+        return conn.storagePoolLookupByName(name)
+    except libvirt.libvirtError:
+        return None
+
+
+def remove_domain(conn: libvirt.virConnect, name: str) -> None:
+    dom = lookup_domain(conn, name)
+    if dom is not None:
+        _remove_domain(dom)
+
+
+def remove_network(conn: libvirt.virConnect, name: str) -> None:
+    try:
+        _remove_network(conn.networkLookupByName(name))
+    except libvirt.libvirtError:
+        pass
+
+
+def stop_domain(conn: libvirt.virConnect, name: str) -> None:
+    dom = lookup_domain(conn, name)
+    if dom is not None and dom.isActive():
+        try:
+            dom.destroy()
+        except libvirt.libvirtError as e:
+            if e.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID:
+                raise HostError(f"cannot stop {name}: {e.get_error_message()}") from None
+
+
+def remove_pool(conn: libvirt.virConnect, name: str) -> None:
+    """Delete every volume of pool `name`, then the pool itself."""
+    pool = lookup_pool(conn, name)
+    if pool is None:
+        return
+    if not pool.isActive():
+        _call(f"cannot start pool {name}", pool.create)
+    pool.refresh()
+    for vol in pool.listAllVolumes():
+        _call(f"cannot delete volume {vol.name()}", vol.delete, 0)
+    _call(f"cannot stop pool {name}", pool.destroy)
+    try:
+        pool.delete(0)
+    except libvirt.libvirtError:
+        pass  # directory already gone
+    _call(f"cannot undefine pool {name}", pool.undefine)
+
+
+def delete_volume(pool: libvirt.virStoragePool, name: str) -> None:
+    try:
+        pool.storageVolLookupByName(name).delete(0)
+    except libvirt.libvirtError:
+        pass
+
+
+def volume_names(pool: libvirt.virStoragePool) -> set[str]:
+    pool.refresh()
+    return {v.name() for v in pool.listAllVolumes()}
+
+
+def upload_file(conn: libvirt.virConnect, vol: libvirt.virStorageVol, path: str) -> None:
+    """Stream a local file into `vol` (base images reach remote hosts this way)."""
+    size = os.path.getsize(path)
+    stream = conn.newStream(0)
+    _call(f"cannot upload to volume {vol.name()}", vol.upload, stream, 0, size, 0)
+    with open(path, "rb") as f:
+        while chunk := f.read(4 << 20):
+            _send(stream, chunk)
+    _call("upload stream failed", stream.finish)
+
+
+def _send(stream, chunk: bytes) -> None:
+    sent = 0
+    while sent < len(chunk):
+        sent += _call("upload stream failed", stream.send, chunk[sent:])
+
+
+def domain_state(conn: libvirt.virConnect, name: str) -> str:
+    dom = lookup_domain(conn, name)
+    if dom is None:
+        return "absent"
+    state = dom.state()[0]
+    return {libvirt.VIR_DOMAIN_RUNNING: "running", libvirt.VIR_DOMAIN_SHUTOFF: "shut off",
+            libvirt.VIR_DOMAIN_PAUSED: "paused", libvirt.VIR_DOMAIN_CRASHED: "crashed"}.get(state, "other")
+
+
+def network_info(conn: libvirt.virConnect, name: str) -> tuple[bool, str] | None:
+    """(active, bridge) of network `name`, or None if it does not exist."""
+    try:
+        net = conn.networkLookupByName(name)
+        return bool(net.isActive()), net.bridgeName() if net.isActive() else ""
+    except libvirt.libvirtError:
+        return None
+
+
+def route_subnets(conn: libvirt.virConnect) -> list[str]:
+    """Subnets of every active network on the host (clash check before defining ours)."""
+    from lxml import etree
+
+    found = []
+    for net in conn.listAllNetworks():
+        if not net.isActive():
+            continue
+        for ip in etree.fromstring(net.XMLDesc(0).encode()).findall("ip"):
+            if ip.get("address") and (ip.get("prefix") or ip.get("netmask")):
+                found.append((net.name(), ip.get("address"), ip.get("prefix") or ip.get("netmask")))
+    return found
+
+
+def pool_names(conn: libvirt.virConnect) -> list[str]:
+    return [p.name() for p in conn.listAllStoragePools()]

@@ -16,24 +16,50 @@ from .errors import InputError, Problem
 KeyPath = tuple  # of str | int
 
 
-def _construct(node: yaml.Node, path: KeyPath, marks: dict[KeyPath, int]) -> Any:
+class Marks(dict):
+    """Key path → line. `duplicates` lists each repeated mapping key as
+    (path of the mapping, key, line, line of its first occurrence)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.duplicates: list[tuple[KeyPath, Any, int, int]] = []
+
+    def forget(self, prefix: KeyPath) -> None:
+        """Drop the marks of a value that a later duplicate key replaces."""
+        for path in [p for p in self if p[:len(prefix)] == prefix]:
+            del self[path]
+
+
+def _construct(node: yaml.Node, path: KeyPath, marks: Marks) -> Any:
     marks.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
-        out: dict = {}
-        for key_node, value_node in node.value:
-            key = yaml.SafeLoader(" ").construct_object(key_node, deep=True)
-            key = str(key) if not isinstance(key, (str, int)) else key
-            marks[path + (key,)] = key_node.start_mark.line + 1
-            out[key] = _construct(value_node, path + (key,), marks)
-        return out
+        return _construct_mapping(node, path, marks)
     if isinstance(node, yaml.SequenceNode):
         return [_construct(v, path + (i,), marks) for i, v in enumerate(node.value)]
     loader = yaml.SafeLoader(" ")
     return loader.construct_object(node, deep=True)
 
 
-def load_with_marks(path: Path, error: type[InputError] = InputError) -> tuple[Any, dict[KeyPath, int]]:
-    """Read a YAML file; return (data, marks). Raises `error` on syntax errors."""
+def _construct_mapping(node: yaml.MappingNode, path: KeyPath, marks: Marks) -> dict:
+    # Like PyYAML, the last of equal keys wins; unlike PyYAML, the repeat is recorded.
+    out: dict = {}
+    first: dict = {}
+    for key_node, value_node in node.value:
+        key = yaml.SafeLoader(" ").construct_object(key_node, deep=True)
+        key = str(key) if not isinstance(key, (str, int)) else key
+        line = key_node.start_mark.line + 1
+        if key in first:
+            marks.duplicates.append((path, key, line, first[key]))
+            marks.forget(path + (key,))
+        first.setdefault(key, line)
+        marks[path + (key,)] = line
+        out[key] = _construct(value_node, path + (key,), marks)
+    return out
+
+
+def load_with_marks(path: Path, error: type[InputError] = InputError) -> tuple[Any, Marks]:
+    """Read a YAML file; return (data, marks). Raises `error` on syntax errors. Repeated
+    mapping keys are not errors here: they are listed in `marks.duplicates` for Checker."""
     try:
         text = Path(path).read_text()
     except OSError as e:
@@ -43,7 +69,7 @@ def load_with_marks(path: Path, error: type[InputError] = InputError) -> tuple[A
     except yaml.MarkedYAMLError as e:
         line = e.problem_mark.line + 1 if e.problem_mark else None
         raise error([Problem(str(path), line, "", f"YAML syntax error: {e.problem}")]) from None
-    marks: dict[KeyPath, int] = {}
+    marks = Marks()
     if node is None:
         return {}, marks
     return _construct(node, (), marks), marks
@@ -58,11 +84,14 @@ _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: 
 
 
 class Checker:
-    """Collects problems in one file; `done()` raises them all at once."""
+    """Collects problems in one file; `done()` raises them all at once. Duplicate keys
+    recorded by load_with_marks() are problems from the start."""
 
     def __init__(self, path: Path | str, marks: dict[KeyPath, int], error: type[InputError] = InputError):
         self.path, self.marks, self.error = str(path), marks, error
-        self.problems: list[Problem] = []
+        self.problems: list[Problem] = [
+            Problem(self.path, line, dotted(where), f"duplicate key '{key}' (first at line {first})")
+            for where, key, line, first in getattr(marks, "duplicates", ())]
 
     def line(self, path: KeyPath) -> int | None:
         while path not in self.marks and path:

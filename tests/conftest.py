@@ -11,14 +11,25 @@ import pytest
 from labbuilder import privatelibvirtd
 
 
+@pytest.fixture(scope="session", autouse=True)
+def lab_state(tmp_path_factory):
+    """labbuilder's state directory for this session ($LABBUILDER_STATE), so every
+    `labbuilder` run in the tests finds the session's private libvirtd there."""
+    root = tmp_path_factory.mktemp("state")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LABBUILDER_STATE", str(root))
+        yield root
+
+
 @pytest.fixture(scope="session")
-def private_libvirtd(tmp_path_factory):
-    """A private libvirtd in its own mount and network namespace, for the whole session."""
+def private_libvirtd(lab_state):
+    """A private libvirtd in its own mount and network namespace, for the whole session,
+    at the place `labbuilder --private` looks for it."""
     if os.geteuid() != 0:
         pytest.skip("a private libvirtd needs root (unshare, mounts, bridges)")
     if shutil.which("libvirtd") is None:
         pytest.skip("libvirtd is not installed")
-    daemon = privatelibvirtd.start(tmp_path_factory.mktemp("libvirtd"))
+    daemon = privatelibvirtd.start(lab_state / "libvirtd")
     yield daemon
     privatelibvirtd.stop(daemon)
 

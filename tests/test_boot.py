@@ -39,8 +39,8 @@ def _create_lab(conn, base, workdir, pubkey):
         dom = virt.define_domain(conn, render.render_xml(
             "domain.xml.j2", domain_type="qemu", name=f"lbboot-{name}", owner={**OWNER, "node": name},
             memory_mib=512, vcpus=1, serial_log=f"/var/log/libvirt/qemu/lbboot-{name}-serial.log",
-            disks=[{"pool": "lbboot", "volume": f"{name}-vda.qcow2", "target": "vda", "format": "qcow2"},
-                   {"pool": "lbboot", "volume": f"{name}-vdb.qcow2", "target": "vdb", "format": "qcow2"}],
+            disks=[{"pool": "lbboot", "volume": f"{name}-vda.qcow2", "target": "vda", "format": "qcow2", "bus": "virtio"},
+                   {"pool": "lbboot", "volume": f"{name}-vdb.qcow2", "target": "vdb", "format": "qcow2", "bus": "virtio"}],
             seed={"pool": "lbboot", "volume": f"{name}-seed.iso"},
             nics=[{"network": NET, "mac": mac}]))
         virt.start_domain(dom)

@@ -1,0 +1,252 @@
+"""What the lab commands do, each a column of steps: load → validate → plan → render →
+apply → wait → hand-off. The CLI calls these and prints what they return."""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import yaml
+
+from . import accel, image as image_mod, lifecycle, ssh, virt
+from .errors import LockedError, TopologyError
+from .hosts import resolve_hosts, state_root
+from .lifecycle import Action, ApplyContext, Connections
+from .plan import BaseImage, Host, LabPlan, plan_lab
+from .progress import Progress
+from .topology import Topology, load_topology
+
+
+@dataclass(frozen=True)
+class LabRequest:
+    """What the user asked for, as parsed by the CLI."""
+
+    topology: Path
+    team: int = 1
+    connect: str | None = None
+    inventory: Path | None = None
+    private: bool | None = None  # None: private libvirtd only if no system libvirtd runs
+    memory_scale: float = 1.0
+    image_cache: Path | None = None
+
+
+@dataclass
+class Lab:
+    """A planned lab, its connections and its local state directory."""
+
+    topology: Topology
+    plan: LabPlan
+    conns: Connections
+    state: Path
+    domain_type: str
+    accel_reason: str
+
+    @property
+    def key(self) -> Path:
+        return self.state / "id_ed25519"
+
+    def close(self) -> None:
+        self.conns.close()
+
+
+def open_lab(req: LabRequest, start_private: bool = True) -> Lab:
+    """Load and validate the topology, find its images and hosts, plan it; check the hosts."""
+    topo = load_topology(req.topology)
+    images = find_images(topo, req.image_cache or image_mod.default_cache_dir())
+    slots = tuple(h.name for h in topo.hosts)
+    hosts = resolve_hosts(slots, req.connect, req.inventory, state_root(), req.private, start_private)
+    plan = plan_lab(topo, req.team, hosts, images, req.memory_scale)
+    lab = Lab(topo, plan, Connections(), state_root() / f"{topo.lab}-t{req.team}", *_domain_type(plan))
+    check_hosts(lab)
+    return lab
+
+
+def find_images(topo: Topology, cache: Path) -> dict[str, BaseImage]:
+    """Every image the topology names, built; a missing one is a topology problem."""
+    found, problems = {}, []
+    for name, path in topo.image_uses():
+        if name in found:
+            continue
+        built = next((b for b in image_mod.list_images(cache) if b.name == name), None)
+        if built is None:
+            problems.append(topo.problem(path, f"base image {name!r} is not built (cache: {cache})",
+                                         f"labbuilder image build images/{name}.yaml"))
+            continue
+        m = built.manifest["image"]
+        found[name] = BaseImage(name, str(built.image), m["sha256"], m["size"], m["virtual_size"])
+    if problems:
+        raise TopologyError(problems)
+    return found
+
+
+def _is_local(uri: str) -> bool:
+    return uri.startswith("qemu:///") or uri.startswith("qemu+unix:///")
+
+
+def _domain_type(plan: LabPlan) -> tuple[str, str]:
+    if all(_is_local(h.uri) for h in plan.hosts):
+        found = accel.detect()
+        return found.domain_type, found.reason
+    return "kvm", "remote lab hosts are expected to have KVM"
+
+
+def check_hosts(lab: Lab) -> None:
+    """Subnets that clash with networks already active on a target host (not our own)."""
+    problems = []
+    ours = {n.name for n in lab.plan.networks}
+    for host in lab.plan.hosts:
+        existing = [(name, ipaddress.ip_interface(f"{addr}/{prefix}").network)
+                    for name, addr, prefix in virt.route_subnets(lab.conns(host)) if name not in ours]
+        for net in (n for n in lab.plan.networks if n.host == host and n.subnet):
+            for other, subnet in existing:
+                if subnet.overlaps(net.subnet):
+                    problems.append(lab.topology.problem(
+                        ("networks", net.key, "subnet"),
+                        f"{net.subnet} clashes with network {other!r} ({subnet}) on {host.name}",
+                        "choose another subnet or team, or bring that network down"))
+    if problems:
+        raise TopologyError(problems)
+
+
+@contextmanager
+def team_lock(lab: Lab) -> Iterator[None]:
+    """One up/reset/down per lab and team at a time; other teams run in parallel."""
+    lab.state.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lab.state / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockedError(f"another labbuilder run is working on {lab.plan.lab} team "
+                              f"{lab.plan.team} (lock {lab.state / 'lock'}); try again when it ends") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _context(lab: Lab, progress: Progress) -> ApplyContext:
+    pubkey = ssh.ensure_keypair(lab.key)
+    return ApplyContext(lab.plan, lifecycle.render_plan(lab.plan, lab.domain_type), lab.conns, pubkey, progress)
+
+
+def changes(lab: Lab) -> list[Action]:
+    """What `up` would do (used by `plan`); changes nothing."""
+    return lifecycle.diff(lab.plan, lifecycle.render_plan(lab.plan, lab.domain_type), lab.conns)
+
+
+def up(lab: Lab, progress: Progress, wait: bool = True) -> tuple[list[Action], dict[str, str]]:
+    """Converge the hosts to the plan, then wait until every node answers on SSH."""
+    with team_lock(lab):
+        ctx = _context(lab, progress)
+        actions = lifecycle.diff(lab.plan, ctx.want, lab.conns)
+        lifecycle.apply(ctx, actions)
+        ready = lifecycle.wait_ready(lab.plan, lab.conns, lab.key, progress) if wait else {}
+        write_handoff(lab, ready)
+    return actions, ready
+
+
+def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:
+    """Nodes (default: all) back to a fresh overlay of the base image, running, on SSH."""
+    targets = [lab.plan.node(n) for n in nodes] if nodes else list(lab.plan.nodes)
+    with team_lock(lab):
+        ctx = _context(lab, progress)
+        lifecycle.apply(ctx, [a for a in lifecycle.diff(lab.plan, ctx.want, lab.conns)
+                              if a.kind in ("image", "network", "pool")])
+        lifecycle.reset_nodes(ctx, targets)
+        return lifecycle.wait_ready(lab.plan, lab.conns, lab.key, progress, targets)
+
+
+def down(lab: Lab, all_teams: bool = False) -> list[str]:
+    """Remove what this lab (team) owns on its hosts, found by ownership metadata."""
+    with team_lock(lab):
+        removed = []
+        for host in lab.plan.hosts:
+            removed += lifecycle.down(lab.conns, host, lab.plan.lab, None if all_teams else lab.plan.team)
+        return removed
+
+
+def status(lab: Lab) -> dict:
+    """Per node: host, state, addresses, SSH; per network: bridge, active."""
+    nodes = []
+
+    def one(node):
+        conn = lab.conns(node.host)
+        state = virt.domain_state(conn, node.name)
+        leases = {}
+        for nic in node.nics:
+            if nic.dhcp and virt.network_info(conn, nic.network):
+                leases.update(virt.network_leases(conn, nic.network))
+        ips = {nic.guest_name: leases.get(nic.mac) or (str(nic.ip) if nic.ip else None) for nic in node.nics}
+        address = node.ssh_ip or next((ip for ip in ips.values() if ip), None)
+        reachable = bool(state == "running" and address and lab.key.exists() and
+                         ssh.answers(ssh.SshTarget(address, lab.key, prefix=node.host.ssh_prefix)))
+        nodes.append({"node": node.key, "domain": node.name, "host": node.host.name, "state": state,
+                      "addresses": ips, "ssh": reachable, "roles": list(node.roles)})
+
+    lifecycle._parallel([lambda n=n: one(n) for n in lab.plan.nodes])
+    order = [n.key for n in lab.plan.nodes]
+    nodes.sort(key=lambda n: order.index(n["node"]))
+    networks = []
+    for net in lab.plan.networks:
+        info = virt.network_info(lab.conns(net.host), net.name)
+        networks.append({"network": net.key, "name": net.name, "host": net.host.name,
+                         "subnet": str(net.subnet) if net.subnet else None,
+                         "bridge": info[1] if info else None, "active": bool(info and info[0]),
+                         "exists": info is not None})
+    return {"lab": lab.plan.lab, "team": lab.plan.team, "nodes": nodes, "networks": networks}
+
+
+# ---- hand-off: inventory, ssh config, hosts file ----
+
+def ssh_target(lab: Lab, node_key: str) -> ssh.SshTarget:
+    node = lab.plan.node(node_key)
+    address = node.ssh_ip
+    if address is None:
+        leases = {}
+        for nic in node.nics:
+            if nic.dhcp:
+                leases.update(virt.network_leases(lab.conns(node.host), nic.network))
+        address = next((leases[n.mac] for n in node.nics if n.mac in leases), None)
+    if address is None:
+        raise TopologyError([lab.topology.problem(("nodes", node_key), "node has no known address yet")])
+    return ssh.SshTarget(address, lab.key, prefix=node.host.ssh_prefix)
+
+
+def inventory(plan: LabPlan, addresses: dict[str, str]) -> dict:
+    """Ansible-compatible YAML inventory: groups per role, host vars per node."""
+    hosts = {}
+    for node in plan.nodes:
+        hosts[node.key] = {
+            "ansible_host": addresses.get(node.key) or node.ssh_ip,
+            "ansible_user": "root",
+            "lab_team": plan.team,
+            "libvirt_domain": node.name,
+            "libvirt_uri": node.host.uri,
+            "interfaces": [{"name": n.guest_name, "mac": n.mac, "network": n.network_key,
+                            "ip": str(n.ip) if n.ip else None, "prefix": n.prefix,
+                            "configured": n.configure} for n in node.nics],
+            "disks": [{"device": f"/dev/{d.target}", "size_bytes": d.size_bytes} for d in node.disks],
+        }
+    roles = sorted({r for n in plan.nodes for r in n.roles})
+    return {"all": {"hosts": hosts, "children": {
+        r: {"hosts": {n.key: None for n in plan.nodes if r in n.roles}} for r in roles}}}
+
+
+def write_handoff(lab: Lab, addresses: dict[str, str]) -> dict[str, Path]:
+    """Write inventory.yaml, ssh_config and hosts into the lab's state directory."""
+    lab.state.mkdir(parents=True, exist_ok=True)
+    files = {"inventory": lab.state / "inventory.yaml", "ssh_config": lab.state / "ssh_config",
+             "hosts": lab.state / "hosts"}
+    files["inventory"].write_text(yaml.safe_dump(inventory(lab.plan, addresses), sort_keys=False))
+    files["hosts"].write_text("".join(f"{addresses.get(n.key) or n.ssh_ip} {n.key}\n"
+                                      for n in lab.plan.nodes if addresses.get(n.key) or n.ssh_ip))
+    files["ssh_config"].write_text(ssh.ssh_config(
+        [(n.key, addresses.get(n.key) or n.ssh_ip, n.host.ssh_prefix) for n in lab.plan.nodes
+         if addresses.get(n.key) or n.ssh_ip], lab.key))
+    return files

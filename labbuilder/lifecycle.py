@@ -1,0 +1,298 @@
+"""Observe → diff → apply for a LabPlan, and down / reset / status.
+
+libvirt is the source of truth: what exists is read back from each host through the
+ownership metadata; nothing about VMs is kept locally.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import render, seed, ssh, virt
+from .errors import HostError
+from .plan import Host, LabPlan, NetworkPlan, NodePlan
+from .progress import Progress
+
+BASE_POOL = "labbuilder-base"
+POOL_ROOT = "/var/lib/libvirt/images/labbuilder"
+DONE_SUFFIX = ".complete"  # marker volume: the upload before it finished
+
+
+@dataclass(frozen=True)
+class Action:
+    verb: str  # create | change | start | remove | upload
+    kind: str  # image | network | pool | domain
+    name: str
+    host: Host
+    detail: str = ""
+
+
+@dataclass
+class Desired:
+    """Rendered XML and plan hash of every network and domain of a plan."""
+
+    networks: dict[str, tuple[NetworkPlan, str, str]] = field(default_factory=dict)
+    domains: dict[str, tuple[NodePlan, str, str]] = field(default_factory=dict)
+
+
+def render_plan(plan: LabPlan, domain_type: str) -> Desired:
+    want = Desired()
+    for net in plan.networks:
+        xml, digest = render.network_xml(plan.lab, plan.team, net)
+        want.networks[f"{net.host.uri}|{net.name}"] = (net, xml, digest)
+    for node in plan.nodes:
+        xml, digest = render.domain_xml(plan.lab, plan.team, node, plan.pool, domain_type)
+        want.domains[node.name] = (node, xml, digest)
+    return want
+
+
+class Connections:
+    """One libvirt connection per host URI, opened on first use, shared by threads."""
+
+    def __init__(self) -> None:
+        self._conns: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, host: Host):
+        with self._lock:
+            if host.uri not in self._conns:
+                self._conns[host.uri] = virt.connect(host.uri)
+            return self._conns[host.uri]
+
+    def close(self) -> None:
+        for conn in self._conns.values():
+            conn.close()
+
+
+# ---- diff ----
+
+def diff(plan: LabPlan, want: Desired, conns: Connections) -> list[Action]:
+    """What must happen on each host for it to match `plan`."""
+    actions: list[Action] = []
+    for host in plan.hosts:
+        conn = conns(host)
+        owned = {o.name: o for o in virt.owned_objects(conn, plan.lab, plan.team)}
+        actions += _image_actions(plan, host, conn)
+        actions += _object_actions("network", [v for k, v in want.networks.items() if v[0].host == host], owned, host)
+        if virt.lookup_pool(conn, plan.pool) is None:
+            actions.append(Action("create", "pool", plan.pool, host))
+        actions += _object_actions("domain", [v for v in want.domains.values() if v[0].host == host], owned, host)
+        wanted = {v[0].name for v in want.networks.values() if v[0].host == host} | \
+                 {v[0].name for v in want.domains.values() if v[0].host == host}
+        actions += [Action("remove", o.kind, o.name, host, "not in the topology")
+                    for o in owned.values() if o.name not in wanted]
+    return actions
+
+
+def _image_actions(plan: LabPlan, host: Host, conn) -> list[Action]:
+    pool = virt.lookup_pool(conn, BASE_POOL)
+    have = virt.volume_names(pool) if pool is not None and pool.isActive() else set()
+    images = {n.image.volume: n.image for n in plan.nodes if n.host == host}
+    return [Action("upload", "image", vol, host, f"{img.size / 2**20:.0f} MiB from {img.path}")
+            for vol, img in images.items() if vol + DONE_SUFFIX not in have]
+
+
+def _object_actions(kind: str, wanted: list, owned: dict, host: Host) -> list[Action]:
+    actions = []
+    for obj, _xml, digest in wanted:
+        have = owned.get(obj.name)
+        if have is None:
+            actions.append(Action("create", kind, obj.name, host))
+        elif have.owner.get("plan") != digest:
+            actions.append(Action("change", kind, obj.name, host, "definition differs from the plan"))
+        elif not have.active:
+            actions.append(Action("start", kind, obj.name, host))
+    return actions
+
+
+# ---- apply ----
+
+@dataclass
+class ApplyContext:
+    plan: LabPlan
+    want: Desired
+    conns: Connections
+    pubkey: str
+    progress: Progress
+
+
+def apply(ctx: ApplyContext, actions: list[Action]) -> None:
+    """Carry out `actions`: per host images, networks and pool first, then nodes in parallel."""
+    by_verb = lambda kind: [a for a in actions if a.kind == kind and a.verb != "remove"]
+    removals = [a for a in actions if a.verb == "remove"]
+    for a in sorted(removals, key=lambda a: a.kind != "domain"):
+        _remove(ctx, a)
+    for a in by_verb("image"):
+        with ctx.progress.stage(f"upload {a.name} to {a.host.name}"):
+            _upload_image(ctx, a)
+    for a in by_verb("network"):
+        _apply_network(ctx, a)
+    for a in by_verb("pool"):
+        _ensure_lab_pool(ctx.conns(a.host), ctx.plan.pool)
+    nodes = by_verb("domain")
+    if nodes:
+        with ctx.progress.stage(f"{len(nodes)} node(s): volumes, seeds, domains"):
+            _parallel([lambda a=a: _apply_node(ctx, a) for a in nodes])
+
+
+def _parallel(jobs: list) -> list:
+    if not jobs:
+        return []
+    with ThreadPoolExecutor(max_workers=min(8, len(jobs))) as pool:
+        return [f.result() for f in [pool.submit(job) for job in jobs]]
+
+
+def _remove(ctx: ApplyContext, a: Action) -> None:
+    conn = ctx.conns(a.host)
+    if a.kind == "domain":
+        virt.remove_domain(conn, a.name)
+    else:
+        virt.remove_network(conn, a.name)
+
+
+def _base_pool(conn):
+    return virt.ensure_pool(conn, BASE_POOL, render.pool_xml(BASE_POOL, f"{POOL_ROOT}/base"))
+
+
+def _upload_image(ctx: ApplyContext, a: Action) -> None:
+    """Upload a base image through the storage API, then mark it complete."""
+    conn = ctx.conns(a.host)
+    pool = _base_pool(conn)
+    image = next(n.image for n in ctx.plan.nodes if n.image.volume == a.name)
+    virt.delete_volume(pool, a.name)
+    vol = virt.create_volume(pool, render.volume_xml(a.name, image.size, "raw"))
+    virt.upload_file(conn, vol, image.path)
+    virt.create_volume(pool, render.volume_xml(a.name + DONE_SUFFIX, 0, "raw"))
+
+
+def _apply_network(ctx: ApplyContext, a: Action) -> None:
+    conn = ctx.conns(a.host)
+    _, xml, _ = ctx.want.networks[f"{a.host.uri}|{a.name}"]
+    if a.verb == "change":
+        virt.remove_network(conn, a.name)
+    virt.define_network(conn, xml)
+
+
+def _ensure_lab_pool(conn, name: str):
+    return virt.ensure_pool(conn, name, render.pool_xml(name, f"{POOL_ROOT}/{name}"))
+
+
+def _apply_node(ctx: ApplyContext, a: Action) -> None:
+    conn = ctx.conns(a.host)
+    node, xml, _ = ctx.want.domains[a.name]
+    if a.verb == "create":
+        virt.remove_domain(conn, node.name)  # nothing, unless a killed run left half of it
+        _create_volumes(ctx, conn, node, fresh=True)
+    elif a.verb == "change":
+        virt.stop_domain(conn, node.name)
+        _create_volumes(ctx, conn, node, fresh=False)
+    dom = virt.define_domain(conn, xml) if a.verb != "start" else virt.lookup_domain(conn, node.name)
+    virt.start_domain(dom)
+    ctx.progress.step(f"{node.key} started")
+
+
+def _create_volumes(ctx: ApplyContext, conn, node: NodePlan, fresh: bool) -> None:
+    """vda as a qcow2 overlay of the base image (O(1)), extra disks, the NoCloud seed."""
+    pool = _ensure_lab_pool(conn, ctx.plan.pool)
+    have = set() if fresh else virt.volume_names(pool)
+    base = virt.volume_path(_base_pool(conn), node.image.volume)
+    if fresh:
+        for name in (node.vda, node.seed_volume, *(d.volume for d in node.disks)):
+            virt.delete_volume(pool, name)
+    if node.vda not in have:
+        virt.create_volume(pool, render.volume_xml(node.vda, node.image.virtual_size, "qcow2", base))
+    for d in node.disks:
+        if d.volume not in have:
+            virt.create_volume(pool, render.volume_xml(d.volume, d.size_bytes, "qcow2"))
+    if node.seed_volume not in have:
+        iso = seed.seed_iso(node_seed(ctx.plan, node, ctx.pubkey))
+        vol = virt.create_volume(pool, render.volume_xml(node.seed_volume, len(iso), "raw"))
+        virt.upload_volume(conn, vol, iso)
+
+
+def node_seed(plan: LabPlan, node: NodePlan, pubkey: str) -> seed.Seed:
+    """The node's identity: hostname, the lab key, its NICs, every lab node in /etc/hosts."""
+    nics = tuple(seed.SeedNic(n.guest_name, n.mac,
+                              addresses=(f"{n.ip}/{n.prefix}",) if n.ip and not n.dhcp else (),
+                              dhcp=n.dhcp) for n in node.nics)
+    hosts = tuple((other.ssh_ip, other.key) for other in plan.nodes if other.ssh_ip)
+    return seed.Seed(instance_id=f"{node.name}-{time.time_ns()}", hostname=node.key, fqdn=node.fqdn,
+                     authorized_keys=(pubkey,), nics=nics, hosts=hosts)
+
+
+# ---- wait ----
+
+def wait_ready(plan: LabPlan, conns: Connections, key: Path, progress: Progress,
+               nodes: list[NodePlan] | None = None, timeout: float = 1200) -> dict[str, str]:
+    """Wait until each node has its fixed leases and answers on SSH; node key → address."""
+    nodes = nodes if nodes is not None else list(plan.nodes)
+    ready: dict[str, str] = {}
+
+    def one(node: NodePlan) -> None:
+        address = _wait_address(plan, node, conns, timeout)
+        ssh.wait_for_ssh(ssh.SshTarget(address, key, prefix=node.host.ssh_prefix), timeout)
+        ready[node.key] = address
+        progress.step(f"{len(ready)}/{len(nodes)} answer on SSH ({node.key})")
+
+    with progress.stage(f"wait for {len(nodes)} node(s) to answer on SSH"):
+        _parallel([lambda n=n: one(n) for n in nodes])
+    return ready
+
+
+def _wait_address(plan: LabPlan, node: NodePlan, conns: Connections, timeout: float) -> str:
+    """Fixed leases must appear (a gentle poll: dnsmasq has no lease events over the API)."""
+    start = time.monotonic()
+    while True:
+        leases = {}
+        for nic in node.nics:
+            if nic.dhcp:
+                leases.update(virt.network_leases(conns(node.host), nic.network))
+        pending = [n for n in node.nics if n.dhcp and n.ip and leases.get(n.mac) != str(n.ip)]
+        address = node.ssh_ip or next((leases[n.mac] for n in node.nics if n.mac in leases), None)
+        if not pending and address:
+            return address
+        if time.monotonic() - start > timeout:
+            raise HostError(f"{node.key}: no lease for {', '.join(n.guest_name for n in pending) or 'any NIC'} "
+                            f"after {timeout:.0f}s (see its serial log on {node.host.name})")
+        time.sleep(2)
+
+
+# ---- down / reset / status ----
+
+def down(conns: Connections, host: Host, lab: str, team: int | None) -> list[str]:
+    """Remove every object this lab (team) owns on `host`; nothing else. Returns what went."""
+    conn = conns(host)
+    removed = []
+    owned = virt.owned_objects(conn, lab, team)
+    _parallel([lambda o=o: virt.remove_domain(conn, o.name) for o in owned if o.kind == "domain"])
+    for o in owned:
+        if o.kind == "network":
+            virt.remove_network(conn, o.name)
+    removed += [f"{o.kind} {o.name}" for o in owned]
+    pattern = re.compile(rf"^{re.escape(lab)}-t{team if team is not None else '[0-9]+'}-pool$")
+    for pool in virt.pool_names(conn):
+        if pattern.match(pool):
+            virt.remove_pool(conn, pool)
+            removed.append(f"pool {pool}")
+    return removed
+
+
+def reset_nodes(ctx: ApplyContext, nodes: list[NodePlan]) -> None:
+    """Back to pristine: stop, new overlay (and seed) from the base image, start."""
+    def one(node: NodePlan) -> None:
+        conn = ctx.conns(node.host)
+        virt.stop_domain(conn, node.name)
+        pool = _ensure_lab_pool(conn, ctx.plan.pool)
+        for name in (node.vda, node.seed_volume):
+            virt.delete_volume(pool, name)
+        _create_volumes(ctx, conn, node, fresh=False)
+        _, xml, _ = ctx.want.domains[node.name]
+        virt.start_domain(virt.define_domain(conn, xml))
+
+    with ctx.progress.stage(f"reset {len(nodes)} node(s) to the base image"):
+        _parallel([lambda n=n: one(n) for n in nodes])

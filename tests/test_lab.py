@@ -1,0 +1,174 @@
+"""The demo lab on real guests through the private libvirtd, driven as a user drives it:
+the `labbuilder` command in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from labbuilder import virt
+
+from conftest import REPO
+
+pytestmark = pytest.mark.vm
+
+DEMO = "topologies/demo.yaml"
+ADDR = {1: {"alpha": ("192.168.140.10", "10.10.0.10"), "beta": ("192.168.140.11", "10.10.0.11")},
+        2: {"alpha": ("192.168.141.10", "10.10.1.10"), "beta": ("192.168.141.11", "10.10.1.11")}}
+
+
+def lb(*args, check=True, timeout=1800):
+    proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", *args, "--private"],
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        pytest.fail(f"labbuilder {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def on(node, *command, team=1, check=True):
+    proc = lb("ssh", DEMO, node, "--team", str(team), "--", *command, check=check)
+    return proc.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def conn(private_libvirtd, base_image):
+    c = virt.connect(private_libvirtd.uri)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def foreign(conn, tmp_path_factory):
+    """Objects labbuilder does not own, planted before any lab exists."""
+    path = tmp_path_factory.mktemp("foreign")
+    virt.define_network(conn, """<network><name>foreign-net</name><bridge name="foreign0"/>
+        <ip address="192.168.177.1" prefix="24"/></network>""")
+    pool = virt.ensure_pool(conn, "foreign-pool", f"""<pool type="dir"><name>foreign-pool</name>
+        <target><path>{path}</path></target></pool>""")
+    virt.create_volume(pool, """<volume><name>keep.qcow2</name><capacity>1048576</capacity>
+        <target><format type="qcow2"/></target></volume>""")
+    virt.define_domain(conn, """<domain type="qemu"><name>foreign-vm</name><memory unit="MiB">64</memory>
+        <os><type arch="x86_64" machine="q35">hvm</type></os></domain>""")
+    return {"network": "foreign-net", "pool": "foreign-pool", "domain": "foreign-vm"}
+
+
+@pytest.fixture(scope="module")
+def demo(conn, foreign):
+    proc = lb("up", DEMO)
+    yield proc
+    lb("down", DEMO, "--all-teams", check=False)
+
+
+def _assert_node(node, team=1):
+    lan, backend = ADDR[team][node]
+    assert on(node, "hostname", team=team) == node
+    assert f"inet {lan}/24" in on(node, "ip", "-4", "-o", "addr", "show", "eth0", team=team)
+    assert f"inet {backend}/24" in on(node, "ip", "-4", "-o", "addr", "show", "eth1", team=team)
+
+
+def test_up_gives_every_node_its_addresses_and_disks(demo, conn):
+    leases = virt.network_leases(conn, "demo-t1-lan")
+    assert sorted(leases.values()) == ["192.168.140.10", "192.168.140.11"]
+    for node in ("alpha", "beta"):
+        _assert_node(node)
+    assert on("alpha", "lsblk", "-bno", "SIZE", "/dev/vdb") == str(1 << 30)
+    assert "vdb" not in on("beta", "lsblk", "-no", "NAME")
+    # the lab's nodes know each other by name, over the backend network too
+    assert on("alpha", "ping", "-c1", "-W5", "10.10.0.11", check=False) != ""
+
+
+def test_status_json_reports_running_and_ssh(demo):
+    data = json.loads(lb("status", DEMO, "--json").stdout)
+    assert [(n["node"], n["state"], n["ssh"]) for n in data["nodes"]] == \
+        [("alpha", "running", True), ("beta", "running", True)]
+    assert all(n["active"] and n["bridge"].startswith("lb") for n in data["networks"])
+
+
+def test_up_again_changes_nothing(demo):
+    start = time.monotonic()
+    proc = lb("up", DEMO)
+    assert "Nothing to do" in proc.stderr
+    assert time.monotonic() - start < 60
+    assert "No changes" in lb("plan", DEMO).stdout
+
+
+def test_reset_node_returns_pristine_disk(demo):
+    on("beta", "sh", "-c", "echo dirty > /root/marker && sync")
+    assert on("beta", "cat", "/root/marker") == "dirty"
+    lb("reset", DEMO, "--node", "beta")
+    assert on("beta", "test", "-e", "/root/marker", check=False) == ""
+    assert lb("ssh", DEMO, "beta", "--", "test", "-e", "/root/marker", check=False).returncode == 1
+    _assert_node("beta")
+
+
+def test_second_team_runs_beside_the_first_and_down_keeps_it(demo, conn, foreign):
+    lb("up", DEMO, "--team", "2")
+    for node in ("alpha", "beta"):
+        _assert_node(node, team=2)
+        _assert_node(node, team=1)
+    lb("down", DEMO, "--team", "1")
+    names = {o.name for o in virt.owned_objects(conn, "demo")}
+    assert names == {"demo-t2-alpha", "demo-t2-beta", "demo-t2-lan", "demo-t2-backend"}
+    assert "demo-t1-pool" not in virt.pool_names(conn)
+    _assert_node("alpha", team=2)
+    lb("down", DEMO, "--team", "2")
+    assert virt.owned_objects(conn, "demo") == []
+    assert not [p for p in virt.pool_names(conn) if p.startswith("demo-")]
+    # what labbuilder does not own is untouched
+    assert virt.network_info(conn, foreign["network"]) is not None
+    assert virt.lookup_domain(conn, foreign["domain"]) is not None
+    assert "keep.qcow2" in virt.volume_names(virt.lookup_pool(conn, foreign["pool"]))
+
+
+def test_second_run_on_same_team_fails_at_once_while_one_runs(demo, lab_state):
+    import fcntl
+
+    lockfile = lab_state / "demo-t1" / "lock"
+    fd = os.open(lockfile, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        start = time.monotonic()
+        proc = lb("down", DEMO, check=False)
+        assert proc.returncode == 1 and "another labbuilder run is working on demo team 1" in proc.stderr
+        assert time.monotonic() - start < 20
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("point", ["network", "volume", "domain"])
+def test_killed_up_converges_and_down_leaves_nothing(conn, foreign, point, private_libvirtd):
+    """SIGKILL `up` after its first network / volume / domain exists; the next up converges."""
+    team = {"network": 5, "volume": 6, "domain": 7}[point]
+    proc = subprocess.Popen([sys.executable, "-m", "labbuilder.cli", "up", DEMO, "--team", str(team),
+                             "--private", "--no-wait"], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline:
+            if _reached(conn, point, team):
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    lb("up", DEMO, "--team", str(team), "--no-wait")
+    assert "No changes" in lb("plan", DEMO, "--team", str(team)).stdout
+    assert {virt.domain_state(conn, f"demo-t{team}-{n}") for n in ("alpha", "beta")} == {"running"}
+    lb("down", DEMO, "--team", str(team))
+    assert virt.owned_objects(conn, "demo", team) == []
+    assert f"demo-t{team}-pool" not in virt.pool_names(conn)
+
+
+def _reached(conn, point, team):
+    if point == "network":
+        return virt.network_info(conn, f"demo-t{team}-lan") is not None
+    if point == "volume":
+        pool = virt.lookup_pool(conn, f"demo-t{team}-pool")
+        return pool is not None and pool.isActive() and len(virt.volume_names(pool)) >= 1
+    return virt.lookup_domain(conn, f"demo-t{team}-alpha") is not None
