@@ -54,8 +54,9 @@ def network_xml(lab: str, team: int, net) -> tuple[str, str]:
 def domain_xml(lab: str, team: int, node, pool: str, domain_type: str) -> tuple[str, str]:
     """(XML, plan hash) of a planned node's domain."""
     disks = [{"pool": pool, "volume": node.vda, "target": "vda", "format": "qcow2", "bus": "virtio"}]
-    disks += [{"pool": pool, "volume": d.volume, "target": d.target, "format": "qcow2", "bus": d.bus}
-              for d in node.disks]
+    # virtio disks are vdX; scsi/sata ones sdX (sda is the seed cdrom, so vdb → sdb).
+    disks += [{"pool": pool, "volume": d.volume, "format": "qcow2", "bus": d.bus,
+               "target": d.target if d.bus == "virtio" else "sd" + d.target[2:]} for d in node.disks]
     return _with_hash("domain.xml.j2", dict(
         domain_type=domain_type, name=node.name, owner={"lab": lab, "team": team, "node": node.key},
         memory_mib=node.memory_mib, vcpus=node.vcpus, disks=disks,

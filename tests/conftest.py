@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,13 +13,15 @@ from labbuilder import privatelibvirtd
 
 
 @pytest.fixture(scope="session", autouse=True)
-def lab_state(tmp_path_factory):
+def lab_state():
     """labbuilder's state directory for this session ($LABBUILDER_STATE), so every
-    `labbuilder` run in the tests finds the session's private libvirtd there."""
-    root = tmp_path_factory.mktemp("state")
+    `labbuilder` run in the tests finds the session's private libvirtd there. Not under
+    pytest's basetemp: another pytest run may rotate that away while VMs use it."""
+    root = Path(tempfile.mkdtemp(prefix="lbtest-"))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LABBUILDER_STATE", str(root))
         yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -58,8 +58,9 @@ def _wait_leases(conn, timeout=600):
 
 
 @pytest.fixture(scope="module")
-def booted(private_libvirtd, base_image, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("bootpool")
+def booted(private_libvirtd, base_image, lab_state):
+    workdir = lab_state / "bootpool"
+    workdir.mkdir()
     key = workdir.parent / "boot-key"
     pubkey = ssh.ensure_keypair(key)
     conn = virt.connect(private_libvirtd.uri)

@@ -44,9 +44,9 @@ def conn(private_libvirtd, base_image):
 
 
 @pytest.fixture(scope="module")
-def foreign(conn, tmp_path_factory):
+def foreign(conn, lab_state):
     """Objects labbuilder does not own, planted before any lab exists."""
-    path = tmp_path_factory.mktemp("foreign")
+    path = lab_state / "foreign"
     virt.define_network(conn, """<network><name>foreign-net</name><bridge name="foreign0"/>
         <ip address="192.168.177.1" prefix="24"/></network>""")
     pool = virt.ensure_pool(conn, "foreign-pool", f"""<pool type="dir"><name>foreign-pool</name>

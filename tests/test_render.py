@@ -1,0 +1,86 @@
+"""Plan and render without a hypervisor: the gridka lab's concrete addresses, and every
+rendered network and domain checked against libvirt's own schemas and golden files."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from labbuilder import lifecycle
+from labbuilder.plan import BaseImage, Host, bridge_name, plan_lab
+from labbuilder.topology import load_topology
+
+from conftest import REPO
+
+IMAGE = BaseImage("debian-12", "/cache/debian-12.qcow2", "ab" * 32, 171245568, 3 << 30)
+COURSE = {"db-node": "10.0.0.3", "auth-node": "10.0.0.4", "image-node": "10.0.0.5",
+          "api-node": "10.0.0.6", "network-node": "10.0.0.7", "volume-node": "10.0.0.8",
+          "compute-1": "10.0.0.20", "compute-2": "10.0.0.21"}
+
+
+def _plan(name, team=1):
+    topo = load_topology(REPO / "topologies" / f"{name}.yaml")
+    hosts = {h.name: Host("qemu:///system") for h in topo.hosts}
+    return plan_lab(topo, team, hosts, {"debian-12": IMAGE})
+
+
+def test_gridka_plan_has_the_course_addresses():
+    plan = _plan("gridka", team=3)
+    internal = {n.key: str(next(x.ip for x in n.nics if x.network_key == "internal")) for n in plan.nodes}
+    assert internal == COURSE
+    net = plan.node("network-node")
+    assert [(x.guest_name, x.network_key, x.configure) for x in net.nics][2:] == \
+        [("eth2", "public", True), ("eth3", "public", False)]
+    assert [(d.target, d.size_bytes) for d in plan.node("volume-node").disks] == [("vdb", 2 << 30)]
+    assert all(n.name == f"gridka-t3-{n.key}" for n in plan.nodes)
+
+
+def test_names_macs_and_bridges_differ_between_teams():
+    one, two = _plan("demo", 1), _plan("demo", 2)
+    assert {n.name for n in one.networks}.isdisjoint(n.name for n in two.networks)
+    assert {n.bridge for n in one.networks}.isdisjoint(n.bridge for n in two.networks)
+    macs = lambda p: {x.mac for n in p.nodes for x in n.nics}
+    assert macs(one).isdisjoint(macs(two)) and len(macs(one)) == 4
+    assert all(len(b) <= 15 for b in (bridge_name("a" * 20, 99, "b" * 60),))
+
+
+def test_rdo_course_keeps_its_fixed_macs_and_leases():
+    plan = _plan("rdo-course")
+    net = plan.networks[0]
+    assert sorted(net.static_hosts) == [(f"52:54:00:00:00:0{i}", f"192.168.122.10{i}", f"node{i}")
+                                        for i in range(1, 5)]
+
+
+def _rendered(name, team=1):
+    plan = _plan(name, team)
+    want = lifecycle.render_plan(plan, "qemu")
+    return ({n.name: xml for n, xml, _ in want.networks.values()},
+            {n.name: xml for n, xml, _ in want.domains.values()})
+
+
+@pytest.mark.skipif(shutil.which("virt-xml-validate") is None, reason="virt-xml-validate missing")
+@pytest.mark.parametrize("lab", ["gridka", "rdo-course", "diablo-aio", "demo"])
+def test_rendered_xml_passes_libvirt_schemas(lab, tmp_path):
+    networks, domains = _rendered(lab)
+    for kind, docs in (("network", networks), ("domain", domains)):
+        for name, xml in docs.items():
+            path = tmp_path / f"{name}.xml"
+            path.write_text(xml)
+            proc = subprocess.run(["virt-xml-validate", str(path), kind], capture_output=True, text=True)
+            assert proc.returncode == 0, f"{name}: {proc.stderr or proc.stdout}"
+
+
+def test_gridka_xml_matches_golden_files(golden):
+    networks, domains = _rendered("gridka")
+    for name, xml in {**networks, **domains}.items():
+        golden(f"xml/{name}.xml", xml)
+
+
+def test_plan_hash_is_stable_and_follows_the_definition():
+    a = lifecycle.render_plan(_plan("demo"), "qemu")
+    b = lifecycle.render_plan(_plan("demo"), "qemu")
+    assert [d for *_, d in a.domains.values()] == [d for *_, d in b.domains.values()]
+    c = lifecycle.render_plan(_plan("demo"), "kvm")
+    assert [d for *_, d in a.domains.values()] != [d for *_, d in c.domains.values()]
