@@ -22,6 +22,7 @@ $(VENV)/.installed: pyproject.toml
 
 lab: setup
 	$(VENV)/bin/labbuilder image build images/debian-12.yaml
+	$(VENV)/bin/labbuilder up topologies/demo.yaml
 
 test: setup
 	$(VENV)/bin/pytest -ra
@@ -31,6 +32,7 @@ unit: setup
 
 bench: setup
 	$(PY) bench/image_build.py
+	$(PY) bench/lifecycle.py
 
 clean:
 	rm -rf $(VENV)

@@ -24,7 +24,7 @@ ADDR = {1: {"alpha": ("192.168.140.10", "10.10.0.10"), "beta": ("192.168.140.11"
 
 
 def lb(*args, check=True, timeout=1800):
-    proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", *args, "--private"],
+    proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", args[0], "--private", *args[1:]],
                           cwd=REPO, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         pytest.fail(f"labbuilder {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
@@ -79,8 +79,11 @@ def test_up_gives_every_node_its_addresses_and_disks(demo, conn):
         _assert_node(node)
     assert on("alpha", "lsblk", "-bno", "SIZE", "/dev/vdb") == str(1 << 30)
     assert "vdb" not in on("beta", "lsblk", "-no", "NAME")
-    # the lab's nodes know each other by name, over the backend network too
-    assert on("alpha", "ping", "-c1", "-W5", "10.10.0.11", check=False) != ""
+    # the nodes know each other by name and reach each other over the backend network too
+    assert on("alpha", "getent", "hosts", "beta").split()[0] == "192.168.140.11"
+    reach = lb("ssh", DEMO, "alpha", "--", "timeout", "10", "bash", "-c", "echo > /dev/tcp/10.10.0.11/22",
+               check=False)
+    assert reach.returncode == 0, reach.stderr
 
 
 def test_status_json_reports_running_and_ssh(demo):
