@@ -28,7 +28,7 @@ test: setup
 	$(VENV)/bin/pytest -ra
 
 unit: setup
-	$(VENV)/bin/pytest -ra -m 'not vm'
+	$(VENV)/bin/pytest -ra -m 'not vm and not image'
 
 bench: setup
 	$(PY) bench/image_build.py

@@ -159,6 +159,10 @@ def _open(kwargs, start_private=True):
     where = ", ".join(sorted({h.name for h in lab.plan.hosts}))
     console.print(f"[dim]{lab.plan.lab} team {lab.plan.team} on {where}; "
                   f"domain type {lab.domain_type} ({lab.accel_reason})[/dim]", highlight=False)
+    if any(h.ssh_prefix for h in lab.plan.hosts):
+        console.print(f"[dim]No system libvirtd is used here: the lab lives in a private libvirtd in its own "
+                      f"mount and network namespaces ({lab_mod.state_root() / 'libvirtd'}); reach guests "
+                      f"with `labbuilder ssh` or the lab's ssh_config.[/dim]", highlight=False)
     if lab.plan.memory_note:
         console.print(f"[yellow]note:[/yellow] {lab.plan.memory_note}")
     return lab
@@ -292,7 +296,7 @@ def ssh_cmd(node, command, **kwargs):
     try:
         if node not in {n.key for n in lab.plan.nodes}:
             raise click.BadParameter(f"no node {node!r} in {lab.plan.lab}", param_hint="NODE")
-        argv = lab_mod.ssh_target(lab, node).argv(list(command), interactive=not command)
+        argv = lab_mod.ssh_target(lab, node).argv(list(command), interactive=not command, shell=True)
     finally:
         lab.close()
     os.execvp(argv[0], argv)

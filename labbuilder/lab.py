@@ -14,7 +14,7 @@ from typing import Iterator
 
 import yaml
 
-from . import accel, image as image_mod, lifecycle, ssh, virt
+from . import accel, image as image_mod, lifecycle, privatelibvirtd, ssh, virt
 from .errors import LockedError, TopologyError
 from .hosts import resolve_hosts, state_root
 from .lifecycle import Action, ApplyContext, Connections
@@ -69,10 +69,11 @@ def open_lab(req: LabRequest, start_private: bool = True) -> Lab:
 
 def find_images(topo: Topology, cache: Path) -> dict[str, BaseImage]:
     """Every image the topology names, built; a missing one is a topology problem."""
-    found, problems = {}, []
+    found, problems, seen = {}, [], set()
     for name, path in topo.image_uses():
-        if name in found:
+        if name in seen:
             continue
+        seen.add(name)
         built = next((b for b in image_mod.list_images(cache) if b.name == name), None)
         if built is None:
             problems.append(topo.problem(path, f"base image {name!r} is not built (cache: {cache})",
@@ -168,6 +169,11 @@ def down(lab: Lab, all_teams: bool = False) -> list[str]:
         removed = []
         for host in lab.plan.hosts:
             removed += lifecycle.down(lab.conns, host, lab.plan.lab, None if all_teams else lab.plan.team)
+        if any(h.ssh_prefix for h in lab.plan.hosts) and not virt.owned_objects(lab.conns(lab.plan.hosts[0])) \
+                and virt.is_empty(lab.conns(lab.plan.hosts[0])):
+            lab.close()
+            privatelibvirtd.stop(privatelibvirtd.attach(state_root() / "libvirtd"))
+            removed.append("private libvirtd (nothing left in it)")
         return removed
 
 

@@ -67,6 +67,7 @@ class Connections:
     def close(self) -> None:
         for conn in self._conns.values():
             conn.close()
+        self._conns.clear()
 
 
 # ---- diff ----
@@ -173,9 +174,9 @@ def _upload_image(ctx: ApplyContext, a: Action) -> None:
 def _apply_network(ctx: ApplyContext, a: Action) -> None:
     conn = ctx.conns(a.host)
     _, xml, _ = ctx.want.networks[f"{a.host.uri}|{a.name}"]
-    if a.verb == "change":
+    if a.verb == "change":  # a running network cannot take a new definition
         virt.remove_network(conn, a.name)
-    virt.define_network(conn, xml)
+    virt.define_network(conn, xml)  # "start" redefines the same XML, then starts it
 
 
 def _ensure_lab_pool(conn, name: str):
@@ -186,7 +187,9 @@ def _apply_node(ctx: ApplyContext, a: Action) -> None:
     conn = ctx.conns(a.host)
     node, xml, _ = ctx.want.domains[a.name]
     if a.verb == "create":
-        virt.remove_domain(conn, node.name)  # nothing, unless a killed run left half of it
+        if virt.lookup_domain(conn, node.name) is not None:  # exists, but not ours
+            raise HostError(f"a domain named {node.name} exists on {a.host.name} and labbuilder does "
+                            "not own it; it is left alone: remove or rename it, or use another team")
         _create_volumes(ctx, conn, node, fresh=True)
     elif a.verb == "change":
         virt.stop_domain(conn, node.name)

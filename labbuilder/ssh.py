@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +31,14 @@ class SshTarget:
     user: str = "root"
     prefix: tuple[str, ...] = ()  # e.g. nsenter into a private libvirtd's network namespace
 
-    def argv(self, command: list[str], interactive: bool = False) -> list[str]:
-        """ssh command line; `interactive` gets a terminal and may prompt."""
+    def argv(self, command: list[str], interactive: bool = False, shell: bool = False) -> list[str]:
+        """ssh command line running `command` as an exact argument list (quoted for the
+        remote shell), or with `shell` as ssh itself would (words joined, shell syntax
+        allowed); `interactive` gets a terminal and may prompt."""
         mode = ["-t"] if interactive else ["-o", "BatchMode=yes"]
+        remote = command if shell else [shlex.join(command)] if command else []
         return [*self.prefix, "ssh", "-i", str(self.key), *_OPTIONS, *mode,
-                f"{self.user}@{self.address}", "--", *command]
+                f"{self.user}@{self.address}", "--", *remote]
 
 
 def ssh_run(target: SshTarget, command: list[str], check: bool = True, timeout: float = 120):
@@ -63,7 +67,6 @@ def wait_for_ssh(target: SshTarget, timeout: float, interval: float = 3.0) -> fl
 
 def ssh_config(entries: list[tuple[str, str, tuple[str, ...]]], key: Path) -> str:
     """An ssh_config with one Host block per (name, address, namespace prefix)."""
-    import shlex
     import sys
 
     blocks = []

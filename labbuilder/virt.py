@@ -79,9 +79,24 @@ def _call(what: str, fn, *args):
         raise HostError(f"{what}: {e.get_error_message()}") from None
 
 
+def _when_idle(what: str, fn, *args, timeout: float = 30.0):
+    """Call fn; while libvirt says the pool is busy with its own post-upload refresh
+    (a short, internal job), try again."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return fn(*args)
+        except libvirt.libvirtError as e:
+            if "asynchronous jobs" not in (e.get_error_message() or "") or time.monotonic() > deadline:
+                raise HostError(f"{what}: {e.get_error_message()}") from None
+            time.sleep(0.2)
+
+
 def define_network(conn: libvirt.virConnect, xml: str, start: bool = True) -> libvirt.virNetwork:
-    """Define a persistent network from `xml` and start it."""
-    net = _call("cannot define network", conn.networkDefineXML, xml)
+    """Define (or redefine, keeping its UUID) a persistent network from `xml`; start it."""
+    net = _call("cannot define network", conn.networkDefineXML, _keep_uuid(xml, conn.networkLookupByName))
     if start and not net.isActive():
         _call(f"cannot start network {net.name()}", net.create)
     return net
@@ -95,8 +110,9 @@ def ensure_pool(conn: libvirt.virConnect, name: str, xml: str) -> libvirt.virSto
         pool = _call(f"cannot define storage pool {name}", conn.storagePoolDefineXML, xml)
         _call(f"cannot build storage pool {name}", pool.build, 0)
     if not pool.isActive():
-        _call(f"cannot start storage pool {name}", pool.create)
-    _call(f"cannot refresh storage pool {name}", pool.refresh)
+        _call(f"cannot start storage pool {name}", pool.create)  # starting reads its volumes
+    # No refresh here: volumes made through the API are known already, and a refresh fails
+    # while libvirt's own post-upload refresh runs ("asynchronous jobs running").
     return pool
 
 
@@ -117,8 +133,24 @@ def upload_volume(conn: libvirt.virConnect, vol: libvirt.virStorageVol, data: by
     _call("upload stream failed", stream.finish)
 
 
+def _keep_uuid(xml: str, lookup) -> str:
+    """A redefinition must carry the existing object's UUID, or libvirt refuses it."""
+    from lxml import etree
+
+    doc = etree.fromstring(xml.encode())
+    try:
+        existing = lookup(doc.findtext("name"))
+    except libvirt.libvirtError:
+        return xml
+    if existing is None or doc.find("uuid") is not None:
+        return xml
+    etree.SubElement(doc, "uuid").text = existing.UUIDString()
+    return etree.tostring(doc, encoding="unicode")
+
+
 def define_domain(conn: libvirt.virConnect, xml: str) -> libvirt.virDomain:
-    return _call("cannot define domain", conn.defineXML, xml)
+    """Define (or redefine, keeping its UUID) a domain."""
+    return _call("cannot define domain", conn.defineXML, _keep_uuid(xml, lambda n: lookup_domain(conn, n)))
 
 
 def start_domain(dom: libvirt.virDomain) -> None:
@@ -220,10 +252,9 @@ def remove_pool(conn: libvirt.virConnect, name: str) -> None:
         return
     if not pool.isActive():
         _call(f"cannot start pool {name}", pool.create)
-    pool.refresh()
     for vol in pool.listAllVolumes():
-        _call(f"cannot delete volume {vol.name()}", vol.delete, 0)
-    _call(f"cannot stop pool {name}", pool.destroy)
+        _when_idle(f"cannot delete volume {vol.name()}", vol.delete, 0)
+    _when_idle(f"cannot stop pool {name}", pool.destroy)
     try:
         pool.delete(0)
     except libvirt.libvirtError:
@@ -239,8 +270,7 @@ def delete_volume(pool: libvirt.virStoragePool, name: str) -> None:
 
 
 def volume_names(pool: libvirt.virStoragePool) -> set[str]:
-    pool.refresh()
-    return {v.name() for v in pool.listAllVolumes()}
+    return {v.name() for v in _call(f"cannot list volumes of {pool.name()}", pool.listAllVolumes)}
 
 
 def upload_file(conn: libvirt.virConnect, vol: libvirt.virStorageVol, path: str) -> None:
@@ -294,3 +324,8 @@ def route_subnets(conn: libvirt.virConnect) -> list[str]:
 
 def pool_names(conn: libvirt.virConnect) -> list[str]:
     return [p.name() for p in conn.listAllStoragePools()]
+
+
+def is_empty(conn: libvirt.virConnect) -> bool:
+    """No domain and no network at all on this host."""
+    return not conn.listAllDomains() and not conn.listAllNetworks()

@@ -8,12 +8,16 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from click.testing import CliRunner
 
 from labbuilder import accel
 from labbuilder.cli import main
 
 from conftest import REPO
+
+pytestmark = pytest.mark.image
 
 
 def _sha256(path):

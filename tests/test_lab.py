@@ -48,7 +48,7 @@ def foreign(conn, lab_state):
     """Objects labbuilder does not own, planted before any lab exists."""
     path = lab_state / "foreign"
     virt.define_network(conn, """<network><name>foreign-net</name><bridge name="foreign0"/>
-        <ip address="192.168.177.1" prefix="24"/></network>""")
+        <ip address="192.168.147.1" prefix="24"/></network>""")
     pool = virt.ensure_pool(conn, "foreign-pool", f"""<pool type="dir"><name>foreign-pool</name>
         <target><path>{path}</path></target></pool>""")
     virt.create_volume(pool, """<volume><name>keep.qcow2</name><capacity>1048576</capacity>
@@ -81,8 +81,7 @@ def test_up_gives_every_node_its_addresses_and_disks(demo, conn):
     assert "vdb" not in on("beta", "lsblk", "-no", "NAME")
     # the nodes know each other by name and reach each other over the backend network too
     assert on("alpha", "getent", "hosts", "beta").split()[0] == "192.168.140.11"
-    reach = lb("ssh", DEMO, "alpha", "--", "timeout", "10", "bash", "-c", "echo > /dev/tcp/10.10.0.11/22",
-               check=False)
+    reach = lb("ssh", DEMO, "alpha", "--", "timeout 10 bash -c 'echo > /dev/tcp/10.10.0.11/22'", check=False)
     assert reach.returncode == 0, reach.stderr
 
 
@@ -91,6 +90,23 @@ def test_status_json_reports_running_and_ssh(demo):
     assert [(n["node"], n["state"], n["ssh"]) for n in data["nodes"]] == \
         [("alpha", "running", True), ("beta", "running", True)]
     assert all(n["active"] and n["bridge"].startswith("lb") for n in data["networks"])
+
+
+def test_handoff_files_reach_the_lab(demo, lab_state):
+    """The ssh_config works from outside the private namespace; the inventory has groups."""
+    import yaml
+
+    state = lab_state / "demo-t1"
+    proc = subprocess.run(["ssh", "-F", str(state / "ssh_config"), "beta", "hostname"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "beta", proc.stderr
+    inv = yaml.safe_load((state / "inventory.yaml").read_text())
+    assert set(inv["all"]["children"]["common"]["hosts"]) == {"alpha", "beta"}
+    alpha = inv["all"]["hosts"]["alpha"]
+    assert [i["name"] for i in alpha["interfaces"]] == ["eth0", "eth1"]
+    assert alpha["disks"] == [{"device": "/dev/vdb", "size_bytes": 1 << 30}]
+    assert "192.168.140.11 beta" in (state / "hosts").read_text()
+    assert oct((state / "id_ed25519").stat().st_mode & 0o777) == "0o600"
 
 
 def test_up_again_changes_nothing(demo):
@@ -102,7 +118,7 @@ def test_up_again_changes_nothing(demo):
 
 
 def test_reset_node_returns_pristine_disk(demo):
-    on("beta", "sh", "-c", "echo dirty > /root/marker && sync")
+    on("beta", "echo dirty > /root/marker && sync")  # `labbuilder ssh` runs it as ssh does: shell syntax
     assert on("beta", "cat", "/root/marker") == "dirty"
     lb("reset", DEMO, "--node", "beta")
     assert on("beta", "test", "-e", "/root/marker", check=False) == ""
@@ -175,3 +191,15 @@ def _reached(conn, point, team):
         pool = virt.lookup_pool(conn, f"demo-t{team}-pool")
         return pool is not None and pool.isActive() and len(virt.volume_names(pool)) >= 1
     return virt.lookup_domain(conn, f"demo-t{team}-alpha") is not None
+
+
+def test_subnet_clash_with_a_foreign_network_is_reported_before_any_change(conn, foreign, lab_state):
+    clash = lab_state / "clash.yaml"
+    clash.write_text((REPO / DEMO).read_text().replace("10.10.0", "192.168.147").replace("lab: demo", "lab: clash"))
+    before = {o.name for o in virt.owned_objects(conn)}, virt.pool_names(conn)
+    proc = lb("up", str(clash), check=False)
+    assert proc.returncode == 2, proc.stderr
+    line = next(i for i, l in enumerate(clash.read_text().splitlines(), 1) if "192.168.147.0/24" in l)
+    assert f"{clash}:{line}: networks.backend.subnet: 192.168.147.0/24 clashes" in proc.stderr
+    assert "clashes with network 'foreign-net' (192.168.147.0/24)" in proc.stderr
+    assert ({o.name for o in virt.owned_objects(conn)}, virt.pool_names(conn)) == before

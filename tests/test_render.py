@@ -84,3 +84,14 @@ def test_plan_hash_is_stable_and_follows_the_definition():
     assert [d for *_, d in a.domains.values()] == [d for *_, d in b.domains.values()]
     c = lifecycle.render_plan(_plan("demo"), "kvm")
     assert [d for *_, d in a.domains.values()] != [d for *_, d in c.domains.values()]
+
+
+def test_missing_base_image_names_file_line_and_key(tmp_path, golden, monkeypatch):
+    from labbuilder.errors import TopologyError
+    from labbuilder.lab import find_images
+
+    monkeypatch.chdir(REPO)
+    topo = load_topology("topologies/demo.yaml")
+    with pytest.raises(TopologyError) as e:
+        find_images(topo, tmp_path)
+    golden("topology-missing-image.txt", "\n".join(e.value.lines()).replace(str(tmp_path), "<cache>") + "\n")
