@@ -220,21 +220,42 @@ def plan_cmd(as_json, **kwargs):
     _print_actions(actions)
 
 
+def _team_range(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        first, _, last = value.partition("-")
+        teams = list(range(int(first), int(last or first) + 1))
+    except ValueError:
+        raise click.BadParameter("expected a range like 1-20") from None
+    if not teams or teams[0] < 1 or teams[-1] > 99:
+        raise click.BadParameter("teams run from 1 to 99")
+    return teams
+
+
 @main.command("up")
 @lab_options
+@click.option("--teams", callback=_team_range, metavar="FIRST-LAST",
+              help="Bring up several teams (e.g. 1-20): all converge, then all are waited for.")
 @click.option("--no-wait", is_flag=True, help="Do not wait for the nodes to answer on SSH.")
 @click.option("--json", "as_json", is_flag=True, help="Print the resulting status as JSON.")
-def up_cmd(no_wait, as_json, **kwargs):
+def up_cmd(teams, no_wait, as_json, **kwargs):
     """Bring the lab up for a team: networks, volumes, seeds, domains; wait for SSH."""
-    lab = _open(kwargs)
+    labs = [_open({**kwargs, "team": t}) for t in (teams or [kwargs["team"]])]
+    progress = RichProgress(console)
     try:
-        actions, _ = lab_mod.up(lab, RichProgress(console), wait=not no_wait)
-        if not actions:
-            console.print("Nothing to do: the lab already matches the topology.")
-        _print_status(lab_mod.status(lab), as_json)
-        _print_reach(lab)
+        # Converge every team first, then wait for all of them: their guests boot together.
+        changed = [lab_mod.up(lab, progress, wait=False)[0] for lab in labs]
+        for lab, actions in zip(labs, changed):
+            if not no_wait:
+                lab_mod.wait(lab, progress)
+            if not actions:
+                console.print(f"Nothing to do: {lab.plan.lab} team {lab.plan.team} already matches the topology.")
+            _print_status(lab_mod.status(lab), as_json)
+        _print_reach(labs[0])
     finally:
-        lab.close()
+        for lab in labs:
+            lab.close()
 
 
 @main.command("status")

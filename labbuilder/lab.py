@@ -98,8 +98,8 @@ def _domain_type(plan: LabPlan) -> tuple[str, str]:
 
 
 def check_hosts(lab: Lab) -> None:
-    """Subnets that clash with networks already active on a target host (not our own)."""
-    problems = []
+    """Subnets and MACs that clash with what already exists on a target host (not our own)."""
+    problems = _mac_clashes(lab)
     ours = {n.name for n in lab.plan.networks}
     for host in lab.plan.hosts:
         existing = [(name, ipaddress.ip_interface(f"{addr}/{prefix}").network)
@@ -113,6 +113,22 @@ def check_hosts(lab: Lab) -> None:
                         "choose another subnet or team, or bring that network down"))
     if problems:
         raise TopologyError(problems)
+
+
+def _mac_clashes(lab: Lab) -> list:
+    problems = []
+    ours = {n.name for n in lab.plan.nodes}
+    for host in lab.plan.hosts:
+        used = {mac: dom for mac, dom in virt.macs_in_use(lab.conns(host)).items() if dom not in ours}
+        for node in (n for n in lab.plan.nodes if n.host == host):
+            for i, nic in enumerate(node.nics):
+                if nic.mac in used:
+                    fixed = lab.topology.node(node.key).nics[i].mac is not None
+                    problems.append(lab.topology.problem(
+                        ("nodes", node.key, "nics", i) + (("mac",) if fixed else ()),
+                        f"MAC {nic.mac} is already used by domain {used[nic.mac]!r} on {host.name}",
+                        "fixed MACs allow one team per host" if fixed else "use another team number"))
+    return problems
 
 
 @contextmanager
@@ -150,6 +166,13 @@ def up(lab: Lab, progress: Progress, wait: bool = True) -> tuple[list[Action], d
         ready = lifecycle.wait_ready(lab.plan, lab.conns, lab.key, progress) if wait else {}
         write_handoff(lab, ready)
     return actions, ready
+
+
+def wait(lab: Lab, progress: Progress) -> dict[str, str]:
+    """Wait until every node answers on SSH; refresh the hand-off files with the addresses."""
+    ready = lifecycle.wait_ready(lab.plan, lab.conns, lab.key, progress)
+    write_handoff(lab, ready)
+    return ready
 
 
 def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:

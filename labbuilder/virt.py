@@ -329,3 +329,18 @@ def pool_names(conn: libvirt.virConnect) -> list[str]:
 def is_empty(conn: libvirt.virConnect) -> bool:
     """No domain and no network at all on this host."""
     return not conn.listAllDomains() and not conn.listAllNetworks()
+
+
+def macs_in_use(conn: libvirt.virConnect) -> dict[str, str]:
+    """MAC → domain name for every NIC of every domain on the host."""
+    from lxml import etree
+
+    found = {}
+    for dom in conn.listAllDomains():
+        try:
+            doc = etree.fromstring(dom.XMLDesc(0).encode())
+        except libvirt.libvirtError:
+            continue
+        for mac in doc.findall("devices/interface/mac"):
+            found[mac.get("address", "").lower()] = dom.name()
+    return found

@@ -203,3 +203,19 @@ def test_subnet_clash_with_a_foreign_network_is_reported_before_any_change(conn,
     assert f"{clash}:{line}: networks.backend.subnet: 192.168.147.0/24 clashes" in proc.stderr
     assert "clashes with network 'foreign-net' (192.168.147.0/24)" in proc.stderr
     assert ({o.name for o in virt.owned_objects(conn)}, virt.pool_names(conn)) == before
+
+
+def test_fixed_mac_used_by_a_foreign_domain_is_reported(conn, foreign):
+    virt.define_domain(conn, """<domain type="qemu"><name>foreign-mac</name><memory unit="MiB">64</memory>
+        <os><type arch="x86_64" machine="q35">hvm</type></os><devices><interface type="network">
+        <source network="foreign-net"/><mac address="52:54:00:00:00:01"/></interface></devices></domain>""")
+    try:
+        proc = lb("plan", "topologies/rdo-course.yaml", check=False)
+    finally:
+        virt.remove_domain(conn, "foreign-mac")
+    assert proc.returncode == 2
+    line = next(i for i, l in enumerate((REPO / "topologies/rdo-course.yaml").read_text().splitlines(), 1)
+                if "52:54:00:00:00:01" in l)
+    assert (f"topologies/rdo-course.yaml:{line}: nodes.node1.nics.0.mac: MAC 52:54:00:00:00:01 is already "
+            "used by domain 'foreign-mac'") in proc.stderr
+    assert virt.owned_objects(conn, "rdo-course") == []
