@@ -61,7 +61,7 @@ def floor_up(conn, base, n: int, pool_dir: Path) -> float:
                                 memory_mib=256, vcpus=1, disks=[{"pool": "floor", "volume": f"f{i}.qcow2",
                                                                  "target": "vda", "format": "qcow2", "bus": "virtio"}],
                                 seed=None, nics=[{"network": "floor-lan", "mac": f"52:54:00:fe:00:{i:02x}"}],
-                                serial_log=f"/var/log/libvirt/qemu/floor-{i}.log")
+                                serial_log=f"/var/log/libvirt/qemu/floor-{i}-serial.log")
         virt.start_domain(virt.define_domain(conn, xml))
 
     with ThreadPoolExecutor(8) as ex:
@@ -89,6 +89,9 @@ def main() -> None:
     state = Path(tempfile.mkdtemp(prefix="lbbench-"))
     daemon = privatelibvirtd.start(state / "libvirtd")
     conn = virt.connect(daemon.uri)
+    # Like a real host with other work on it: one active network that is not ours, so
+    # `labbuilder down` does not also stop the (then idle) private libvirtd.
+    virt.define_network(conn, "<network><name>bench-keep</name><bridge name='benchkeep0'/></network>")
     rows = []
     try:
         for n in [int(x) for x in args.sizes.split(",")]:

@@ -154,8 +154,8 @@ def _request(topology, team, connect, inventory, private, memory_scale, cache, *
     return LabRequest(topology, team, connect, inventory, private, memory_scale, cache)
 
 
-def _open(kwargs, start_private=True):
-    lab = lab_mod.open_lab(_request(**kwargs), start_private)
+def _open(kwargs, start_private=True, check=True):
+    lab = lab_mod.open_lab(_request(**kwargs), start_private, check)
     where = ", ".join(sorted({h.name for h in lab.plan.hosts}))
     console.print(f"[dim]{lab.plan.lab} team {lab.plan.team} on {where}; "
                   f"domain type {lab.domain_type} ({lab.accel_reason})[/dim]", highlight=False)
@@ -247,11 +247,10 @@ def up_cmd(teams, no_wait, as_json, **kwargs):
         # Converge every team first, then wait for all of them: their guests boot together.
         changed = [lab_mod.up(lab, progress, wait=False)[0] for lab in labs]
         for lab, actions in zip(labs, changed):
-            if not no_wait:
-                lab_mod.wait(lab, progress)
+            ready = None if no_wait else lab_mod.wait(lab, progress)
             if not actions:
                 console.print(f"Nothing to do: {lab.plan.lab} team {lab.plan.team} already matches the topology.")
-            _print_status(lab_mod.status(lab), as_json)
+            _print_status(lab_mod.status(lab, ready if ready is not None else {}), as_json)
         _print_reach(labs[0])
     finally:
         for lab in labs:
@@ -263,7 +262,7 @@ def up_cmd(teams, no_wait, as_json, **kwargs):
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def status_cmd(as_json, **kwargs):
     """Per node: host, libvirt state, addresses, SSH; per network: bridge, active."""
-    lab = _open(kwargs, start_private=False)
+    lab = _open(kwargs, start_private=False, check=False)
     try:
         _print_status(lab_mod.status(lab), as_json)
     finally:
@@ -276,7 +275,7 @@ def status_cmd(as_json, **kwargs):
 @click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
 def down_cmd(all_teams, as_json, **kwargs):
     """Remove every object labbuilder owns for this lab and team, and nothing else."""
-    lab = _open(kwargs, start_private=False)
+    lab = _open(kwargs, start_private=False, check=False)
     try:
         removed = lab_mod.down(lab, all_teams)
     finally:
@@ -313,7 +312,7 @@ def ssh_cmd(node, command, **kwargs):
     """Open a shell on NODE, or run COMMAND there (after --)."""
     import os
 
-    lab = _open(kwargs, start_private=False)
+    lab = _open(kwargs, start_private=False, check=False)
     try:
         if node not in {n.key for n in lab.plan.nodes}:
             raise click.BadParameter(f"no node {node!r} in {lab.plan.lab}", param_hint="NODE")
@@ -327,7 +326,7 @@ def ssh_cmd(node, command, **kwargs):
 @lab_options
 def inventory_cmd(**kwargs):
     """Write ssh_config, hosts and an Ansible YAML inventory for the lab; print their paths."""
-    lab = _open(kwargs, start_private=False)
+    lab = _open(kwargs, start_private=False, check=False)
     try:
         files = lab_mod.write_handoff(lab, {})
     finally:

@@ -55,15 +55,17 @@ class Lab:
         self.conns.close()
 
 
-def open_lab(req: LabRequest, start_private: bool = True) -> Lab:
-    """Load and validate the topology, find its images and hosts, plan it; check the hosts."""
+def open_lab(req: LabRequest, start_private: bool = True, check: bool = True) -> Lab:
+    """Load and validate the topology, find its images and hosts, plan it; with `check`
+    (commands that create things), check the hosts for clashing subnets and MACs."""
     topo = load_topology(req.topology)
     images = find_images(topo, req.image_cache or image_mod.default_cache_dir())
     slots = tuple(h.name for h in topo.hosts)
     hosts = resolve_hosts(slots, req.connect, req.inventory, state_root(), req.private, start_private)
     plan = plan_lab(topo, req.team, hosts, images, req.memory_scale)
     lab = Lab(topo, plan, Connections(), state_root() / f"{topo.lab}-t{req.team}", *_domain_type(plan))
-    check_hosts(lab)
+    if check:
+        check_hosts(lab)
     return lab
 
 
@@ -192,16 +194,16 @@ def down(lab: Lab, all_teams: bool = False) -> list[str]:
         removed = []
         for host in lab.plan.hosts:
             removed += lifecycle.down(lab.conns, host, lab.plan.lab, None if all_teams else lab.plan.team)
-        if any(h.ssh_prefix for h in lab.plan.hosts) and not virt.owned_objects(lab.conns(lab.plan.hosts[0])) \
-                and virt.is_empty(lab.conns(lab.plan.hosts[0])):
+        if any(h.ssh_prefix for h in lab.plan.hosts) and virt.is_idle(lab.conns(lab.plan.hosts[0])):
             lab.close()
             privatelibvirtd.stop(privatelibvirtd.attach(state_root() / "libvirtd"))
             removed.append("private libvirtd (nothing left in it)")
         return removed
 
 
-def status(lab: Lab) -> dict:
-    """Per node: host, state, addresses, SSH; per network: bridge, active."""
+def status(lab: Lab, ready: dict[str, str] | None = None) -> dict:
+    """Per node: host, state, addresses, SSH; per network: bridge, active. With `ready`
+    (node → address, from a wait just done) SSH is taken from it instead of probed."""
     nodes = []
 
     def one(node):
@@ -213,8 +215,11 @@ def status(lab: Lab) -> dict:
                 leases.update(virt.network_leases(conn, nic.network))
         ips = {nic.guest_name: leases.get(nic.mac) or (str(nic.ip) if nic.ip else None) for nic in node.nics}
         address = node.ssh_ip or next((ip for ip in ips.values() if ip), None)
-        reachable = bool(state == "running" and address and lab.key.exists() and
-                         ssh.answers(ssh.SshTarget(address, lab.key, prefix=node.host.ssh_prefix)))
+        if ready is not None:
+            reachable = node.key in ready
+        else:
+            reachable = bool(state == "running" and address and lab.key.exists() and
+                             ssh.answers(ssh.SshTarget(address, lab.key, prefix=node.host.ssh_prefix)))
         nodes.append({"node": node.key, "domain": node.name, "host": node.host.name, "state": state,
                       "addresses": ips, "ssh": reachable, "roles": list(node.roles)})
 

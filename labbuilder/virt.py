@@ -326,9 +326,10 @@ def pool_names(conn: libvirt.virConnect) -> list[str]:
     return [p.name() for p in conn.listAllStoragePools()]
 
 
-def is_empty(conn: libvirt.virConnect) -> bool:
-    """No domain and no network at all on this host."""
-    return not conn.listAllDomains() and not conn.listAllNetworks()
+def is_idle(conn: libvirt.virConnect) -> bool:
+    """No running domain and no active network on this host."""
+    return not conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE) and \
+        not conn.listAllNetworks(libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE)
 
 
 def macs_in_use(conn: libvirt.virConnect) -> dict[str, str]:

@@ -127,7 +127,7 @@ def test_reset_node_returns_pristine_disk(demo):
 
 
 def test_second_team_runs_beside_the_first_and_down_keeps_it(demo, conn, foreign):
-    lb("up", DEMO, "--team", "2")
+    lb("up", DEMO, "--teams", "1-2")  # team 1 is up already: converges team 2, waits for both
     for node in ("alpha", "beta"):
         _assert_node(node, team=2)
         _assert_node(node, team=1)
