@@ -339,16 +339,26 @@ def _print_status(data: dict, as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(data))
         return
-    table = Table("node", "host", "state", "addresses", "ssh", title=f"{data['lab']} team {data['team']}")
+    table = Table("node", "host", "state", "addresses", "ssh", "age", title=f"{data['lab']} team {data['team']}")
     for n in data["nodes"]:
         addrs = " ".join(f"{k}={v}" for k, v in n["addresses"].items() if v) or "-"
-        table.add_row(n["node"], n["host"], n["state"], addrs, "[green]yes[/green]" if n["ssh"] else "[red]no[/red]")
+        table.add_row(n["node"], n["host"], n["state"], addrs, "[green]yes[/green]" if n["ssh"] else "[red]no[/red]",
+                      _age(n["age_seconds"]))
     out.print(table)
     nets = Table("network", "name", "subnet", "bridge", "active")
     for n in data["networks"]:
         nets.add_row(n["network"], n["name"], n["subnet"] or "-", n["bridge"] or "-",
                      "yes" if n["active"] else ("no" if n["exists"] else "absent"))
     out.print(nets)
+
+
+def _age(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _print_reach(lab) -> None:

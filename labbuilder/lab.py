@@ -7,6 +7,7 @@ import fcntl
 import ipaddress
 import json
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,6 +206,7 @@ def status(lab: Lab, ready: dict[str, str] | None = None) -> dict:
     """Per node: host, state, addresses, SSH; per network: bridge, active. With `ready`
     (node → address, from a wait just done) SSH is taken from it instead of probed."""
     nodes = []
+    owners = {o.name: o.owner for h in lab.plan.hosts for o in virt.owned_objects(lab.conns(h), lab.plan.lab, lab.plan.team)}
 
     def one(node):
         conn = lab.conns(node.host)
@@ -220,8 +222,10 @@ def status(lab: Lab, ready: dict[str, str] | None = None) -> dict:
         else:
             reachable = bool(state == "running" and address and lab.key.exists() and
                              ssh.answers(ssh.SshTarget(address, lab.key, prefix=node.host.ssh_prefix)))
+        created = owners.get(node.name, {}).get("created", "")
         nodes.append({"node": node.key, "domain": node.name, "host": node.host.name, "state": state,
-                      "addresses": ips, "ssh": reachable, "roles": list(node.roles)})
+                      "addresses": ips, "ssh": reachable, "roles": list(node.roles),
+                      "age_seconds": int(time.time()) - int(created) if created.isdigit() else None})
 
     lifecycle._parallel([lambda n=n: one(n) for n in lab.plan.nodes])
     order = [n.key for n in lab.plan.nodes]

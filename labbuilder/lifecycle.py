@@ -40,13 +40,15 @@ class Desired:
     domains: dict[str, tuple[NodePlan, str, str]] = field(default_factory=dict)
 
 
-def render_plan(plan: LabPlan, domain_type: str) -> Desired:
+def render_plan(plan: LabPlan, domain_type: str, now: float | None = None) -> Desired:
+    """XML and plan hash of every network and domain; `now` stamps domain definitions."""
+    created = int(time.time() if now is None else now)
     want = Desired()
     for net in plan.networks:
         xml, digest = render.network_xml(plan.lab, plan.team, net)
         want.networks[f"{net.host.uri}|{net.name}"] = (net, xml, digest)
     for node in plan.nodes:
-        xml, digest = render.domain_xml(plan.lab, plan.team, node, plan.pool, domain_type)
+        xml, digest = render.domain_xml(plan.lab, plan.team, node, plan.pool, domain_type, created)
         want.domains[node.name] = (node, xml, digest)
     return want
 

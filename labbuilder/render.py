@@ -35,8 +35,9 @@ def render_xml(template: str, **values) -> str:
 
 
 def _with_hash(template: str, values: dict) -> tuple[str, str]:
-    """Render twice: once with an empty plan hash to compute it, once carrying it."""
-    draft = render_xml(template, **{**values, "owner": {**values["owner"], "plan": ""}})
+    """Render twice: once with an empty plan hash (and creation time) to compute the
+    hash, once carrying both."""
+    draft = render_xml(template, **{**values, "owner": {**values["owner"], "plan": "", "created": ""}})
     digest = hashlib.sha256(draft.encode()).hexdigest()[:16]
     return render_xml(template, **{**values, "owner": {**values["owner"], "plan": digest}}), digest
 
@@ -51,14 +52,14 @@ def network_xml(lab: str, team: int, net) -> tuple[str, str]:
         hosts=[{"mac": mac, "ip": ip, "name": name} for mac, ip, name in net.static_hosts]))
 
 
-def domain_xml(lab: str, team: int, node, pool: str, domain_type: str) -> tuple[str, str]:
-    """(XML, plan hash) of a planned node's domain."""
+def domain_xml(lab: str, team: int, node, pool: str, domain_type: str, created: int) -> tuple[str, str]:
+    """(XML, plan hash) of a planned node's domain; `created` (epoch seconds) gives `status` its age."""
     disks = [{"pool": pool, "volume": node.vda, "target": "vda", "format": "qcow2", "bus": "virtio"}]
     # virtio disks are vdX; scsi/sata ones sdX (sda is the seed cdrom, so vdb → sdb).
     disks += [{"pool": pool, "volume": d.volume, "format": "qcow2", "bus": d.bus,
                "target": d.target if d.bus == "virtio" else "sd" + d.target[2:]} for d in node.disks]
     return _with_hash("domain.xml.j2", dict(
-        domain_type=domain_type, name=node.name, owner={"lab": lab, "team": team, "node": node.key},
+        domain_type=domain_type, name=node.name, owner={"lab": lab, "team": team, "node": node.key, "created": created},
         memory_mib=node.memory_mib, vcpus=node.vcpus, disks=disks,
         seed={"pool": pool, "volume": node.seed_volume},
         nics=[{"network": n.network, "mac": n.mac} for n in node.nics],

@@ -90,6 +90,7 @@ def test_status_json_reports_running_and_ssh(demo):
     assert [(n["node"], n["state"], n["ssh"]) for n in data["nodes"]] == \
         [("alpha", "running", True), ("beta", "running", True)]
     assert all(n["active"] and n["bridge"].startswith("lb") for n in data["networks"])
+    assert all(0 <= n["age_seconds"] < 3600 for n in data["nodes"])
 
 
 def test_handoff_files_reach_the_lab(demo, lab_state):

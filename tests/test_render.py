@@ -55,7 +55,7 @@ def test_rdo_course_keeps_its_fixed_macs_and_leases():
 
 def _rendered(name, team=1):
     plan = _plan(name, team)
-    want = lifecycle.render_plan(plan, "qemu")
+    want = lifecycle.render_plan(plan, "qemu", now=0)
     return ({n.name: xml for n, xml, _ in want.networks.values()},
             {n.name: xml for n, xml, _ in want.domains.values()})
 
@@ -79,10 +79,10 @@ def test_gridka_xml_matches_golden_files(golden):
 
 
 def test_plan_hash_is_stable_and_follows_the_definition():
-    a = lifecycle.render_plan(_plan("demo"), "qemu")
-    b = lifecycle.render_plan(_plan("demo"), "qemu")
+    a = lifecycle.render_plan(_plan("demo"), "qemu", now=1)
+    b = lifecycle.render_plan(_plan("demo"), "qemu", now=1)
     assert [d for *_, d in a.domains.values()] == [d for *_, d in b.domains.values()]
-    c = lifecycle.render_plan(_plan("demo"), "kvm")
+    c = lifecycle.render_plan(_plan("demo"), "kvm", now=2)
     assert [d for *_, d in a.domains.values()] != [d for *_, d in c.domains.values()]
 
 
