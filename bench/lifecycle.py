@@ -64,7 +64,7 @@ def floor_up(conn, base, n: int, pool_dir: Path, key: Path, prefix: list[str], w
                                       (seed.SeedNic("eth0", macs[i], dhcp=True),)))
         virt.upload_volume(conn, virt.create_volume(pool, render.volume_xml(f"f{i}.iso", len(iso), "raw")), iso)
         xml = render.render_xml("domain.xml.j2", domain_type="qemu", name=f"floor-{i}",
-                                owner={"lab": "floor", "team": 1, "node": str(i), "plan": ""},
+                                owner={"lab": "floor", "team": 1, "node": str(i), "plan": "", "created": 0},
                                 memory_mib=256, vcpus=1, disks=[{"pool": "floor", "volume": f"f{i}.qcow2",
                                                                  "target": "vda", "format": "qcow2", "bus": "virtio"}],
                                 seed={"pool": "floor", "volume": f"f{i}.iso"},

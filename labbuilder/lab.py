@@ -211,10 +211,7 @@ def status(lab: Lab, ready: dict[str, str] | None = None) -> dict:
     def one(node):
         conn = lab.conns(node.host)
         state = virt.domain_state(conn, node.name)
-        leases = {}
-        for nic in node.nics:
-            if nic.dhcp and virt.network_info(conn, nic.network):
-                leases.update(virt.network_leases(conn, nic.network))
+        leases = lifecycle.node_leases(lab.conns, node)
         ips = {nic.guest_name: leases.get(nic.mac) or (str(nic.ip) if nic.ip else None) for nic in node.nics}
         address = node.ssh_ip or next((ip for ip in ips.values() if ip), None)
         if ready is not None:
@@ -227,7 +224,7 @@ def status(lab: Lab, ready: dict[str, str] | None = None) -> dict:
                       "addresses": ips, "ssh": reachable, "roles": list(node.roles),
                       "age_seconds": int(time.time()) - int(created) if created.isdigit() else None})
 
-    lifecycle._parallel([lambda n=n: one(n) for n in lab.plan.nodes])
+    lifecycle.parallel([lambda n=n: one(n) for n in lab.plan.nodes])
     order = [n.key for n in lab.plan.nodes]
     nodes.sort(key=lambda n: order.index(n["node"]))
     networks = []
@@ -246,10 +243,7 @@ def ssh_target(lab: Lab, node_key: str) -> ssh.SshTarget:
     node = lab.plan.node(node_key)
     address = node.ssh_ip
     if address is None:
-        leases = {}
-        for nic in node.nics:
-            if nic.dhcp:
-                leases.update(virt.network_leases(lab.conns(node.host), nic.network))
+        leases = lifecycle.node_leases(lab.conns, node)
         address = next((leases[n.mac] for n in node.nics if n.mac in leases), None)
     if address is None:
         raise TopologyError([lab.topology.problem(("nodes", node_key), "node has no known address yet")])

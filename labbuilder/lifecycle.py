@@ -140,10 +140,10 @@ def apply(ctx: ApplyContext, actions: list[Action]) -> None:
     nodes = by_verb("domain")
     if nodes:
         with ctx.progress.stage(f"{len(nodes)} node(s): volumes, seeds, domains"):
-            _parallel([lambda a=a: _apply_node(ctx, a) for a in nodes])
+            parallel([lambda a=a: _apply_node(ctx, a) for a in nodes])
 
 
-def _parallel(jobs: list) -> list:
+def parallel(jobs: list) -> list:
     if not jobs:
         return []
     with ThreadPoolExecutor(max_workers=min(8, len(jobs))) as pool:
@@ -245,18 +245,24 @@ def wait_ready(plan: LabPlan, conns: Connections, key: Path, progress: Progress,
         progress.step(f"{len(ready)}/{len(nodes)} answer on SSH ({node.key})")
 
     with progress.stage(f"wait for {len(nodes)} node(s) to answer on SSH"):
-        _parallel([lambda n=n: one(n) for n in nodes])
+        parallel([lambda n=n: one(n) for n in nodes])
     return ready
+
+
+def node_leases(conns: Connections, node: NodePlan) -> dict[str, str]:
+    """MAC → leased IPv4 on every DHCP network the node has a NIC on."""
+    leases: dict[str, str] = {}
+    for net in {n.network for n in node.nics if n.dhcp}:
+        if virt.network_info(conns(node.host), net):
+            leases.update(virt.network_leases(conns(node.host), net))
+    return leases
 
 
 def _wait_address(plan: LabPlan, node: NodePlan, conns: Connections, timeout: float) -> str:
     """Fixed leases must appear (a gentle poll: dnsmasq has no lease events over the API)."""
     start = time.monotonic()
     while True:
-        leases = {}
-        for nic in node.nics:
-            if nic.dhcp:
-                leases.update(virt.network_leases(conns(node.host), nic.network))
+        leases = node_leases(conns, node)
         pending = [n for n in node.nics if n.dhcp and n.ip and leases.get(n.mac) != str(n.ip)]
         address = node.ssh_ip or next((leases[n.mac] for n in node.nics if n.mac in leases), None)
         if not pending and address:
@@ -274,7 +280,7 @@ def down(conns: Connections, host: Host, lab: str, team: int | None) -> list[str
     conn = conns(host)
     removed = []
     owned = virt.owned_objects(conn, lab, team)
-    _parallel([lambda o=o: virt.remove_domain(conn, o.name) for o in owned if o.kind == "domain"])
+    parallel([lambda o=o: virt.remove_domain(conn, o.name) for o in owned if o.kind == "domain"])
     for o in owned:
         if o.kind == "network":
             virt.remove_network(conn, o.name)
@@ -300,4 +306,4 @@ def reset_nodes(ctx: ApplyContext, nodes: list[NodePlan]) -> None:
         virt.start_domain(virt.define_domain(conn, xml))
 
     with ctx.progress.stage(f"reset {len(nodes)} node(s) to the base image"):
-        _parallel([lambda n=n: one(n) for n in nodes])
+        parallel([lambda n=n: one(n) for n in nodes])

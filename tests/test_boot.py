@@ -13,7 +13,7 @@ pytestmark = pytest.mark.vm
 
 NET, BRIDGE, SUBNET = "lbboot-net", "lbboot0", "192.168.160"
 NODES = {"alpha": ("52:54:00:be:00:0a", f"{SUBNET}.10"), "beta": ("52:54:00:be:00:0b", f"{SUBNET}.11")}
-OWNER = {"lab": "boot", "team": "1", "plan": "test"}
+OWNER = {"lab": "boot", "team": "1", "plan": "test", "created": 0}
 
 
 def _create_lab(conn, base, workdir, pubkey):
