@@ -245,7 +245,7 @@ def up_cmd(teams, no_wait, as_json, **kwargs):
     progress = RichProgress(console)
     try:
         # Converge every team first, then wait for all of them: their guests boot together.
-        changed = [lab_mod.up(lab, progress, wait=False)[0] for lab in labs]
+        changed = [lab_mod.up(lab, progress) for lab in labs]
         for lab, actions in zip(labs, changed):
             ready = None if no_wait else lab_mod.wait(lab, progress)
             if not actions:

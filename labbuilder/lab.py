@@ -160,15 +160,14 @@ def changes(lab: Lab) -> list[Action]:
     return lifecycle.diff(lab.plan, lifecycle.render_plan(lab.plan, lab.domain_type), lab.conns)
 
 
-def up(lab: Lab, progress: Progress, wait: bool = True) -> tuple[list[Action], dict[str, str]]:
-    """Converge the hosts to the plan, then wait until every node answers on SSH."""
+def up(lab: Lab, progress: Progress) -> list[Action]:
+    """Converge the hosts to the plan (no waiting: see `wait`); return what was done."""
     with team_lock(lab):
         ctx = _context(lab, progress)
         actions = lifecycle.diff(lab.plan, ctx.want, lab.conns)
         lifecycle.apply(ctx, actions)
-        ready = lifecycle.wait_ready(lab.plan, lab.conns, lab.key, progress) if wait else {}
-        write_handoff(lab, ready)
-    return actions, ready
+        write_handoff(lab, {})
+    return actions
 
 
 def wait(lab: Lab, progress: Progress) -> dict[str, str]:

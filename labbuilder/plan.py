@@ -142,16 +142,12 @@ def _network_plan(topo: Topology, net: Network, team: int, host: Host) -> Networ
             for nic in node.nics:
                 if nic.network == net.name and nic.ip:
                     statics.append((_mac(topo, team, node, nic.index),
-                                    str(shifted_ip(net, nic.ip, team)), node.name))
+                                    str(net.shift_ip(nic.ip, team)), node.name))
     return NetworkPlan(
         key=net.name, name=object_name(topo.lab, team, net.name), host=host, mode=net.mode,
         bridge=net.bridge if net.mode == "bridge" else bridge_name(topo.lab, team, net.name),
         subnet=shifted.subnet, gateway=shifted.gateway, dhcp=shifted.dhcp,
         domain=net.domain or "", static_hosts=tuple(statics))
-
-
-def shifted_ip(net: Network, ip, team: int):
-    return net.shift_ip(ip, team)
 
 
 def _mac(topo: Topology, team: int, node: Node, index: int) -> str:
@@ -165,7 +161,7 @@ def _nic_plan(topo: Topology, team: int, node: Node, nic) -> NicPlan:
     return NicPlan(
         guest_name=nic.guest_name, network_key=net.name, network=object_name(topo.lab, team, net.name),
         mac=_mac(topo, team, node, nic.index),
-        ip=shifted_ip(net, nic.ip, team) if nic.ip else None,
+        ip=net.shift_ip(nic.ip, team) if nic.ip else None,
         prefix=shifted.subnet.prefixlen if shifted.subnet else None,
         dhcp=bool(shifted.dhcp) and nic.configure, configure=nic.configure)
 
