@@ -237,24 +237,111 @@ def _team_range(ctx, param, value):
 @lab_options
 @click.option("--teams", callback=_team_range, metavar="FIRST-LAST",
               help="Bring up several teams (e.g. 1-20): all converge, then all are waited for.")
-@click.option("--no-wait", is_flag=True, help="Do not wait for the nodes to answer on SSH.")
+@click.option("--no-wait", is_flag=True, help="Do not wait for the nodes to answer on SSH (implies --no-config).")
+@click.option("--no-config", is_flag=True, help="Stop after the physical layer: do not run the roles.")
+@click.option("--checkpoints", is_flag=True, help="Checkpoint the team after each role (after-<role>).")
 @click.option("--json", "as_json", is_flag=True, help="Print the resulting status as JSON.")
-def up_cmd(teams, no_wait, as_json, **kwargs):
-    """Bring the lab up for a team: networks, volumes, seeds, domains; wait for SSH."""
+def up_cmd(teams, no_wait, no_config, checkpoints, as_json, **kwargs):
+    """Bring the lab up for a team: networks, volumes, seeds, domains; wait for SSH;
+    then run the config stage (the topology's roles, in order)."""
     labs = [_open({**kwargs, "team": t}) for t in (teams or [kwargs["team"]])]
+    run_config = not (no_wait or no_config) and bool(labs[0].topology.roles)
     progress = RichProgress(console)
     try:
+        if run_config:
+            lab_mod.check_config(labs[0])  # before anything changes
         # Converge every team first, then wait for all of them: their guests boot together.
         changed = [lab_mod.up(lab, progress) for lab in labs]
         for lab, actions in zip(labs, changed):
             ready = None if no_wait else lab_mod.wait(lab, progress)
             if not actions:
                 console.print(f"Nothing to do: {lab.plan.lab} team {lab.plan.team} already matches the topology.")
+            if run_config:
+                ran = lab_mod.configure(lab, progress, ready, checkpoints_after=checkpoints)
+                console.print(f"Config stage: {'ran ' + ', '.join(ran) if ran else 'every role already done'}.")
             _print_status(lab_mod.status(lab, ready if ready is not None else {}), as_json)
         _print_reach(labs[0])
     finally:
         for lab in labs:
             lab.close()
+
+
+@main.command("configure")
+@lab_options
+@click.option("--from", "start", metavar="ROLE", help="Start at ROLE (run again even if done).")
+@click.option("--until", metavar="ROLE", help="Stop after ROLE.")
+@click.option("--only", metavar="ROLE", help="Run ROLE alone (again even if done).")
+@click.option("--driver", type=click.Choice(["builtin", "ansible"]), default="builtin", show_default=True,
+              help="builtin: roles/<role>/ step scripts over SSH; ansible: ansible-playbook <role>.yml.")
+@click.option("--checkpoints", is_flag=True, help="Checkpoint the team after each role (after-<role>).")
+def configure_cmd(start, until, only, driver, checkpoints, **kwargs):
+    """Run the config stage: the topology's roles in order, resuming after the last
+    finished one (recorded on the libvirt host)."""
+    if only and (start or until):
+        raise click.UsageError("--only cannot be combined with --from or --until")
+    lab = _open(kwargs, start_private=False, check=False)
+    try:
+        ran = lab_mod.configure(lab, RichProgress(console), start=start, until=until, only=only,
+                                driver=driver, checkpoints_after=checkpoints)
+    finally:
+        lab.close()
+    console.print(f"Config stage: {'ran ' + ', '.join(ran) if ran else 'every role already done, nothing to run'}.")
+    console.print(f"[dim]logs: {lab.state / 'config'}[/dim]", highlight=False)
+
+
+def _checkpoint_name(ctx, param, value):
+    import re
+
+    if value is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", value):
+        raise click.BadParameter(f"{value!r}: use lowercase letters, digits and '-'")
+    return value
+
+
+@main.command("checkpoint")
+@lab_options
+@click.option("--name", required=True, callback=_checkpoint_name, help="Checkpoint name (replaced if it exists).")
+@click.option("--json", "as_json", is_flag=True, help="Print the checkpoint as JSON.")
+def checkpoint_cmd(name, as_json, **kwargs):
+    """Save every node of the team (disks and memory) as one consistent checkpoint."""
+    lab = _open(kwargs, start_private=False, check=False)
+    try:
+        cp = lab_mod.take_checkpoint(lab, name, RichProgress(console))
+    finally:
+        lab.close()
+    if as_json:
+        out.print_json(json.dumps(_checkpoint_json(cp)))
+    else:
+        out.print(f"Checkpoint {cp.name} of {len(cp.nodes)} node(s) taken; back to it with "
+                  f"`labbuilder reset {lab.plan.topology_path} --team {lab.plan.team} --to {cp.name}`.",
+                  highlight=False)
+
+
+def _checkpoint_json(cp) -> dict:
+    return {"name": cp.name, "created": cp.created, "role": cp.role, "nodes": list(cp.nodes),
+            "missing": list(cp.missing), "memory_bytes": cp.memory_bytes}
+
+
+@main.command("checkpoints")
+@lab_options
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def checkpoints_cmd(as_json, **kwargs):
+    """List the team's checkpoints with their role, age, nodes and size."""
+    import time
+
+    lab = _open(kwargs, start_private=False, check=False)
+    try:
+        found = lab_mod.checkpoints(lab)
+    finally:
+        lab.close()
+    if as_json:
+        out.print_json(json.dumps([_checkpoint_json(c) for c in found]))
+        return
+    table = Table("checkpoint", "after role", "age", "nodes", "memory state", title=f"{lab.plan.lab} team {lab.plan.team}")
+    for c in found:
+        nodes = f"{len(c.nodes)}" + (f" [red](missing {', '.join(c.missing)})[/red]" if c.missing else "")
+        table.add_row(c.name, c.role or "-", _age(int(time.time()) - c.created), nodes,
+                      _size(c.memory_bytes) if c.memory_bytes is not None else "-")
+    out.print(table if found else "No checkpoints.")
 
 
 @main.command("status")
@@ -291,15 +378,25 @@ def down_cmd(all_teams, as_json, **kwargs):
 @main.command("reset")
 @lab_options
 @click.option("--node", "nodes", multiple=True, help="Reset only this node (repeatable).")
-def reset_cmd(nodes, **kwargs):
-    """Back to pristine: fresh overlays from the base image, boot, wait for SSH."""
-    lab = _open(kwargs)
+@click.option("--to", "to", callback=_checkpoint_name, metavar="NAME",
+              help="Back to checkpoint NAME (running guests, no boot) instead of the base image.")
+@click.option("--cold", is_flag=True, help="With --to: only the checkpoint's disks, then boot.")
+def reset_cmd(nodes, to, cold, **kwargs):
+    """Back to pristine (fresh overlays from the base image, boot) or to a checkpoint;
+    nodes in parallel; wait until they answer on SSH."""
+    if cold and not to:
+        raise click.UsageError("--cold needs --to NAME")
+    lab = _open(kwargs, check=not to)
     try:
         unknown = [n for n in nodes if n not in {x.key for x in lab.plan.nodes}]
         if unknown:
             raise click.BadParameter(f"no node {unknown[0]!r} in {lab.plan.lab}", param_hint="--node")
-        lab_mod.reset(lab, list(nodes), RichProgress(console))
-        _print_status(lab_mod.status(lab), False)
+        progress = RichProgress(console)
+        if to:
+            ready = lab_mod.reset_to(lab, to, list(nodes), progress, cold)
+        else:
+            ready = lab_mod.reset(lab, list(nodes), progress)
+        _print_status(lab_mod.status(lab, None if nodes else ready), False)
     finally:
         lab.close()
 
@@ -339,11 +436,13 @@ def _print_status(data: dict, as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(data))
         return
-    table = Table("node", "host", "state", "addresses", "ssh", "age", title=f"{data['lab']} team {data['team']}")
+    table = Table("node", "host", "state", "addresses", "ssh", "roles done", "age",
+                  title=f"{data['lab']} team {data['team']}")
     for n in data["nodes"]:
         addrs = " ".join(f"{k}={v}" for k, v in n["addresses"].items() if v) or "-"
+        done = [r for r in n["roles"] if r in n["roles_done"]]
         table.add_row(n["node"], n["host"], n["state"], addrs, "[green]yes[/green]" if n["ssh"] else "[red]no[/red]",
-                      _age(n["age_seconds"]))
+                      f"{len(done)}/{len(n['roles'])}" if n["roles"] else "-", _age(n["age_seconds"]))
     out.print(table)
     nets = Table("network", "name", "subnet", "bridge", "active")
     for n in data["networks"]:

@@ -37,7 +37,8 @@ def private_host(root: Path, start: bool = True) -> Host | None:
     daemon = privatelibvirtd.ensure(root / "libvirtd") if start else privatelibvirtd.attach(root / "libvirtd")
     if daemon is None:
         return None
-    return Host(daemon.uri, tuple(daemon.nsenter_argv()), label="private libvirtd")
+    return Host(daemon.uri, tuple(daemon.nsenter_argv()), label="private libvirtd",
+                files_prefix=tuple(daemon.nsenter_files_argv()))
 
 
 def local_host(root: Path, private: bool | None = None, start: bool = True) -> Host | None:

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import yaml
 
-from . import accel, image as image_mod, lifecycle, privatelibvirtd, ssh, virt
+from . import accel, checkpoint, config, image as image_mod, lifecycle, privatelibvirtd, ssh, virt
 from .errors import LockedError, TopologyError
 from .hosts import resolve_hosts, state_root
 from .lifecycle import Action, ApplyContext, Connections
@@ -178,14 +178,67 @@ def wait(lab: Lab, progress: Progress) -> dict[str, str]:
 
 
 def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:
-    """Nodes (default: all) back to a fresh overlay of the base image, running, on SSH."""
+    """Nodes (default: all) back to a fresh overlay of the base image, running, on SSH.
+    Their checkpoints go with the old overlays."""
     targets = [lab.plan.node(n) for n in nodes] if nodes else list(lab.plan.nodes)
     with team_lock(lab):
         ctx = _context(lab, progress)
         lifecycle.apply(ctx, [a for a in lifecycle.diff(lab.plan, ctx.want, lab.conns)
                               if a.kind in ("image", "network", "pool")])
+        dropped = checkpoint.drop(lab.conns, targets)
+        if dropped:
+            progress.info(f"Checkpoints of the reset nodes are gone with their disks: {', '.join(dropped)}")
         lifecycle.reset_nodes(ctx, targets)
         return lifecycle.wait_ready(lab.plan, lab.conns, lab.key, progress, targets)
+
+
+def reset_to(lab: Lab, name: str, nodes: list[str], progress: Progress, cold: bool = False) -> dict[str, str]:
+    """Nodes (default: all) back to checkpoint `name`: warm (memory state, no boot, clocks
+    set) or `cold` (its disks, then a boot); running and answering on SSH."""
+    targets = [lab.plan.node(n) for n in nodes] if nodes else list(lab.plan.nodes)
+    with team_lock(lab):
+        if not cold:
+            checkpoint.revert(lab.plan, lab.conns, lab.key, name, targets, progress)
+            return {n.key: n.ssh_ip or ssh_target(lab, n.key).address for n in targets}
+        checkpoint.revert_cold(lab.plan, lab.conns, name, targets, progress)
+        return lifecycle.wait_ready(lab.plan, lab.conns, lab.key, progress, targets)
+
+
+def take_checkpoint(lab: Lab, name: str, progress: Progress, role: str | None = None) -> checkpoint.Checkpoint:
+    """A consistent point (disks + memory) of every node of the team."""
+    with team_lock(lab):
+        return checkpoint.create(lab.plan, lab.conns, name, progress, role)
+
+
+def checkpoints(lab: Lab) -> list[checkpoint.Checkpoint]:
+    return checkpoint.listing(lab.plan, lab.conns)
+
+
+def check_config(lab: Lab) -> None:
+    """The config stage's roles exist (before `up` changes anything)."""
+    config.load_roles(lab.topology, lab.plan)
+
+
+def configure(lab: Lab, progress: Progress, addresses: dict[str, str] | None = None, *,
+              start: str | None = None, until: str | None = None, only: str | None = None,
+              driver: str = "builtin", checkpoints_after: bool = False) -> list[str]:
+    """Run the config stage on the team's nodes (they must answer on SSH); return the
+    roles run. With `checkpoints_after`, checkpoint `after-<role>` after each role."""
+    with team_lock(lab):
+        addresses = addresses or {n.key: ssh_target(lab, n.key).address for n in lab.plan.nodes}
+        files = write_handoff(lab, addresses)
+        after = (lambda role: checkpoint.create(lab.plan, lab.conns, f"after-{role}", progress, role)) \
+            if checkpoints_after else None
+        stage = config.Stage(lab.topology, lab.plan, lab.conns,
+                             {n.key: ssh.SshTarget(addresses[n.key], lab.key, prefix=n.host.ssh_prefix)
+                              for n in lab.plan.nodes},
+                             inventory(lab.plan, addresses), lab.state / "config", progress, after)
+        if driver == "ansible":
+            return config.ansible_stage(stage, files["inventory"], files["ssh_config"], start, until, only)
+        try:
+            return config.run_stage(stage, start, until, only)
+        finally:
+            config.close_connections(stage)
 
 
 def down(lab: Lab, all_teams: bool = False) -> list[str]:
@@ -221,6 +274,7 @@ def status(lab: Lab, ready: dict[str, str] | None = None) -> dict:
         created = owners.get(node.name, {}).get("created", "")
         nodes.append({"node": node.key, "domain": node.name, "host": node.host.name, "state": state,
                       "addresses": ips, "ssh": reachable, "roles": list(node.roles),
+                      "roles_done": list(config.read_record(conn, node.name).done),
                       "age_seconds": int(time.time()) - int(created) if created.isdigit() else None})
 
     lifecycle.parallel([lambda n=n: one(n) for n in lab.plan.nodes])
@@ -256,24 +310,31 @@ def inventory(plan: LabPlan, addresses: dict[str, str]) -> dict:
         hosts[node.key] = {
             "ansible_host": addresses.get(node.key) or node.ssh_ip,
             "ansible_user": "root",
+            "lab_name": plan.lab,
+            "roles": list(node.roles),
             "lab_team": plan.team,
             "libvirt_domain": node.name,
             "libvirt_uri": node.host.uri,
             "interfaces": [{"name": n.guest_name, "mac": n.mac, "network": n.network_key,
                             "ip": str(n.ip) if n.ip else None, "prefix": n.prefix,
                             "configured": n.configure} for n in node.nics],
+            "ips": {n.network_key: str(n.ip) for n in node.nics if n.ip},
             "disks": [{"device": f"/dev/{d.target}", "size_bytes": d.size_bytes} for d in node.disks],
         }
     roles = sorted({r for n in plan.nodes for r in n.roles})
-    return {"all": {"hosts": hosts, "children": {
+    networks = {n.key: {"subnet": str(n.subnet) if n.subnet else None,
+                        "gateway": str(n.gateway) if n.gateway else None, "mode": n.mode} for n in plan.networks}
+    return {"all": {"hosts": hosts, "vars": {"lab_networks": networks}, "children": {
         r: {"hosts": {n.key: None for n in plan.nodes if r in n.roles}} for r in roles}}}
 
 
 def write_handoff(lab: Lab, addresses: dict[str, str]) -> dict[str, Path]:
-    """Write inventory.yaml, ssh_config and hosts into the lab's state directory."""
+    """Write inventory.yaml, ssh_config, hosts and the role variables (vars.yaml) into
+    the lab's state directory."""
     lab.state.mkdir(parents=True, exist_ok=True)
     files = {"inventory": lab.state / "inventory.yaml", "ssh_config": lab.state / "ssh_config",
-             "hosts": lab.state / "hosts"}
+             "hosts": lab.state / "hosts", "vars": lab.state / "vars.yaml"}
+    files["vars"].write_text(yaml.safe_dump(dict(lab.topology.vars), sort_keys=False))
     files["inventory"].write_text(yaml.safe_dump(inventory(lab.plan, addresses), sort_keys=False))
     files["hosts"].write_text("".join(f"{addresses.get(n.key) or n.ssh_ip} {n.key}\n"
                                       for n in lab.plan.nodes if addresses.get(n.key) or n.ssh_ip))

@@ -19,6 +19,7 @@ class Host:
     uri: str
     ssh_prefix: tuple[str, ...] = ()  # e.g. nsenter into a private libvirtd's network namespace
     label: str = ""
+    files_prefix: tuple[str, ...] = ()  # e.g. nsenter into its mount namespace, to read its files
 
     @property
     def name(self) -> str:

@@ -101,6 +101,10 @@ class PrivateLibvirtd:
         """A prefix that runs a command (ssh, ip, ping) inside the network namespace."""
         return ["nsenter", f"--net={self.netns}", "--"]
 
+    def nsenter_files_argv(self) -> list[str]:
+        """A prefix that runs a command (qemu-img) where the daemon's files are visible."""
+        return ["nsenter", f"--mount=/proc/{self.pid}/ns/mnt", "--"]
+
 
 def ensure(state_dir: Path) -> PrivateLibvirtd:
     """Return the private libvirtd running in `state_dir`, starting one if there is none."""

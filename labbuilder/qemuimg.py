@@ -8,9 +8,10 @@ from pathlib import Path
 from .run import run
 
 
-def info(path: Path) -> dict:
-    """`qemu-img info --output=json` of one image, parsed (--force-share: it may be in use)."""
-    return json.loads(run(["qemu-img", "info", "--force-share", "--output=json", str(path)]).stdout)
+def info(path: Path | str, prefix: tuple[str, ...] = ()) -> dict:
+    """`qemu-img info --output=json` of one image, parsed (--force-share: it may be in use);
+    `prefix` runs it elsewhere (e.g. in a private libvirtd's mount namespace)."""
+    return json.loads(run([*prefix, "qemu-img", "info", "--force-share", "--output=json", str(path)]).stdout)
 
 
 def convert(src: Path, dst: Path, *, fmt: str = "qcow2", compress: bool = False,

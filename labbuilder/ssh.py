@@ -31,14 +31,27 @@ class SshTarget:
     user: str = "root"
     prefix: tuple[str, ...] = ()  # e.g. nsenter into a private libvirtd's network namespace
 
-    def argv(self, command: list[str], interactive: bool = False, shell: bool = False) -> list[str]:
+    def argv(self, command: list[str], interactive: bool = False, shell: bool = False,
+             control: Path | None = None) -> list[str]:
         """ssh command line running `command` as an exact argument list (quoted for the
         remote shell), or with `shell` as ssh itself would (words joined, shell syntax
-        allowed); `interactive` gets a terminal and may prompt."""
+        allowed); `interactive` gets a terminal and may prompt; with `control` (a
+        directory), connections are shared through a ControlMaster socket there."""
         mode = ["-t"] if interactive else ["-o", "BatchMode=yes"]
         remote = command if shell else [shlex.join(command)] if command else []
-        return [*self.prefix, "ssh", "-i", str(self.key), *_OPTIONS, *mode,
+        return [*self.prefix, "ssh", "-i", str(self.key), *_OPTIONS, *mode, *self._control(control),
                 f"{self.user}@{self.address}", "--", *remote]
+
+    def control_exit(self, control: Path) -> list[str]:
+        """ssh command line that ends the ControlMaster for this target, if one runs."""
+        return [*self.prefix, "ssh", *self._control(control), "-O", "exit", f"{self.user}@{self.address}"]
+
+    @staticmethod
+    def _control(control: Path | None) -> list[str]:
+        if control is None:
+            return []
+        control.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return ["-o", "ControlMaster=auto", "-o", f"ControlPath={control}/%C", "-o", "ControlPersist=120"]
 
 
 def ssh_run(target: SshTarget, command: list[str], check: bool = True, timeout: float = 120):
@@ -63,6 +76,21 @@ def wait_for_ssh(target: SshTarget, timeout: float, interval: float = 3.0) -> fl
             raise HostError(f"{target.address} did not answer on SSH within {timeout:.0f}s")
         time.sleep(interval)
     return time.monotonic() - start
+
+
+def sync_clock(target: SshTarget, timeout: float, interval: float = 0.5) -> None:
+    """Set the target's clock to ours (a guest restored from saved memory runs behind);
+    retried until it answers, which also makes it the readiness probe. HostError on timeout."""
+    start = time.monotonic()
+    while True:
+        try:
+            if ssh_run(target, ["date", "-u", "-s", f"@{time.time():.3f}"], check=False, timeout=15).returncode == 0:
+                return
+        except Exception:
+            pass
+        if time.monotonic() - start > timeout:
+            raise HostError(f"{target.address} did not answer on SSH within {timeout:.0f}s")
+        time.sleep(interval)
 
 
 def ssh_config(entries: list[tuple[str, str, tuple[str, ...]]], key: Path) -> str:

@@ -21,6 +21,7 @@ from .recipe import NAME_RE as IMAGE_NAME_RE
 from .recipe import parse_size
 from .yamlcheck import Checker, KeyPath, dotted, load_with_marks
 
+VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 NAME_HINT = "use lowercase letters, digits and '-', starting and ending with a letter or digit"
 BRIDGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
@@ -144,6 +145,8 @@ class Topology:
     networks: tuple[Network, ...]
     nodes: tuple[Node, ...]
     roles: tuple[str, ...]  # config stage, in order
+    role_dir: str = ""  # where roles/<role>/ step scripts live (absolute)
+    vars: Mapping[str, Any] = field(default_factory=dict)  # role variables for the config stage
     marks: Mapping[KeyPath, int] = field(default_factory=dict, compare=False, repr=False)
 
     def problem(self, path: KeyPath, message: str, hint: str = "") -> Problem:
@@ -180,7 +183,7 @@ def _check_team(team: int) -> None:
 # ---------------------------------------------------------------------------- loading
 
 _TOP = {"lab": str, "description": str, "image": str, "hosts": dict, "networks": dict,
-        "nodes": dict, "roles": list}
+        "nodes": dict, "roles": list, "role_dir": str, "vars": dict}
 _NETWORK = {"mode": str, "subnet": str, "gateway": str, "dhcp": list, "domain": str,
             "per_team": bool, "bridge": str}
 _NODE = {"host": str, "roles": list, "memory": int, "vcpus": int, "image": str, "nics": list,
@@ -214,9 +217,11 @@ def load_topology(path: Path | str) -> Topology:
     networks = _networks(c, _section(data, top, "networks", None), lab)
     declared = _Declared(lab, image, _names(hosts), _by_name(networks), roles)
     nodes = _nodes(c, _section(data, top, "nodes", None), declared)
+    role_dir = _role_dir(c, Path(path), top.get("role_dir"), lab)
+    role_vars = _vars(c, top.get("vars", {}))
     c.done()
     return Topology(str(path), lab, top.get("description", ""), image, hosts, networks, nodes,
-                    roles, MappingProxyType(dict(marks)))
+                    roles, role_dir, MappingProxyType(role_vars), MappingProxyType(dict(marks)))
 
 
 def _section(data: Any, top: dict, key: str, default: Any) -> Any:
@@ -294,6 +299,21 @@ def _roles(c: Checker, items: list | None) -> tuple[str, ...] | None:
             _name_ok(c, role, ("roles", i), "role")
             first[role] = i
     return tuple(first)
+
+
+def _role_dir(c: Checker, path: Path, value: str | None, lab: str) -> str:
+    """Absolute role directory: `role_dir` relative to the topology file, else roles/<lab>."""
+    if value is not None and (not value or value.startswith("~")):
+        c.problem(("role_dir",), f"{value!r} is not a directory path", "a path relative to this file, e.g. roles/gridka")
+    return str((path.resolve().parent / (value or f"roles/{lab}")).resolve())
+
+
+def _vars(c: Checker, items: dict) -> dict:
+    """Role variables: names usable in templates (`vars.NAME`), values any YAML."""
+    for key in items:
+        if not isinstance(key, str) or not VAR_RE.match(key):
+            c.problem(("vars", key), f"{key!r} is not a variable name", "letters, digits and _, not first a digit")
+    return dict(items)
 
 
 # ---------------------------------------------------------------------------- hosts

@@ -345,3 +345,98 @@ def macs_in_use(conn: libvirt.virConnect) -> dict[str, str]:
         for mac in doc.findall("devices/interface/mac"):
             found[mac.get("address", "").lower()] = dom.name()
     return found
+
+
+# ---- metadata beside the ownership: the config stage's record of finished roles ----
+
+def domain_metadata(conn: libvirt.virConnect, name: str, ns: str) -> str | None:
+    """The domain's metadata element in namespace `ns` (live if running), or None."""
+    dom = lookup_domain(conn, name)
+    if dom is None:
+        return None
+    try:
+        return dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, ns, 0)
+    except libvirt.libvirtError:
+        return None  # VIR_ERR_NO_DOMAIN_METADATA: nothing recorded yet
+
+
+def set_domain_metadata(conn: libvirt.virConnect, name: str, ns: str, prefix: str, xml: str) -> None:
+    """Replace the metadata element in namespace `ns`, in the definition and (if running) live."""
+    dom = _call(f"no domain {name}", conn.lookupByName, name)
+    flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG | (libvirt.VIR_DOMAIN_AFFECT_LIVE if dom.isActive() else 0)
+    _call(f"cannot record metadata on {name}", dom.setMetadata,
+          libvirt.VIR_DOMAIN_METADATA_ELEMENT, xml, prefix, ns, flags)
+
+
+# ---- internal snapshots with memory state: the checkpoints ----
+
+@dataclass(frozen=True)
+class Snapshot:
+    name: str
+    description: str
+    created: int
+    state: str  # the domain's state when it was taken: running, paused, shutoff
+
+
+def _snapshot_from_xml(xml: str) -> Snapshot:
+    from lxml import etree
+
+    doc = etree.fromstring(xml.encode())
+    return Snapshot(doc.findtext("name"), doc.findtext("description") or "",
+                    int(doc.findtext("creationTime") or 0), doc.findtext("state") or "")
+
+
+def snapshots(conn: libvirt.virConnect, name: str) -> list[Snapshot]:
+    """The domain's snapshots, oldest first; [] if the domain does not exist."""
+    dom = lookup_domain(conn, name)
+    if dom is None:
+        return []
+    found = [_snapshot_from_xml(s.getXMLDesc(0)) for s in _call(f"cannot list snapshots of {name}", dom.listAllSnapshots)]
+    return sorted(found, key=lambda s: s.created)
+
+
+def suspend_domain(conn: libvirt.virConnect, name: str) -> None:
+    dom = _call(f"no domain {name}", conn.lookupByName, name)
+    if dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING:
+        _call(f"cannot pause {name}", dom.suspend)
+
+
+def resume_domain(conn: libvirt.virConnect, name: str) -> None:
+    dom = _call(f"no domain {name}", conn.lookupByName, name)
+    if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
+        _call(f"cannot resume {name}", dom.resume)
+
+
+def create_snapshot(conn: libvirt.virConnect, name: str, snapshot: str, description: str) -> None:
+    """An internal snapshot of disks and (if the domain runs) memory; replaces one of the same name."""
+    from lxml import etree
+
+    dom = _call(f"no domain {name}", conn.lookupByName, name)
+    delete_snapshot(conn, name, snapshot)
+    doc = etree.Element("domainsnapshot")
+    etree.SubElement(doc, "name").text = snapshot
+    etree.SubElement(doc, "description").text = description
+    _call(f"cannot take snapshot {snapshot} of {name}", dom.snapshotCreateXML,
+          etree.tostring(doc, encoding="unicode"), libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC)
+
+
+def revert_snapshot(conn: libvirt.virConnect, name: str, snapshot: str, running: bool = True) -> None:
+    """Back to `snapshot`: running (memory state restored) or, without `running`, paused."""
+    dom = _call(f"no domain {name}", conn.lookupByName, name)
+    snap = _call(f"{name} has no snapshot {snapshot}", dom.snapshotLookupByName, snapshot, 0)
+    flags = libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING if running else libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED
+    _call(f"cannot revert {name} to {snapshot}", dom.revertToSnapshot, snap, flags | libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_FORCE)
+
+
+def delete_snapshot(conn: libvirt.virConnect, name: str, snapshot: str, metadata_only: bool = False) -> bool:
+    """Delete `snapshot` of domain `name` if it exists; True if there was one."""
+    dom = lookup_domain(conn, name)
+    if dom is None:
+        return False
+    try:
+        snap = dom.snapshotLookupByName(snapshot, 0)
+    except libvirt.libvirtError:
+        return False
+    flags = libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY if metadata_only else 0
+    _call(f"cannot delete snapshot {snapshot} of {name}", snap.delete, flags)
+    return True

@@ -1,0 +1,169 @@
+"""Warm checkpoints of a team: an internal snapshot (disks and memory) of every node,
+taken while all of them are paused so they form one consistent point, and reverted in
+parallel so a reset lands on running guests that answer on SSH without a boot.
+
+A checkpoint is a libvirt snapshot of each owned domain, named after the checkpoint,
+whose description carries labbuilder's record of it; it lives inside the node's
+overlay (qcow2), so `down` removes it with the domain and its volumes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from . import qemuimg, ssh, virt
+from .errors import HostError, LabError
+from .lifecycle import Connections, parallel
+from .plan import LabPlan, NodePlan
+from .progress import Progress
+
+MARK = "labbuilder-checkpoint"
+
+
+class CheckpointError(LabError):
+    """A checkpoint is missing, incomplete or cannot be taken."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    name: str
+    created: int
+    role: str | None  # taken after this role of the config stage, if any
+    nodes: tuple[str, ...]  # node keys that have it
+    missing: tuple[str, ...]  # node keys of the team that do not
+    memory_bytes: int | None  # memory state stored, summed over nodes (local hosts only)
+
+
+def create(plan: LabPlan, conns: Connections, name: str, progress: Progress, role: str | None = None) -> Checkpoint:
+    """Pause every node, snapshot each (disks + memory), resume them all."""
+    nodes = list(plan.nodes)
+    down = [n.key for n in nodes if virt.domain_state(conns(n.host), n.name) not in ("running", "paused")]
+    if down:
+        raise CheckpointError(f"cannot take checkpoint {name!r}: {', '.join(down)} not running "
+                              f"(bring the team up first: a checkpoint keeps running guests)")
+    description = json.dumps({"mark": MARK, "role": role, "team": plan.team, "at": int(time.time())})
+    with progress.stage(f"checkpoint {name} of {len(nodes)} node(s)"):
+        try:
+            parallel([lambda n=n: virt.suspend_domain(conns(n.host), n.name) for n in nodes])
+            parallel([lambda n=n: _snapshot(conns, n, name, description, progress) for n in nodes])
+        finally:
+            parallel([lambda n=n: virt.resume_domain(conns(n.host), n.name) for n in nodes])
+    return next(c for c in listing(plan, conns, sizes=False) if c.name == name)
+
+
+def _snapshot(conns: Connections, node: NodePlan, name: str, description: str, progress: Progress) -> None:
+    virt.create_snapshot(conns(node.host), node.name, name, description)
+    progress.step(f"{node.key} saved")
+
+
+def listing(plan: LabPlan, conns: Connections, sizes: bool = True) -> list[Checkpoint]:
+    """The team's checkpoints, oldest first, with the nodes that have each."""
+    found: dict[str, dict] = {}
+    per_node = dict(zip([n.key for n in plan.nodes],
+                        parallel([lambda n=n: virt.snapshots(conns(n.host), n.name) for n in plan.nodes])))
+    for key, snaps in per_node.items():
+        for snap in snaps:
+            meta = _meta(snap.description)
+            if meta is None:
+                continue  # a snapshot someone else took: not ours to list or revert
+            entry = found.setdefault(snap.name, {"created": snap.created, "role": meta.get("role"), "nodes": []})
+            entry["nodes"].append(key)
+    memory = _memory_sizes(plan, conns) if sizes else {}
+    return sorted((Checkpoint(name, e["created"], e["role"], tuple(e["nodes"]),
+                              tuple(n.key for n in plan.nodes if n.key not in e["nodes"]),
+                              memory.get(name)) for name, e in found.items()), key=lambda c: c.created)
+
+
+def _meta(description: str) -> dict | None:
+    try:
+        meta = json.loads(description)
+    except ValueError:
+        return None
+    return meta if isinstance(meta, dict) and meta.get("mark") == MARK else None
+
+
+def _memory_sizes(plan: LabPlan, conns: Connections) -> dict[str, int]:
+    """Checkpoint name → memory state bytes over all nodes, read from the overlays with
+    qemu-img (local hosts only: a remote host's files are not visible here)."""
+    sizes: dict[str, int] = {}
+    for node in plan.nodes:
+        if not node.host.uri.startswith(("qemu:///", "qemu+unix:///")):
+            continue
+        pool = virt.lookup_pool(conns(node.host), plan.pool)
+        try:
+            info = qemuimg.info(virt.volume_path(pool, node.vda), node.host.files_prefix) if pool is not None else {}
+        except LabError:
+            continue
+        for snap in info.get("snapshots", []):
+            sizes[snap["name"]] = sizes.get(snap["name"], 0) + int(snap.get("vm-state-size", 0))
+    return sizes
+
+
+def revert(plan: LabPlan, conns: Connections, key, name: str, nodes: list[NodePlan], progress: Progress,
+           timeout: float = 600) -> dict[str, float]:
+    """Nodes back to checkpoint `name`, running, each answering on SSH with its clock set
+    to now; node key → seconds until it answered."""
+    _require(plan, conns, name, nodes)
+    answered: dict[str, float] = {}
+    start = time.monotonic()
+
+    def one(node: NodePlan) -> None:
+        virt.revert_snapshot(conns(node.host), node.name, name, running=True)
+        target = ssh.SshTarget(node.ssh_ip or _address(conns, node), key, prefix=node.host.ssh_prefix)
+        ssh.sync_clock(target, timeout)
+        answered[node.key] = round(time.monotonic() - start, 1)
+        progress.step(f"{len(answered)}/{len(nodes)} back and answering ({node.key})")
+
+    with progress.stage(f"reset {len(nodes)} node(s) to checkpoint {name}"):
+        parallel([lambda n=n: one(n) for n in nodes])
+    return answered
+
+
+def revert_cold(plan: LabPlan, conns: Connections, name: str, nodes: list[NodePlan], progress: Progress) -> None:
+    """Disks only: revert (paused, so nothing more is written), power off, boot."""
+    _require(plan, conns, name, nodes)
+
+    def one(node: NodePlan) -> None:
+        conn = conns(node.host)
+        virt.revert_snapshot(conn, node.name, name, running=False)
+        virt.stop_domain(conn, node.name)
+        virt.start_domain(virt.lookup_domain(conn, node.name))
+
+    with progress.stage(f"reset {len(nodes)} node(s) to the disks of checkpoint {name}, booting"):
+        parallel([lambda n=n: one(n) for n in nodes])
+
+
+def _require(plan: LabPlan, conns: Connections, name: str, nodes: list[NodePlan]) -> None:
+    found = next((c for c in listing(plan, conns, sizes=False) if c.name == name), None)
+    if found is None:
+        have = ", ".join(c.name for c in listing(plan, conns, sizes=False)) or "none"
+        raise CheckpointError(f"{plan.lab} team {plan.team} has no checkpoint {name!r} (checkpoints: {have})")
+    lacking = [n.key for n in nodes if n.key not in found.nodes]
+    if lacking:
+        raise CheckpointError(f"checkpoint {name!r} does not cover {', '.join(lacking)} "
+                              "(reset to the base image since it was taken); take it again")
+
+
+def _address(conns: Connections, node: NodePlan) -> str:
+    from .lifecycle import node_leases
+
+    leases = node_leases(conns, node)
+    address = next((leases[n.mac] for n in node.nics if n.mac in leases), None)
+    if address is None:
+        raise HostError(f"{node.key} has no address to reach it by")
+    return address
+
+
+def drop(conns: Connections, nodes: list[NodePlan]) -> list[str]:
+    """Forget every labbuilder checkpoint of `nodes` (their overlays are about to be
+    recreated, which takes the saved states with them); returns what was dropped."""
+    dropped = []
+    for node in nodes:
+        conn = conns(node.host)
+        for snap in virt.snapshots(conn, node.name):
+            if _meta(snap.description) is not None:
+                virt.delete_snapshot(conn, node.name, snap.name, metadata_only=True)
+                dropped.append(f"{node.key}:{snap.name}")
+    return dropped

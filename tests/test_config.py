@@ -1,0 +1,139 @@
+"""The config stage without guests: which roles run (resume, --from/--until/--only), the
+step templates of the shipped roles rendered for every node, template and role errors
+with file and line, and the host-side record (libvirt's test driver)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from labbuilder import config, virt
+from labbuilder.errors import TopologyError
+from labbuilder.lab import inventory
+from labbuilder.plan import BaseImage, Host, plan_lab
+from labbuilder.topology import load_topology
+
+from conftest import REPO
+
+IMAGE = BaseImage("gridka-base", "/cache/gridka-base.qcow2", "cd" * 32, 300 << 20, 3 << 30)
+
+
+def _lab(path):
+    topo = load_topology(path)
+    hosts = {h.name: Host("qemu:///system") for h in topo.hosts}
+    return topo, plan_lab(topo, 1, hosts, {topo.image: IMAGE})
+
+
+def _roles(*spec):
+    return [config.Role(name, (), tuple(nodes)) for name, nodes in spec]
+
+
+ROLES = _roles(("common", ["a", "b", "c"]), ("db", ["a"]), ("network", ["b"]), ("compute", ["c"]))
+
+
+def _picked(selection):
+    return [(role.name, list(nodes)) for role, nodes in selection]
+
+
+def test_a_fresh_lab_runs_every_role_in_order():
+    records = {n: config.Record() for n in "abc"}
+    assert _picked(config.select(ROLES, records)) == [
+        ("common", ["a", "b", "c"]), ("db", ["a"]), ("network", ["b"]), ("compute", ["c"])]
+
+
+def test_resume_skips_finished_roles_and_finished_nodes():
+    records = {"a": config.Record(("common", "db")), "b": config.Record(("common",)), "c": config.Record()}
+    assert _picked(config.select(ROLES, records)) == [
+        ("common", ["c"]), ("network", ["b"]), ("compute", ["c"])]
+
+
+def test_from_until_and_only_run_roles_again_even_if_done():
+    done = {n: config.Record(("common", "db", "network", "compute")) for n in "abc"}
+    assert config.select(ROLES, done) == []
+    assert _picked(config.select(ROLES, done, start="db", until="network")) == [("db", ["a"]), ("network", ["b"])]
+    assert _picked(config.select(ROLES, done, only="network")) == [("network", ["b"])]
+
+
+def test_an_unknown_role_is_a_clear_error():
+    with pytest.raises(config.ConfigError) as e:
+        config.select(ROLES, {n: config.Record() for n in "abc"}, start="dbnode")
+    assert e.value.lines() == ["no role 'dbnode' in this lab", "roles in order: common, db, network, compute"]
+
+
+@pytest.mark.parametrize("lab", ["gridka", "gridka-mini", "demo"])
+def test_every_step_of_the_shipped_roles_renders_for_every_node(lab):
+    topo, plan = _lab(REPO / "topologies" / f"{lab}.yaml")
+    inv = inventory(plan, {})
+    roles = config.load_roles(topo, plan)
+    env = config.step_env(config.Path(topo.role_dir))
+    for role in roles:
+        for node in role.nodes:
+            for step in role.steps:
+                text = config.render_step(env, step, config.Path(topo.role_dir),
+                                          config.template_context(inv, node, role.name, dict(topo.vars)))
+                assert text.strip(), f"{step} renders empty for {node}"
+
+
+def _render(lab, role, step, node):
+    topo, plan = _lab(REPO / "topologies" / f"{lab}.yaml")
+    role_dir = config.Path(topo.role_dir)
+    ctx = config.template_context(inventory(plan, {}), node, role, dict(topo.vars))
+    return config.render_step(config.step_env(role_dir), role_dir / role / step, role_dir, ctx)
+
+
+def test_gridka_steps_carry_the_course_values():
+    sql = _render("gridka", "db", "20-databases.sh", "db-node")
+    assert "CREATE USER IF NOT EXISTS 'keystoneUser'@'%' IDENTIFIED BY 'keystonePass';" in sql
+    assert "GRANT ALL PRIVILEGES ON cinder.* TO 'cinderUser'@'%';" in sql
+    compute = _render("gridka", "compute", "10-br100.sh", "compute-2")
+    assert "nic=eth1" in compute and "Address=10.0.0.21/24" in compute
+    assert "flat=eth3" in _render("gridka", "network", "20-br100.sh", "network-node")
+    assert "disk=/dev/vdb" in _render("gridka", "volume", "10-lvm.sh", "volume-node")
+    hosts = _render("gridka", "common", "10-hosts.sh", "auth-node")
+    assert 'echo "10.0.0.3 db-node"' in hosts and 'echo "10.0.0.21 compute-2"' in hosts
+    assert "server 192.168.130.1 iburst" in _render("gridka", "common", "20-ntp.sh", "db-node")
+    keystone = _render("gridka", "auth", "10-keystone.sh", "auth-node")
+    assert "mysql+pymysql://keystoneUser:keystonePass@10.0.0.3/keystone" in keystone
+
+
+def _copy_lab(tmp_path, lab="gridka-mini"):
+    shutil.copytree(REPO / "topologies" / "roles", tmp_path / "roles")
+    text = (REPO / "topologies" / f"{lab}.yaml").read_text()
+    (tmp_path / f"{lab}.yaml").write_text(text)
+    return tmp_path / f"{lab}.yaml"
+
+
+def test_a_role_without_steps_is_reported_at_its_line(tmp_path):
+    path = _copy_lab(tmp_path)
+    shutil.rmtree(tmp_path / "roles" / "gridka" / "volume")
+    topo, plan = _lab(path)
+    with pytest.raises(TopologyError) as e:
+        config.load_roles(topo, plan)
+    line = next(i for i, l in enumerate(path.read_text().splitlines(), 1) if l.startswith("roles:"))
+    assert e.value.lines() == [
+        f"{path}:{line}: roles.3: role 'volume' has no step scripts in {tmp_path}/roles/gridka/volume "
+        "(hint: add files named like 10-install.sh there, or use --no-config)"]
+
+
+def test_an_undefined_template_name_names_the_file_and_line(tmp_path):
+    path = _copy_lab(tmp_path)
+    step = tmp_path / "roles" / "gridka" / "db" / "15-typo.sh"
+    step.write_text("set -eu\n# two lines down\necho {{ vars.rabbit_pasword }}\n")
+    topo, plan = _lab(path)
+    role_dir = config.Path(topo.role_dir)
+    ctx = config.template_context(inventory(plan, {}), "db-node", "db", dict(topo.vars))
+    with pytest.raises(config.ConfigError) as e:
+        config.render_step(config.step_env(role_dir), step, role_dir, ctx)
+    assert e.value.lines()[0] == f"{step}:3: 'dict object' has no attribute 'rabbit_pasword' (node db-node)"
+
+
+def test_the_record_of_finished_roles_lives_in_the_domain_metadata():
+    conn = virt.connect("test:///default")
+    assert config.read_record(conn, "test") == config.Record()
+    failed = {"role": "network", "step": "20-br100.sh", "node": "network-node", "status": "1"}
+    config.write_record(conn, "test", config.Record(("common", "db"), failed))
+    assert config.read_record(conn, "test") == config.Record(("common", "db"), failed)
+    config.write_record(conn, "test", config.Record(("common", "db", "network")))
+    assert config.read_record(conn, "test") == config.Record(("common", "db", "network"))
+    conn.close()

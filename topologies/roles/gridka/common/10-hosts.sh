@@ -1,0 +1,20 @@
+# Course step "all nodes": every lab node by its name on the internal network (eth1),
+# as the course's /etc/hosts has them. A marked block, replaced on every run.
+set -eu
+begin="# BEGIN labbuilder {{ lab }} nodes"
+end="# END labbuilder {{ lab }} nodes"
+sed -i "/^$begin\$/,/^$end\$/d" /etc/hosts
+{
+  echo "$begin"
+{%- for name, host in hostvars.items() %}
+{%- set ip = host.ips.get(vars.internal_network) %}
+{%- if ip %}
+  echo "{{ ip }} {{ name }}"
+{%- endif %}
+{%- endfor %}
+  echo "$end"
+} >> /etc/hosts
+{%- for name in hostvars %}
+getent hosts {{ name }} >/dev/null
+{%- endfor %}
+echo "hosts: {{ hostvars | length }} lab nodes"

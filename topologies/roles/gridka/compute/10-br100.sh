@@ -1,0 +1,32 @@
+# compute node: eth1 bridged into br100, which carries the node's internal address
+# ({{ node.ips[vars.internal_network] }}), so instances share the internal network.
+set -eu
+nic={{ (node.interfaces | selectattr("network", "equalto", vars.internal_network) | first).name }}
+cat > /etc/systemd/network/05-gridka-br100.netdev <<'CONF'
+[NetDev]
+Name=br100
+Kind=bridge
+CONF
+cat > /etc/systemd/network/05-gridka-br100.network <<'CONF'
+[Match]
+Name=br100
+[Network]
+Address={{ node.ips[vars.internal_network] }}/{{ (node.interfaces | selectattr("network", "equalto", vars.internal_network) | first).prefix }}
+LinkLocalAddressing=no
+ConfigureWithoutCarrier=yes
+CONF
+cat > /etc/systemd/network/05-gridka-$nic.network <<CONF
+[Match]
+Name=$nic
+[Network]
+Bridge=br100
+CONF
+networkctl reload
+networkctl reconfigure "$nic"
+for i in $(seq 30); do
+  ip -4 -br addr show br100 2>/dev/null | grep -q '{{ node.ips[vars.internal_network] }}/' && [ -e /sys/class/net/br100/brif/$nic ] && break
+  sleep 1
+done
+ip -br addr show br100
+[ -e /sys/class/net/br100/brif/$nic ]
+ip -4 -br addr show br100 | grep -q '{{ node.ips[vars.internal_network] }}/'

@@ -1,0 +1,33 @@
+# network-node: bridge br100 enslaving {{ vars.network_flat_interface }} with no address (the
+# network service puts the gateway addresses on it); {{ vars.network_public_interface }} up.
+# systemd-networkd files, sorted before cloud-init's, so they survive a reboot.
+set -eu
+flat={{ vars.network_flat_interface }}
+cat > /etc/systemd/network/05-gridka-br100.netdev <<'CONF'
+[NetDev]
+Name=br100
+Kind=bridge
+CONF
+cat > /etc/systemd/network/05-gridka-br100.network <<'CONF'
+[Match]
+Name=br100
+[Network]
+LinkLocalAddressing=no
+ConfigureWithoutCarrier=yes
+CONF
+cat > /etc/systemd/network/05-gridka-$flat.network <<CONF
+[Match]
+Name=$flat
+[Network]
+Bridge=br100
+CONF
+networkctl reload
+networkctl reconfigure "$flat"
+ip link set {{ vars.network_public_interface }} up
+for i in $(seq 30); do
+  [ "$(cat /sys/class/net/$flat/master/uevent 2>/dev/null | sed -n 's/^INTERFACE=//p')" = br100 ] && break
+  sleep 1
+done
+ip -br addr show br100
+bridge link show
+[ -e /sys/class/net/br100/brif/$flat ]
