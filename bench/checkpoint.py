@@ -1,0 +1,86 @@
+"""Checkpoint benchmark: for N nodes of a minimal topology, how long `labbuilder
+checkpoint` takes, and how long `labbuilder reset --to` takes until every node answers
+on SSH again (clocks set), next to
+
+  - a plain loop of `virsh snapshot-revert --running` over the same nodes, one by one
+    (what kcli does), then the same SSH check; and
+  - a cold reset (`reset --to NAME --cold`: the checkpoint's disks, then a boot).
+
+    .venv/bin/python bench/checkpoint.py [--sizes 1,4,8] [--no-cold]
+
+Runs against a private libvirtd it starts in its own namespaces (nothing on the host is
+touched) and the cached debian-12 image. Goal: 8 nodes back and answering in <= 15 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from labbuilder import image, privatelibvirtd, progress, recipe, ssh, virt  # noqa: E402
+
+sys.path.insert(0, str(REPO / "bench"))
+from lifecycle import lb, topology  # noqa: E402
+
+
+def virsh_loop(daemon, key: Path, n: int) -> float:
+    """kcli's way: revert each domain in turn with virsh, then wait for SSH on all."""
+    start = time.monotonic()
+    for i in range(n):
+        subprocess.run(["virsh", "-c", daemon.uri, "snapshot-revert", f"bench-t1-n{i}", "bench", "--running"],
+                       check=True, capture_output=True)
+    with ThreadPoolExecutor(8) as ex:
+        list(ex.map(lambda i: ssh.sync_clock(ssh.SshTarget(f"192.168.150.{10 + i}", key,
+                                                           prefix=tuple(daemon.nsenter_argv())), 600), range(n)))
+    return time.monotonic() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="1,4,8")
+    parser.add_argument("--no-cold", action="store_true", help="skip the cold reset (a full boot under TCG)")
+    args = parser.parse_args()
+    image.build(recipe.load_recipe(REPO / "images" / "debian-12.yaml"), image.default_cache_dir(), progress.Progress())
+    state = Path(tempfile.mkdtemp(prefix="lbbench-"))
+    daemon = privatelibvirtd.start(state / "libvirtd")
+    conn = virt.connect(daemon.uri)
+    virt.define_network(conn, "<network><name>bench-keep</name><bridge name='benchkeep0'/></network>")
+    key = state / "bench-t1" / "id_ed25519"
+    try:
+        for n in [int(x) for x in args.sizes.split(",")]:
+            topo = state / f"bench{n}.yaml"
+            topo.write_text(yaml.safe_dump(topology(n)))
+            boot = lb(state, "up", str(topo))
+            row = {"boot": boot, "checkpoint": lb(state, "checkpoint", str(topo), "--name", "bench")}
+            row["reset"] = lb(state, "reset", str(topo), "--to", "bench")
+            row["reset2"] = lb(state, "reset", str(topo), "--to", "bench")
+            row["virsh"] = virsh_loop(daemon, key, n)
+            if not args.no_cold:
+                row["cold"] = lb(state, "reset", str(topo), "--to", "bench", "--cold")
+            lb(state, "down", str(topo))
+            warm = min(row["reset"], row["reset2"])
+            print(f"N={n}: boot to SSH {row['boot']:.1f}s  checkpoint {row['checkpoint']:.1f}s  "
+                  f"reset --to {row['reset']:.1f}s / {row['reset2']:.1f}s  "
+                  f"virsh snapshot-revert loop {row['virsh']:.1f}s ({row['virsh'] / warm:.2f}x of ours)"
+                  + (f"  cold reset {row['cold']:.1f}s ({row['cold'] / warm:.1f}x of ours)" if "cold" in row else ""),
+                  flush=True)
+    finally:
+        conn.close()
+        privatelibvirtd.stop(daemon)
+    print("labbuilder's figures are whole CLI runs (Python start, planning, locks) until every node "
+          "answers on SSH with its clock set; the virsh loop is timed the same way.")
+
+
+if __name__ == "__main__":
+    main()
