@@ -3,10 +3,8 @@ apply → wait → hand-off. The CLI calls these and prints what they return."""
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
 import json
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +13,7 @@ from typing import Iterator
 
 import yaml
 
-from . import accel, image as image_mod, lifecycle, privatelibvirtd, ssh, virt
+from . import accel, image as image_mod, lifecycle, locks, privatelibvirtd, ssh, virt
 from .errors import LockedError, TopologyError
 from .hosts import resolve_hosts, state_root
 from .lifecycle import Action, ApplyContext, Connections
@@ -137,22 +135,18 @@ def _mac_clashes(lab: Lab) -> list:
 @contextmanager
 def team_lock(lab: Lab) -> Iterator[None]:
     """One up/reset/down per lab and team at a time; other teams run in parallel."""
-    lab.state.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lab.state / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LockedError(f"another labbuilder run is working on {lab.plan.lab} team "
-                              f"{lab.plan.team} (lock {lab.state / 'lock'}); try again when it ends") from None
+    def blocked() -> None:
+        raise LockedError(f"another labbuilder run is working on {lab.plan.lab} team "
+                          f"{lab.plan.team} (lock {lab.state / 'lock'}); try again when it ends")
+
+    with locks.exclusive(lab.state / "lock", blocked):
         yield
-    finally:
-        os.close(fd)
 
 
 def _context(lab: Lab, progress: Progress) -> ApplyContext:
     pubkey = ssh.ensure_keypair(lab.key)
-    return ApplyContext(lab.plan, lifecycle.render_plan(lab.plan, lab.domain_type), lab.conns, pubkey, progress)
+    return ApplyContext(lab.plan, lifecycle.render_plan(lab.plan, lab.domain_type), lab.conns, pubkey, progress,
+                        state_root() / "locks")
 
 
 def changes(lab: Lab) -> list[Action]:

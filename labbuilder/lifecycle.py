@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import render, seed, ssh, virt
+from . import locks, render, seed, ssh, virt
 from .errors import HostError
 from .plan import Host, LabPlan, NetworkPlan, NodePlan
 from .progress import Progress
@@ -122,6 +122,7 @@ class ApplyContext:
     conns: Connections
     pubkey: str
     progress: Progress
+    locks: Path  # per-host lock files (see _upload_image)
 
 
 def apply(ctx: ApplyContext, actions: list[Action]) -> None:
@@ -131,8 +132,7 @@ def apply(ctx: ApplyContext, actions: list[Action]) -> None:
     for a in sorted(removals, key=lambda a: a.kind != "domain"):
         _remove(ctx, a)
     for a in by_verb("image"):
-        with ctx.progress.stage(f"upload {a.name} to {a.host.name}"):
-            _upload_image(ctx, a)
+        _upload_image(ctx, a)
     for a in by_verb("network"):
         _apply_network(ctx, a)
     for a in by_verb("pool"):
@@ -163,14 +163,28 @@ def _base_pool(conn):
 
 
 def _upload_image(ctx: ApplyContext, a: Action) -> None:
-    """Upload a base image through the storage API, then mark it complete."""
+    """Upload a base image through the storage API, then mark it complete.
+
+    Runs of other teams may find the same image missing at once: under a lock per host,
+    the first uploads and the others find the marker and skip. The lock is a flock on
+    this machine: it does not order runs on other machines that use the same remote host,
+    one host reached through two URIs, or runs with another state directory.
+    """
     conn = ctx.conns(a.host)
-    pool = _base_pool(conn)
-    image = next(n.image for n in ctx.plan.nodes if n.image.volume == a.name)
-    virt.delete_volume(pool, a.name)
-    vol = virt.create_volume(pool, render.volume_xml(a.name, image.size, "raw"))
-    virt.upload_file(conn, vol, image.path)
-    virt.create_volume(pool, render.volume_xml(a.name + DONE_SUFFIX, 0, "raw"))
+    path = locks.host_lock_path(ctx.locks, a.host.uri)
+    blocked = lambda: ctx.progress.info(f"another labbuilder run is uploading to {a.host.name}: "
+                                        f"waiting for it (lock {path})")
+    with locks.exclusive(path, blocked):
+        pool = _base_pool(conn)
+        if a.name + DONE_SUFFIX in virt.volume_names(pool):
+            ctx.progress.info(f"{a.name} on {a.host.name}: uploaded by another run meanwhile")
+            return
+        image = next(n.image for n in ctx.plan.nodes if n.image.volume == a.name)
+        with ctx.progress.stage(f"upload {a.name} to {a.host.name}"):
+            virt.delete_volume(pool, a.name)  # an upload cut short
+            vol = virt.create_volume(pool, render.volume_xml(a.name, image.size, "raw"))
+            virt.upload_file(conn, vol, image.path)
+            virt.create_volume(pool, render.volume_xml(a.name + DONE_SUFFIX, 0, "raw"))
 
 
 def _apply_network(ctx: ApplyContext, a: Action) -> None:
