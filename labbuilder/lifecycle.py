@@ -139,8 +139,9 @@ def apply(ctx: ApplyContext, actions: list[Action]) -> None:
         _ensure_lab_pool(ctx.conns(a.host), ctx.plan.pool)
     nodes = by_verb("domain")
     if nodes:
+        storage = _host_storage(ctx, [a.host for a in nodes])
         with ctx.progress.stage(f"{len(nodes)} node(s): volumes, seeds, domains"):
-            parallel([lambda a=a: _apply_node(ctx, a) for a in nodes])
+            parallel([lambda a=a: _apply_node(ctx, a, storage[a.host]) for a in nodes])
 
 
 def parallel(jobs: list) -> list:
@@ -199,27 +200,47 @@ def _ensure_lab_pool(conn, name: str):
     return virt.ensure_pool(conn, name, render.pool_xml(name, f"{POOL_ROOT}/{name}"))
 
 
-def _apply_node(ctx: ApplyContext, a: Action) -> None:
+@dataclass(frozen=True)
+class HostStorage:
+    """Looked up once per host and apply: the lab's pool, and base image volume → path."""
+
+    pool: object
+    bases: dict[str, str]
+
+
+def _host_storage(ctx: ApplyContext, hosts: list[Host]) -> dict[Host, HostStorage]:
+    """The lab pool and base image paths on each of `hosts` (the images are uploaded by now)."""
+    found = {}
+    for host in set(hosts):
+        conn = ctx.conns(host)
+        base = _base_pool(conn)
+        volumes = {n.image.volume for n in ctx.plan.nodes if n.host == host}
+        found[host] = HostStorage(_ensure_lab_pool(conn, ctx.plan.pool),
+                                  {v: virt.volume_path(base, v) for v in volumes})
+    return found
+
+
+def _apply_node(ctx: ApplyContext, a: Action, storage: HostStorage) -> None:
     conn = ctx.conns(a.host)
     node, xml, _ = ctx.want.domains[a.name]
     if a.verb == "create":
         if virt.lookup_domain(conn, node.name) is not None:  # exists, but not ours
             raise HostError(f"a domain named {node.name} exists on {a.host.name} and labbuilder does "
                             "not own it; it is left alone: remove or rename it, or use another team")
-        _create_volumes(ctx, conn, node, fresh=True)
+        _create_volumes(ctx, conn, node, storage, fresh=True)
     elif a.verb == "change":
         virt.stop_domain(conn, node.name)
-        _create_volumes(ctx, conn, node, fresh=False)
+        _create_volumes(ctx, conn, node, storage, fresh=False)
     dom = virt.define_domain(conn, xml) if a.verb != "start" else virt.lookup_domain(conn, node.name)
     virt.start_domain(dom)
     ctx.progress.step(f"{node.key} started")
 
 
-def _create_volumes(ctx: ApplyContext, conn, node: NodePlan, fresh: bool) -> None:
+def _create_volumes(ctx: ApplyContext, conn, node: NodePlan, storage: HostStorage, fresh: bool) -> None:
     """vda as a qcow2 overlay of the base image (O(1)), extra disks, the NoCloud seed."""
-    pool = _ensure_lab_pool(conn, ctx.plan.pool)
+    pool = storage.pool
     have = set() if fresh else virt.volume_names(pool)
-    base = virt.volume_path(_base_pool(conn), node.image.volume)
+    base = storage.bases[node.image.volume]
     if fresh:
         for name in (node.vda, node.seed_volume, *(d.volume for d in node.disks)):
             virt.delete_volume(pool, name)
@@ -309,13 +330,14 @@ def down(conns: Connections, host: Host, lab: str, team: int | None) -> list[str
 
 def reset_nodes(ctx: ApplyContext, nodes: list[NodePlan]) -> None:
     """Back to pristine: stop, new overlay (and seed) from the base image, start."""
+    storage = _host_storage(ctx, [n.host for n in nodes])
+
     def one(node: NodePlan) -> None:
         conn = ctx.conns(node.host)
         virt.stop_domain(conn, node.name)
-        pool = _ensure_lab_pool(conn, ctx.plan.pool)
         for name in (node.vda, node.seed_volume):
-            virt.delete_volume(pool, name)
-        _create_volumes(ctx, conn, node, fresh=False)
+            virt.delete_volume(storage[node.host].pool, name)
+        _create_volumes(ctx, conn, node, storage[node.host], fresh=False)
         _, xml, _ = ctx.want.domains[node.name]
         virt.start_domain(virt.define_domain(conn, xml))
 
