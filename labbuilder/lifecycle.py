@@ -74,12 +74,15 @@ class Connections:
 
 # ---- diff ----
 
-def diff(plan: LabPlan, want: Desired, conns: Connections) -> list[Action]:
-    """What must happen on each host for it to match `plan`."""
+def diff(plan: LabPlan, want: Desired, conns: Connections,
+         observed: dict[str, list[virt.HostObject]] | None = None) -> list[Action]:
+    """What must happen on each host for it to match `plan`; `observed` (per host URI,
+    from virt.observe) saves reading every domain and network again."""
     actions: list[Action] = []
     for host in plan.hosts:
         conn = conns(host)
-        owned = {o.name: o for o in virt.owned_objects(conn, plan.lab, plan.team)}
+        seen = observed[host.uri] if observed is not None else virt.observe(conn)
+        owned = {o.name: o for o in virt.owned(seen, plan.lab, plan.team)}
         actions += _image_actions(plan, host, conn)
         actions += _object_actions("network", [v for k, v in want.networks.items() if v[0].host == host], owned, host)
         if virt.lookup_pool(conn, plan.pool) is None:
