@@ -3,10 +3,8 @@ apply → wait → hand-off. The CLI calls these and prints what they return."""
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
 import json
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +13,7 @@ from typing import Iterator
 
 import yaml
 
-from . import accel, checkpoint, config, image as image_mod, lifecycle, privatelibvirtd, ssh, virt
+from . import accel, checkpoint, config, image as image_mod, lifecycle, locks, privatelibvirtd, ssh, virt
 from .errors import LockedError, TopologyError
 from .hosts import resolve_hosts, state_root
 from .lifecycle import Action, ApplyContext, Connections
@@ -47,6 +45,9 @@ class Lab:
     state: Path
     domain_type: str
     accel_reason: str
+    # What check_hosts read, per host URI. `plan` diffs against it; up and reset read again
+    # under the team lock: another run of the team may have changed things in between.
+    observed: dict[str, list[virt.HostObject]] | None = None
 
     @property
     def key(self) -> Path:
@@ -66,7 +67,7 @@ def open_lab(req: LabRequest, start_private: bool = True, check: bool = True) ->
     plan = plan_lab(topo, req.team, hosts, images, req.memory_scale)
     lab = Lab(topo, plan, Connections(), state_root() / f"{topo.lab}-t{req.team}", *_domain_type(plan))
     if check:
-        check_hosts(lab)
+        lab.observed = check_hosts(lab)
     return lab
 
 
@@ -100,13 +101,16 @@ def _domain_type(plan: LabPlan) -> tuple[str, str]:
     return "kvm", "remote lab hosts are expected to have KVM"
 
 
-def check_hosts(lab: Lab) -> None:
-    """Subnets and MACs that clash with what already exists on a target host (not our own)."""
-    problems = _mac_clashes(lab)
+def check_hosts(lab: Lab) -> dict[str, list[virt.HostObject]]:
+    """Subnets and MACs that clash with what already exists on a target host (not our own).
+    Returns what it read: every domain and network, per host URI."""
+    observed = {h.uri: virt.observe(lab.conns(h)) for h in lab.plan.hosts}
+    problems = _mac_clashes(lab, observed)
     ours = {n.name for n in lab.plan.networks}
     for host in lab.plan.hosts:
-        existing = [(name, ipaddress.ip_interface(f"{addr}/{prefix}").network)
-                    for name, addr, prefix in virt.route_subnets(lab.conns(host)) if name not in ours]
+        existing = [(o.name, ipaddress.ip_interface(f"{addr}/{prefix}").network)
+                    for o in observed[host.uri] if o.kind == "network" and o.name not in ours
+                    for addr, prefix in o.subnets]
         for net in (n for n in lab.plan.networks if n.host == host and n.subnet):
             for other, subnet in existing:
                 if subnet.overlaps(net.subnet):
@@ -116,13 +120,15 @@ def check_hosts(lab: Lab) -> None:
                         "choose another subnet or team, or bring that network down"))
     if problems:
         raise TopologyError(problems)
+    return observed
 
 
-def _mac_clashes(lab: Lab) -> list:
+def _mac_clashes(lab: Lab, observed: dict[str, list[virt.HostObject]]) -> list:
     problems = []
     ours = {n.name for n in lab.plan.nodes}
     for host in lab.plan.hosts:
-        used = {mac: dom for mac, dom in virt.macs_in_use(lab.conns(host)).items() if dom not in ours}
+        used = {mac: o.name for o in observed[host.uri] if o.kind == "domain" and o.name not in ours
+                for mac in o.macs}
         for node in (n for n in lab.plan.nodes if n.host == host):
             for i, nic in enumerate(node.nics):
                 if nic.mac in used:
@@ -137,27 +143,23 @@ def _mac_clashes(lab: Lab) -> list:
 @contextmanager
 def team_lock(lab: Lab) -> Iterator[None]:
     """One up/reset/down per lab and team at a time; other teams run in parallel."""
-    lab.state.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lab.state / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LockedError(f"another labbuilder run is working on {lab.plan.lab} team "
-                              f"{lab.plan.team} (lock {lab.state / 'lock'}); try again when it ends") from None
+    def blocked() -> None:
+        raise LockedError(f"another labbuilder run is working on {lab.plan.lab} team "
+                          f"{lab.plan.team} (lock {lab.state / 'lock'}); try again when it ends")
+
+    with locks.exclusive(lab.state / "lock", blocked):
         yield
-    finally:
-        os.close(fd)
 
 
 def _context(lab: Lab, progress: Progress) -> ApplyContext:
     pubkey = ssh.ensure_keypair(lab.key)
-    return ApplyContext(lab.plan, lifecycle.render_plan(lab.plan, lab.domain_type), lab.conns, pubkey, progress)
+    return ApplyContext(lab.plan, lifecycle.render_plan(lab.plan, lab.domain_type), lab.conns, pubkey, progress,
+                        state_root() / "locks")
 
 
 def changes(lab: Lab) -> list[Action]:
     """What `up` would do (used by `plan`); changes nothing."""
-    return lifecycle.diff(lab.plan, lifecycle.render_plan(lab.plan, lab.domain_type), lab.conns)
+    return lifecycle.diff(lab.plan, lifecycle.render_plan(lab.plan, lab.domain_type), lab.conns, lab.observed)
 
 
 def up(lab: Lab, progress: Progress) -> list[Action]:

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import render, seed, ssh, virt
+from . import locks, render, seed, ssh, virt
 from .errors import HostError
 from .plan import Host, LabPlan, NetworkPlan, NodePlan
 from .progress import Progress
@@ -74,12 +74,15 @@ class Connections:
 
 # ---- diff ----
 
-def diff(plan: LabPlan, want: Desired, conns: Connections) -> list[Action]:
-    """What must happen on each host for it to match `plan`."""
+def diff(plan: LabPlan, want: Desired, conns: Connections,
+         observed: dict[str, list[virt.HostObject]] | None = None) -> list[Action]:
+    """What must happen on each host for it to match `plan`; `observed` (per host URI,
+    from virt.observe) saves reading every domain and network again."""
     actions: list[Action] = []
     for host in plan.hosts:
         conn = conns(host)
-        owned = {o.name: o for o in virt.owned_objects(conn, plan.lab, plan.team)}
+        seen = observed[host.uri] if observed is not None else virt.observe(conn)
+        owned = {o.name: o for o in virt.owned(seen, plan.lab, plan.team)}
         actions += _image_actions(plan, host, conn)
         actions += _object_actions("network", [v for k, v in want.networks.items() if v[0].host == host], owned, host)
         if virt.lookup_pool(conn, plan.pool) is None:
@@ -122,6 +125,7 @@ class ApplyContext:
     conns: Connections
     pubkey: str
     progress: Progress
+    locks: Path  # per-host lock files (see _upload_image)
 
 
 def apply(ctx: ApplyContext, actions: list[Action]) -> None:
@@ -131,16 +135,16 @@ def apply(ctx: ApplyContext, actions: list[Action]) -> None:
     for a in sorted(removals, key=lambda a: a.kind != "domain"):
         _remove(ctx, a)
     for a in by_verb("image"):
-        with ctx.progress.stage(f"upload {a.name} to {a.host.name}"):
-            _upload_image(ctx, a)
+        _upload_image(ctx, a)
     for a in by_verb("network"):
         _apply_network(ctx, a)
     for a in by_verb("pool"):
         _ensure_lab_pool(ctx.conns(a.host), ctx.plan.pool)
     nodes = by_verb("domain")
     if nodes:
+        storage = _host_storage(ctx, [a.host for a in nodes])
         with ctx.progress.stage(f"{len(nodes)} node(s): volumes, seeds, domains"):
-            parallel([lambda a=a: _apply_node(ctx, a) for a in nodes])
+            parallel([lambda a=a: _apply_node(ctx, a, storage[a.host]) for a in nodes])
 
 
 def parallel(jobs: list) -> list:
@@ -163,14 +167,28 @@ def _base_pool(conn):
 
 
 def _upload_image(ctx: ApplyContext, a: Action) -> None:
-    """Upload a base image through the storage API, then mark it complete."""
+    """Upload a base image through the storage API, then mark it complete.
+
+    Runs of other teams may find the same image missing at once: under a lock per host,
+    the first uploads and the others find the marker and skip. The lock is a flock on
+    this machine: it does not order runs on other machines that use the same remote host,
+    one host reached through two URIs, or runs with another state directory.
+    """
     conn = ctx.conns(a.host)
-    pool = _base_pool(conn)
-    image = next(n.image for n in ctx.plan.nodes if n.image.volume == a.name)
-    virt.delete_volume(pool, a.name)
-    vol = virt.create_volume(pool, render.volume_xml(a.name, image.size, "raw"))
-    virt.upload_file(conn, vol, image.path)
-    virt.create_volume(pool, render.volume_xml(a.name + DONE_SUFFIX, 0, "raw"))
+    path = locks.host_lock_path(ctx.locks, a.host.uri)
+    blocked = lambda: ctx.progress.info(f"another labbuilder run is uploading to {a.host.name}: "
+                                        f"waiting for it (lock {path})")
+    with locks.exclusive(path, blocked):
+        pool = _base_pool(conn)
+        if a.name + DONE_SUFFIX in virt.volume_names(pool):
+            ctx.progress.info(f"{a.name} on {a.host.name}: uploaded by another run meanwhile")
+            return
+        image = next(n.image for n in ctx.plan.nodes if n.image.volume == a.name)
+        with ctx.progress.stage(f"upload {a.name} to {a.host.name}"):
+            virt.delete_volume(pool, a.name)  # an upload cut short
+            vol = virt.create_volume(pool, render.volume_xml(a.name, image.size, "raw"))
+            virt.upload_file(conn, vol, image.path)
+            virt.create_volume(pool, render.volume_xml(a.name + DONE_SUFFIX, 0, "raw"))
 
 
 def _apply_network(ctx: ApplyContext, a: Action) -> None:
@@ -185,27 +203,47 @@ def _ensure_lab_pool(conn, name: str):
     return virt.ensure_pool(conn, name, render.pool_xml(name, f"{POOL_ROOT}/{name}"))
 
 
-def _apply_node(ctx: ApplyContext, a: Action) -> None:
+@dataclass(frozen=True)
+class HostStorage:
+    """Looked up once per host and apply: the lab's pool, and base image volume → path."""
+
+    pool: object
+    bases: dict[str, str]
+
+
+def _host_storage(ctx: ApplyContext, hosts: list[Host]) -> dict[Host, HostStorage]:
+    """The lab pool and base image paths on each of `hosts` (the images are uploaded by now)."""
+    found = {}
+    for host in set(hosts):
+        conn = ctx.conns(host)
+        base = _base_pool(conn)
+        volumes = {n.image.volume for n in ctx.plan.nodes if n.host == host}
+        found[host] = HostStorage(_ensure_lab_pool(conn, ctx.plan.pool),
+                                  {v: virt.volume_path(base, v) for v in volumes})
+    return found
+
+
+def _apply_node(ctx: ApplyContext, a: Action, storage: HostStorage) -> None:
     conn = ctx.conns(a.host)
     node, xml, _ = ctx.want.domains[a.name]
     if a.verb == "create":
         if virt.lookup_domain(conn, node.name) is not None:  # exists, but not ours
             raise HostError(f"a domain named {node.name} exists on {a.host.name} and labbuilder does "
                             "not own it; it is left alone: remove or rename it, or use another team")
-        _create_volumes(ctx, conn, node, fresh=True)
+        _create_volumes(ctx, conn, node, storage, fresh=True)
     elif a.verb == "change":
         virt.stop_domain(conn, node.name)
-        _create_volumes(ctx, conn, node, fresh=False)
+        _create_volumes(ctx, conn, node, storage, fresh=False)
     dom = virt.define_domain(conn, xml) if a.verb != "start" else virt.lookup_domain(conn, node.name)
     virt.start_domain(dom)
     ctx.progress.step(f"{node.key} started")
 
 
-def _create_volumes(ctx: ApplyContext, conn, node: NodePlan, fresh: bool) -> None:
+def _create_volumes(ctx: ApplyContext, conn, node: NodePlan, storage: HostStorage, fresh: bool) -> None:
     """vda as a qcow2 overlay of the base image (O(1)), extra disks, the NoCloud seed."""
-    pool = _ensure_lab_pool(conn, ctx.plan.pool)
+    pool = storage.pool
     have = set() if fresh else virt.volume_names(pool)
-    base = virt.volume_path(_base_pool(conn), node.image.volume)
+    base = storage.bases[node.image.volume]
     if fresh:
         for name in (node.vda, node.seed_volume, *(d.volume for d in node.disks)):
             virt.delete_volume(pool, name)
@@ -295,13 +333,14 @@ def down(conns: Connections, host: Host, lab: str, team: int | None) -> list[str
 
 def reset_nodes(ctx: ApplyContext, nodes: list[NodePlan]) -> None:
     """Back to pristine: stop, new overlay (and seed) from the base image, start."""
+    storage = _host_storage(ctx, [n.host for n in nodes])
+
     def one(node: NodePlan) -> None:
         conn = ctx.conns(node.host)
         virt.stop_domain(conn, node.name)
-        pool = _ensure_lab_pool(conn, ctx.plan.pool)
         for name in (node.vda, node.seed_volume):
-            virt.delete_volume(pool, name)
-        _create_volumes(ctx, conn, node, fresh=False)
+            virt.delete_volume(storage[node.host].pool, name)
+        _create_volumes(ctx, conn, node, storage[node.host], fresh=False)
         _, xml, _ = ctx.want.domains[node.name]
         virt.start_domain(virt.define_domain(conn, xml))
 

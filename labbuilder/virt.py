@@ -176,36 +176,48 @@ def network_leases(conn: libvirt.virConnect, network: str) -> dict[str, str]:
 OWNER_NS = "urn:labbuilder:owner:1"
 
 
-def _owner_from_xml(xml: str) -> dict[str, str] | None:
-    from lxml import etree
-
-    found = etree.fromstring(xml.encode()).find(f"metadata/{{{OWNER_NS}}}owner")
-    return dict(found.attrib) if found is not None else None
-
-
 @dataclass(frozen=True)
-class Owned:
-    """A libvirt object labbuilder owns, as read back from the host."""
+class HostObject:
+    """A domain or network as read back from its host, each XML read once."""
 
     kind: str  # "domain" | "network"
     name: str
-    owner: dict
+    owner: dict | None  # the ownership metadata; None: not labbuilder's
     active: bool
+    macs: tuple[str, ...] = ()  # of a domain's NICs
+    subnets: tuple[tuple[str, str], ...] = ()  # (address, prefix or netmask) of an active network
 
 
-def owned_objects(conn: libvirt.virConnect, lab: str | None = None, team: int | None = None) -> list[Owned]:
-    """Domains and networks whose ownership metadata matches `lab` (and `team`)."""
+def observe(conn: libvirt.virConnect) -> list[HostObject]:
+    """Every domain and network on the host: ownership, state, MACs, subnets."""
+    from lxml import etree
+
     found = []
     for kind, objs in (("domain", conn.listAllDomains()), ("network", conn.listAllNetworks())):
         for obj in objs:
             try:
-                owner = _owner_from_xml(obj.XMLDesc(0))
+                doc, active = etree.fromstring(obj.XMLDesc(0).encode()), bool(obj.isActive())
             except libvirt.libvirtError:
                 continue  # vanished meanwhile
-            if owner and (lab is None or owner.get("lab") == lab) and \
-                    (team is None or owner.get("team") == str(team)):
-                found.append(Owned(kind, obj.name(), owner, bool(obj.isActive())))
+            owner = doc.find(f"metadata/{{{OWNER_NS}}}owner")
+            macs = tuple(m.get("address", "").lower() for m in doc.findall("devices/interface/mac"))
+            subnets = tuple((ip.get("address"), ip.get("prefix") or ip.get("netmask"))
+                            for ip in doc.findall("ip") if active and ip.get("address")
+                            and (ip.get("prefix") or ip.get("netmask")))
+            found.append(HostObject(kind, obj.name(), dict(owner.attrib) if owner is not None else None,
+                                    active, macs, subnets))
     return found
+
+
+def owned(objects: list[HostObject], lab: str | None = None, team: int | None = None) -> list[HostObject]:
+    """The objects whose ownership metadata matches `lab` (and `team`)."""
+    return [o for o in objects if o.owner and (lab is None or o.owner.get("lab") == lab) and
+            (team is None or o.owner.get("team") == str(team))]
+
+
+def owned_objects(conn: libvirt.virConnect, lab: str | None = None, team: int | None = None) -> list[HostObject]:
+    """Domains and networks on the host whose ownership metadata matches `lab` (and `team`)."""
+    return owned(observe(conn), lab, team)
 
 
 def lookup_domain(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
@@ -308,20 +320,6 @@ def network_info(conn: libvirt.virConnect, name: str) -> tuple[bool, str] | None
         return None
 
 
-def route_subnets(conn: libvirt.virConnect) -> list[str]:
-    """Subnets of every active network on the host (clash check before defining ours)."""
-    from lxml import etree
-
-    found = []
-    for net in conn.listAllNetworks():
-        if not net.isActive():
-            continue
-        for ip in etree.fromstring(net.XMLDesc(0).encode()).findall("ip"):
-            if ip.get("address") and (ip.get("prefix") or ip.get("netmask")):
-                found.append((net.name(), ip.get("address"), ip.get("prefix") or ip.get("netmask")))
-    return found
-
-
 def pool_names(conn: libvirt.virConnect) -> list[str]:
     return [p.name() for p in conn.listAllStoragePools()]
 
@@ -330,21 +328,6 @@ def is_idle(conn: libvirt.virConnect) -> bool:
     """No running domain and no active network on this host."""
     return not conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE) and \
         not conn.listAllNetworks(libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE)
-
-
-def macs_in_use(conn: libvirt.virConnect) -> dict[str, str]:
-    """MAC → domain name for every NIC of every domain on the host."""
-    from lxml import etree
-
-    found = {}
-    for dom in conn.listAllDomains():
-        try:
-            doc = etree.fromstring(dom.XMLDesc(0).encode())
-        except libvirt.libvirtError:
-            continue
-        for mac in doc.findall("devices/interface/mac"):
-            found[mac.get("address", "").lower()] = dom.name()
-    return found
 
 
 # ---- metadata beside the ownership: the config stage's record of finished roles ----

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -63,6 +66,60 @@ def demo(conn, foreign):
     proc = lb("up", DEMO)
     yield proc
     lb("down", DEMO, "--all-teams", check=False)
+
+
+def test_teams_racing_for_the_base_image_upload_it_once(private_libvirtd, base_image, tmp_path_factory):
+    """Two teams' `up` on a host without the image both find it missing; the host's upload
+    lock lets one upload it and the other skip it. In a private libvirtd of its own (its
+    base pool is empty) beside the session's; first in this file: no lab boots beside it."""
+    import fcntl
+
+    from labbuilder import locks, privatelibvirtd
+
+    state = Path(tempfile.mkdtemp(prefix="lbrace-"))
+    daemon = privatelibvirtd.start(state / "libvirtd")
+    env = {**os.environ, "LABBUILDER_STATE": str(state), "COLUMNS": "300"}
+    logs = {team: tmp_path_factory.mktemp("race") / f"up-t{team}.log" for team in (1, 2)}
+    lock = locks.host_lock_path(state / "locks", daemon.uri)
+    lock.parent.mkdir()
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # held until both runs wait for it: the race, every time
+    procs = {}
+    try:
+        for team, log in logs.items():
+            procs[team] = subprocess.Popen(
+                [sys.executable, "-m", "labbuilder.cli", "up", DEMO, "--team", str(team), "--private",
+                 "--no-wait"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"))
+        deadline = time.monotonic() + 300
+        while not all("another labbuilder run is uploading" in log.read_text() for log in logs.values()):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs.values()), \
+                {t: log.read_text() for t, log in logs.items()}
+            time.sleep(0.2)
+        os.close(fd)
+        fd = None
+        for team, proc in procs.items():
+            assert proc.wait(timeout=600) == 0, logs[team].read_text()
+        out = {team: log.read_text() for team, log in logs.items()}
+        assert sum("✓ upload debian-12-" in o for o in out.values()) == 1, out
+        assert sum("uploaded by another run meanwhile" in o for o in out.values()) == 1, out
+        conn = virt.connect(daemon.uri)
+        try:
+            assert {virt.domain_state(conn, f"demo-t{t}-{n}") for t in (1, 2) for n in ("alpha", "beta")} \
+                == {"running"}
+        finally:
+            conn.close()
+    finally:
+        if fd is not None:
+            os.close(fd)
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for team in (1, 2):
+            subprocess.run([sys.executable, "-m", "labbuilder.cli", "down", DEMO, "--team", str(team),
+                            "--private"], cwd=REPO, env=env, capture_output=True, timeout=300)
+        privatelibvirtd.stop(daemon)
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def _assert_node(node, team=1):
