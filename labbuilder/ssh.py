@@ -11,7 +11,7 @@ from .errors import HostError
 from .run import run
 
 _OPTIONS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5"]
+            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"]
 
 
 def ensure_keypair(path: Path) -> str:
