@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__, image as image_mod, lab as lab_mod, qemuimg
@@ -30,8 +31,9 @@ class LabGroup(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             for i, line in enumerate(e.lines()):
-                console.print(("[red]error:[/red] " if i == 0 else "") + line, highlight=False,
-                              markup=i == 0, soft_wrap=True)
+                # Escaped: user text such as "[a-z0-9-]" in a message is not rich markup.
+                text = "[red]error:[/red] " + escape(line) if i == 0 else line
+                console.print(text, highlight=False, markup=i == 0, soft_wrap=True)
             log = getattr(e, "log", None)
             if log and not any("full log" in l for l in e.lines()):
                 console.print(f"full log: {log}", highlight=False)

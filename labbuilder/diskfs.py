@@ -16,6 +16,7 @@ class DiskSpec:
     files: tuple = ()  # of recipe.FileSpec
     enable: tuple[str, ...] = ()
     mask: tuple[str, ...] = ()
+    disable: tuple[str, ...] = ()  # installed units that must not start at boot
     fs_label: str = "root"
 
 
@@ -54,6 +55,8 @@ def _customize(g, spec: DiskSpec) -> None:
         g.command(["systemctl", "enable", unit])
     for unit in spec.mask:
         g.command(["systemctl", "mask", unit])
+    for unit in spec.disable:
+        g.command(["systemctl", "disable", unit])
 
 
 def make_bootable_disk(tarball: Path, disk: Path, spec: DiskSpec, *, force_tcg: bool,

@@ -90,7 +90,7 @@ def _build_in(recipe: Recipe, work: Path, log: Path, progress: Progress, accel) 
         bootstrap(recipe, tarball, log)
     with progress.stage("disk"):
         spec = diskfs.DiskSpec(recipe.size_bytes, recipe.kernel_cmdline, recipe.files,
-                               recipe.enable, recipe.mask)
+                               recipe.enable, recipe.mask, recipe.disable)
         diskfs.make_bootable_disk(tarball, raw, spec, force_tcg=not accel.kvm, step=progress.step)
         tarball.unlink()
     with progress.stage("sysprep"):
@@ -150,6 +150,7 @@ def make_manifest(recipe: Recipe, image: Path, extra: list[Path], accel, timings
         "description": recipe.description,
         "recipe": recipe.path,
         "recipe_hash": recipe.hash(),
+        "extends": recipe.extends or None,
         "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "labbuilder_version": __version__,
         "accelerator": accel.domain_type,

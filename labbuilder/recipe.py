@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .errors import RecipeError
@@ -53,12 +53,17 @@ class Recipe:
     outputs: tuple[str, ...]
     min_ram_mb: int
     os_version: str
+    disable: tuple[str, ...] = ()  # installed, not started at boot: the config stage enables them
+    extends: str = ""  # the parent recipe's name; already flattened into the fields above
 
     def hash(self) -> str:
-        """sha256 over everything that changes the built image (not name/description/path)."""
+        """sha256 over everything that changes the built image (not name/description/path;
+        not extends: the flattened fields say it all)."""
         data = asdict(self)
-        for k in ("description", "path"):
+        for k in ("description", "path", "extends"):
             data.pop(k)
+        if not data["disable"]:
+            data.pop("disable")  # recipes that disable nothing keep the hash they had before
         data["pipeline"] = PIPELINE_VERSION
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
@@ -79,9 +84,13 @@ _TOP = {"name": str, "description": str, "source": dict, "packages": list, "kern
         "glance": dict}
 _MMDEBSTRAP = {"suite": str, "variant": str, "mirror": str}
 _FILE = {"path": str, "content": str, "mode": str}
-_SERVICES = {"enable": list, "mask": list}
+_SERVICES = {"enable": list, "mask": list, "disable": list}
 _SYSPREP = {"operations": str}
 _GLANCE = {"min_ram": int, "os_version": (str, int)}
+# A recipe that `extends` another adds to it or overrides these; the rest it inherits.
+_CHILD_TOP = {"name": str, "extends": str, "description": str, "packages": list, "files": list,
+              "services": dict, "size": (str, int), "glance": dict, "kernel_cmdline": str}
+_INHERITED = ("source", "sysprep", "outputs")
 
 
 def _distro_of(suite: str) -> str | None:
@@ -128,36 +137,127 @@ def _files(c: Checker, items: list) -> tuple[FileSpec, ...]:
 
 
 def load_recipe(path: Path) -> Recipe:
-    """Read and validate a recipe file; raise RecipeError listing every problem found."""
+    """Read and validate a recipe file, flattening the recipes it extends into one Recipe;
+    raise RecipeError listing every problem found (each at its own file and line)."""
+    return _load(Path(path), ())
+
+
+def _load(path: Path, chain: tuple[Path, ...]) -> Recipe:
     data, marks = load_with_marks(path, RecipeError)
     c = Checker(path, marks, RecipeError)
+    if isinstance(data, dict) and "extends" in data:
+        return _child_recipe(c, data, path, chain)
+    return _base_recipe(c, data, path)
+
+
+def _base_recipe(c: Checker, data, path: Path) -> Recipe:
     top = c.mapping(data, (), _TOP, ("name", "source", "size"))
-    name = top.get("name", "")
-    if name and not NAME_RE.match(name):
-        c.problem(("name",), f"{name!r} must match [a-z0-9-] (at most 63 characters)")
     mm = _source(c, top)
-    packages = _names(c, top.get("packages", []), ("packages",), PACKAGE_RE, "Debian package name")
-    services = c.mapping(top.get("services", {}), ("services",), _SERVICES)
-    enable = _names(c, services.get("enable", []), ("services", "enable"), UNIT_RE, "systemd unit")
-    mask = _names(c, services.get("mask", []), ("services", "mask"), UNIT_RE, "systemd unit")
+    common = _common(c, top)
     sysprep = c.mapping(top.get("sysprep", {}), ("sysprep",), _SYSPREP)
-    glance = c.mapping(top.get("glance", {}), ("glance",), _GLANCE)
-    size = parse_size(top["size"]) if "size" in top else None
-    if "size" in top and (size is None or size < 1024 ** 3):
-        c.problem(("size",), f"{top['size']!r} is not a disk size of at least 1G", "e.g. 3G")
     outputs = _names(c, top.get("outputs", ["qcow2"]), ("outputs",), re.compile(r".*"), "output")
     for i, o in enumerate(outputs):
         if o not in OUTPUTS:
             c.problem(("outputs", i), f"unknown output {o!r}", "one of " + ", ".join(OUTPUTS))
-    files = _files(c, top.get("files", []))
     c.done()
-    distro = _distro_of(mm["suite"])
+    distro, units, glance = _distro_of(mm["suite"]), common["units"], common["glance"]
     return Recipe(
-        name=name, description=top.get("description", ""), path=str(path), suite=mm["suite"],
+        name=common["name"], description=top.get("description", ""), path=str(path), suite=mm["suite"],
         distro=distro, mirror=mm.get("mirror", DEFAULT_MIRRORS[distro]),
-        variant=mm.get("variant", "apt"), packages=packages,
-        kernel_cmdline=top.get("kernel_cmdline", ""), files=files, enable=enable, mask=mask,
-        sysprep_operations=sysprep.get("operations", "defaults,-customize"), size_bytes=size,
+        variant=mm.get("variant", "apt"), packages=common["packages"],
+        kernel_cmdline=top.get("kernel_cmdline", ""), files=common["files"], enable=units["enable"],
+        mask=units["mask"], disable=units["disable"],
+        sysprep_operations=sysprep.get("operations", "defaults,-customize"), size_bytes=common["size"],
         outputs=outputs, min_ram_mb=glance.get("min_ram", 512),
         os_version=str(glance.get("os_version", "")),
     )
+
+
+def _common(c: Checker, top: dict) -> dict:
+    """The keys a base recipe and a recipe that extends another share, checked."""
+    name = top.get("name", "")
+    if name and not NAME_RE.match(name):
+        c.problem(("name",), f"{name!r} must match [a-z0-9-] (at most 63 characters)")
+    packages = _names(c, top.get("packages", []), ("packages",), PACKAGE_RE, "Debian package name")
+    services = c.mapping(top.get("services", {}), ("services",), _SERVICES)
+    units = {k: _names(c, services.get(k, []), ("services", k), UNIT_RE, "systemd unit") for k in _SERVICES}
+    _unit_clashes(c, units)
+    glance = c.mapping(top.get("glance", {}), ("glance",), _GLANCE)
+    size = parse_size(top["size"]) if "size" in top else None
+    if "size" in top and (size is None or size < 1024 ** 3):
+        c.problem(("size",), f"{top['size']!r} is not a disk size of at least 1G", "e.g. 3G")
+    return {"name": name, "packages": packages, "files": _files(c, top.get("files", [])),
+            "units": units, "glance": glance, "size": size}
+
+
+def _unit_clashes(c: Checker, units: dict[str, tuple[str, ...]]) -> None:
+    seen: dict[str, str] = {}
+    for kind, names in units.items():
+        for i, unit in enumerate(names):
+            if seen.setdefault(unit, kind) != kind:
+                c.problem(("services", kind, i), f"{unit!r} is also in services.{seen[unit]}",
+                          "a unit is enabled, masked or disabled, not two of these")
+
+
+def _child_recipe(c: Checker, data: dict, path: Path, chain: tuple[Path, ...]) -> Recipe:
+    for key in _INHERITED:
+        if key in data:
+            c.problem((key,), f"cannot be set in a recipe that extends {data['extends']!r} (it comes from there)",
+                      "allowed here: " + ", ".join(_CHILD_TOP))
+    top = c.mapping({k: v for k, v in data.items() if k not in _INHERITED}, (), _CHILD_TOP,
+                    ("name", "extends"))
+    common = _common(c, top)
+    parent = _parent(c, path, top.get("extends"), chain) if "extends" in top else None
+    c.done()
+    return _merge(parent, common, top, path)
+
+
+def _parent(c: Checker, path: Path, name: str, chain: tuple[Path, ...]) -> Recipe | None:
+    """The recipe `name` next to `path`, loaded (and flattened) itself; None after
+    recording why it cannot be (bad name, missing, a cycle, its own problems)."""
+    if not NAME_RE.match(name):
+        c.problem(("extends",), f"{name!r} is not a recipe name",
+                  "the name of another recipe file in the same directory, without .yaml")
+        return None
+    here, parent_path = path.resolve(), path.parent / f"{name}.yaml"
+    if parent_path.resolve() in chain + (here,):
+        cycle = " → ".join(p.stem for p in chain + (here, parent_path.resolve()))
+        c.problem(("extends",), f"{name!r} makes a cycle: {cycle}",
+                  "a recipe cannot extend itself, directly or through the recipes it extends")
+        return None
+    if not parent_path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.yaml") if p.resolve() != here)
+        c.problem(("extends",), f"no recipe {name!r} ({parent_path} does not exist)",
+                  "recipes in the same directory: " + (", ".join(known) or "none"))
+        return None
+    try:
+        return _load(parent_path, chain + (here,))
+    except RecipeError as e:
+        c.problems.extend(e.problems)
+        return None
+
+
+def _merge(parent: Recipe, common: dict, top: dict, path: Path) -> Recipe:
+    """`parent` with the child's additions and overrides; for a unit, the child's word wins."""
+    units, glance, files = common["units"], common["glance"], common["files"]
+    overridden = {f.path for f in files}
+
+    def _units(kind: str) -> tuple[str, ...]:
+        others = {u for k, names in units.items() if k != kind for u in names}
+        return _union(tuple(u for u in getattr(parent, kind) if u not in others), units[kind])
+
+    return replace(
+        parent, name=common["name"], description=top.get("description", parent.description),
+        path=str(path), extends=top["extends"], packages=_union(parent.packages, common["packages"]),
+        kernel_cmdline=top.get("kernel_cmdline", parent.kernel_cmdline),
+        files=tuple(f for f in parent.files if f.path not in overridden) + files,
+        enable=_units("enable"), mask=_units("mask"), disable=_units("disable"),
+        size_bytes=common["size"] or parent.size_bytes,
+        min_ram_mb=glance.get("min_ram", parent.min_ram_mb),
+        os_version=str(glance.get("os_version", parent.os_version)),
+    )
+
+
+def _union(first: tuple[str, ...], then: tuple[str, ...]) -> tuple[str, ...]:
+    """`first` followed by what of `then` is not in it yet, order kept."""
+    return tuple(dict.fromkeys(first + then))

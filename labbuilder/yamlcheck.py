@@ -131,7 +131,8 @@ class Checker:
 
     def done(self) -> None:
         if self.problems:
-            self.problems.sort(key=lambda p: (p.line or 0))
+            # This file's problems first, then those of files it includes (a recipe's parent).
+            self.problems.sort(key=lambda p: (p.path != self.path, p.line or 0))
             raise self.error(self.problems)
 
 

@@ -40,13 +40,24 @@ def private_libvirtd(lab_state):
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="session")
-def base_image():
-    """The debian-12 base image, built by our own pipeline (cached: instant once built)."""
+def _built_image(name: str):
+    """images/NAME.yaml built by our own pipeline (cached: instant once built)."""
     from labbuilder import image, progress, recipe
 
-    rec = recipe.load_recipe(REPO / "images" / "debian-12.yaml")
+    rec = recipe.load_recipe(REPO / "images" / f"{name}.yaml")
     return image.build(rec, image.default_cache_dir(), progress.Progress())
+
+
+@pytest.fixture(scope="session")
+def base_image():
+    """The debian-12 base image."""
+    return _built_image("debian-12")
+
+
+@pytest.fixture(scope="session")
+def gridka_image():
+    """The gridka-base image (debian-12 + the course's Debian packages, extends debian-12)."""
+    return _built_image("gridka-base")
 
 
 GOLDEN = Path(__file__).parent / "golden"

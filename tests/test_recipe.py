@@ -15,14 +15,16 @@ from labbuilder.recipe import load_recipe, parse_size
 DATA = Path(__file__).parent / "data" / "recipes"
 REPO = Path(__file__).resolve().parent.parent
 BAD = sorted(p.stem for p in DATA.glob("*.yaml"))
+# Recipes that extend another (layered/*): their problems point at the child's own lines.
+LAYERED_BAD = ["bad-child", "unknown-parent", "cycle-a", "self", "child-of-broken"]
 
 
-@pytest.mark.parametrize("name", BAD)
+@pytest.mark.parametrize("name", BAD + [f"layered/{n}" for n in LAYERED_BAD])
 def test_bad_recipe_message_is_exact(name, golden, monkeypatch):
     monkeypatch.chdir(REPO)
     with pytest.raises(RecipeError) as e:
         load_recipe(Path("tests/data/recipes") / f"{name}.yaml")
-    golden(f"recipe-{name}.txt", "\n".join(e.value.lines()) + "\n")
+    golden(f"recipe-{name.replace('/', '-')}.txt", "\n".join(e.value.lines()) + "\n")
 
 
 @pytest.mark.parametrize("name", BAD)
@@ -56,3 +58,80 @@ def test_hash_changes_with_packages(tmp_path):
                                            (1024, 1024), ("lots", None)])
 def test_parse_size(text, expected):
     assert parse_size(text) == expected
+
+
+# Layered recipes (extends): flattened into one Recipe, errors at the child's own lines.
+
+LAYERED = DATA / "layered"
+# images/debian-12.yaml's hash on main before layering existed: cached images and CI
+# caches are keyed by it, so layering must not change it.
+DEBIAN_12_HASH = "381d642cc232f8529eef804f7b0f72c2e68533cb443148e18c36d1106dd0a0c5"
+
+
+def test_debian_12_hash_is_unchanged_by_layering():
+    assert load_recipe(REPO / "images" / "debian-12.yaml").hash() == DEBIAN_12_HASH
+
+
+def test_bad_layered_recipe_cli_exit_2_and_cache_untouched(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    cache = tmp_path / "cache"
+    result = CliRunner().invoke(main, ["image", "build", "tests/data/recipes/layered/unknown-parent.yaml",
+                                       "--cache", str(cache)])
+    assert result.exit_code == 2
+    assert "unknown-parent.yaml:3: extends: no recipe 'debian-13'" in result.output
+    assert "Traceback" not in result.output and not cache.exists()
+
+
+def test_child_is_parent_plus_child():
+    base, child = load_recipe(LAYERED / "base.yaml"), load_recipe(LAYERED / "child.yaml")
+    assert (child.name, child.description, child.extends) == ("child", "a child of base", "base")
+    assert child.path == str(LAYERED / "child.yaml")
+    assert child.packages == ("openssh-server", "sudo", "mariadb-server")
+    assert [(f.path, f.content, f.mode) for f in child.files] == [
+        ("/etc/issue", "base", 0o644), ("/etc/motd", "child", 0o644), ("/etc/child", "only here", 0o600)]
+    # The child's word on a unit wins: chrony moves from the parent's enable to disable.
+    assert child.enable == ("systemd-networkd",)
+    assert child.mask == ("apt-daily.timer",)
+    assert child.disable == ("chrony.service", "mariadb.service")
+    assert (child.size_bytes, child.min_ram_mb, child.os_version) == (4 << 30, 1024, "12")
+    inherited = ("suite", "distro", "mirror", "variant", "kernel_cmdline", "sysprep_operations", "outputs")
+    assert all(getattr(child, k) == getattr(base, k) for k in inherited)
+    assert child.hash() != base.hash()
+
+
+def test_extends_chains_and_a_grandchild_can_enable_what_its_parent_disabled():
+    grandchild = load_recipe(LAYERED / "grandchild.yaml")
+    assert grandchild.extends == "child" and grandchild.size_bytes == 4 << 30
+    assert grandchild.enable == ("systemd-networkd", "mariadb.service")
+    assert grandchild.disable == ("chrony.service",)
+
+
+def test_disable_changes_the_hash_and_an_empty_disable_does_not(tmp_path):
+    text = (LAYERED / "base.yaml").read_text()
+    (tmp_path / "empty.yaml").write_text(text.replace("  mask: [apt-daily.timer]\n",
+                                                      "  mask: [apt-daily.timer]\n  disable: []\n"))
+    (tmp_path / "some.yaml").write_text(text.replace("  mask: [apt-daily.timer]\n",
+                                                     "  mask: [apt-daily.timer]\n  disable: [ssh.service]\n"))
+    base = load_recipe(LAYERED / "base.yaml").hash()
+    assert load_recipe(tmp_path / "empty.yaml").hash() == base
+    assert load_recipe(tmp_path / "some.yaml").hash() != base
+
+
+def test_extends_is_not_hashed_only_what_it_flattens_to(tmp_path):
+    (tmp_path / "base.yaml").write_text((LAYERED / "base.yaml").read_text())
+    (tmp_path / "same.yaml").write_text("name: base\nextends: base\n")
+    assert load_recipe(tmp_path / "same.yaml").hash() == load_recipe(tmp_path / "base.yaml").hash()
+
+
+def test_gridka_base_extends_debian_12_and_disables_its_heavy_services():
+    parent = load_recipe(REPO / "images" / "debian-12.yaml")
+    gridka = load_recipe(REPO / "images" / "gridka-base.yaml")
+    assert gridka.extends == "debian-12"
+    assert gridka.packages[:len(parent.packages)] == parent.packages
+    for pkg in ("mariadb-server", "mariadb-client", "rabbitmq-server", "chrony", "python3-pymysql",
+                "lvm2", "bridge-utils", "iptables", "curl"):
+        assert pkg in gridka.packages
+    assert {"mariadb.service", "rabbitmq-server.service", "chrony.service"} <= set(gridka.disable)
+    assert gridka.files[:len(parent.files)] == parent.files
+    assert gridka.enable == parent.enable and gridka.mask == parent.mask
+    assert gridka.hash() != parent.hash()
