@@ -12,19 +12,13 @@ import time
 
 import pytest
 
-from labbuilder import image, progress, recipe, virt
+from labbuilder import virt
 
 from conftest import REPO
 
 pytestmark = pytest.mark.vm
 
 NODES = ("db-node", "network-node", "volume-node", "compute-1")
-
-
-@pytest.fixture(scope="module")
-def gridka_image():
-    rec = recipe.load_recipe(REPO / "images" / "gridka-base.yaml")
-    return image.build(rec, image.default_cache_dir(), progress.Progress())
 
 
 @pytest.fixture(scope="module")
