@@ -209,8 +209,9 @@ def _plan_json(lab, actions):
 @lab_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan_cmd(as_json, **kwargs):
-    """Show what `up` would create, change or remove on each host; changes nothing."""
-    lab = _open(kwargs)
+    """Show what `up` would create, change or remove on each host; changes nothing
+    (not even starting the private libvirtd `up` would start)."""
+    lab = _open(kwargs, start_private=None)
     try:
         actions = lab_mod.changes(lab)
     finally:

@@ -32,16 +32,20 @@ def system_libvirtd_runs() -> bool:
         return False
 
 
-def private_host(root: Path, start: bool = True) -> Host | None:
-    """The private libvirtd under `root`/libvirtd (started if `start` and not running)."""
+def private_host(root: Path, start: bool | None = True) -> Host | None:
+    """The private libvirtd under `root`/libvirtd: started if `start` and not running;
+    with `start` None, a stand-in Host (running=False) for the one `up` would start."""
     daemon = privatelibvirtd.ensure(root / "libvirtd") if start else privatelibvirtd.attach(root / "libvirtd")
+    if daemon is None and start is None:
+        return Host(privatelibvirtd.PrivateLibvirtd(root / "libvirtd", 0).uri,
+                    label="private libvirtd (not started yet)", running=False)
     if daemon is None:
         return None
     return Host(daemon.uri, tuple(daemon.nsenter_argv()), label="private libvirtd",
                 files_prefix=tuple(daemon.nsenter_files_argv()))
 
 
-def local_host(root: Path, private: bool | None = None, start: bool = True) -> Host | None:
+def local_host(root: Path, private: bool | None = None, start: bool | None = True) -> Host | None:
     """qemu:///system if a libvirtd runs here (and private is not forced), else the private one."""
     if private is None:
         private = not system_libvirtd_runs()
@@ -64,7 +68,7 @@ def load_inventory(path: Path, slots: tuple[str, ...]) -> dict[str, Host]:
 
 
 def resolve_hosts(slots: tuple[str, ...], connect: str | None, inventory: Path | None,
-                  root: Path, private: bool | None = None, start: bool = True) -> dict[str, Host]:
+                  root: Path, private: bool | None = None, start: bool | None = True) -> dict[str, Host]:
     """Host per slot: inventory entries first, then --connect, then the local host."""
     mapped = load_inventory(inventory, slots) if inventory else {}
     missing = [s for s in slots if s not in mapped]

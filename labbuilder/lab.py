@@ -57,9 +57,11 @@ class Lab:
         self.conns.close()
 
 
-def open_lab(req: LabRequest, start_private: bool = True, check: bool = True) -> Lab:
+def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = True) -> Lab:
     """Load and validate the topology, find its images and hosts, plan it; with `check`
-    (commands that create things), check the hosts for clashing subnets and MACs."""
+    (commands that create things), check the hosts for clashing subnets and MACs.
+    `start_private`: start a private libvirtd if one is needed and none runs; False: fail
+    then; None: plan against a stand-in for it (nothing exists there yet)."""
     topo = load_topology(req.topology)
     images = find_images(topo, req.image_cache or image_mod.default_cache_dir())
     slots = tuple(h.name for h in topo.hosts)
@@ -104,7 +106,7 @@ def _domain_type(plan: LabPlan) -> tuple[str, str]:
 def check_hosts(lab: Lab) -> dict[str, list[virt.HostObject]]:
     """Subnets and MACs that clash with what already exists on a target host (not our own).
     Returns what it read: every domain and network, per host URI."""
-    observed = {h.uri: virt.observe(lab.conns(h)) for h in lab.plan.hosts}
+    observed = {h.uri: virt.observe(lab.conns(h)) if h.running else [] for h in lab.plan.hosts}
     problems = _mac_clashes(lab, observed)
     ours = {n.name for n in lab.plan.networks}
     for host in lab.plan.hosts:

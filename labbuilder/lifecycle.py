@@ -77,15 +77,20 @@ class Connections:
 def diff(plan: LabPlan, want: Desired, conns: Connections,
          observed: dict[str, list[virt.HostObject]] | None = None) -> list[Action]:
     """What must happen on each host for it to match `plan`; `observed` (per host URI,
-    from virt.observe) saves reading every domain and network again."""
+    from virt.observe) saves reading every domain and network again. A host that is
+    not running yet (a private libvirtd `up` would start) has nothing: all is created."""
     actions: list[Action] = []
     for host in plan.hosts:
-        conn = conns(host)
-        seen = observed[host.uri] if observed is not None else virt.observe(conn)
-        owned = {o.name: o for o in virt.owned(seen, plan.lab, plan.team)}
-        actions += _image_actions(plan, host, conn)
+        owned, have, pool_exists = {}, set(), False
+        if host.running:
+            conn = conns(host)
+            seen = observed[host.uri] if observed is not None else virt.observe(conn)
+            owned = {o.name: o for o in virt.owned(seen, plan.lab, plan.team)}
+            have = _base_volumes(conn)
+            pool_exists = virt.lookup_pool(conn, plan.pool) is not None
+        actions += _image_actions(plan, host, have)
         actions += _object_actions("network", [v for k, v in want.networks.items() if v[0].host == host], owned, host)
-        if virt.lookup_pool(conn, plan.pool) is None:
+        if not pool_exists:
             actions.append(Action("create", "pool", plan.pool, host))
         actions += _object_actions("domain", [v for v in want.domains.values() if v[0].host == host], owned, host)
         wanted = {v[0].name for v in want.networks.values() if v[0].host == host} | \
@@ -95,9 +100,12 @@ def diff(plan: LabPlan, want: Desired, conns: Connections,
     return actions
 
 
-def _image_actions(plan: LabPlan, host: Host, conn) -> list[Action]:
+def _base_volumes(conn) -> set[str]:
     pool = virt.lookup_pool(conn, BASE_POOL)
-    have = virt.volume_names(pool) if pool is not None and pool.isActive() else set()
+    return virt.volume_names(pool) if pool is not None and pool.isActive() else set()
+
+
+def _image_actions(plan: LabPlan, host: Host, have: set[str]) -> list[Action]:
     images = {n.image.volume: n.image for n in plan.nodes if n.host == host}
     return [Action("upload", "image", vol, host, f"{img.size / 2**20:.0f} MiB from {img.path}")
             for vol, img in images.items() if vol + DONE_SUFFIX not in have]

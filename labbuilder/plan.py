@@ -20,6 +20,7 @@ class Host:
     ssh_prefix: tuple[str, ...] = ()  # e.g. nsenter into a private libvirtd's network namespace
     label: str = ""
     files_prefix: tuple[str, ...] = ()  # e.g. nsenter into its mount namespace, to read its files
+    running: bool = True  # False: a private libvirtd `up` would start; nothing exists on it yet
 
     @property
     def name(self) -> str:
