@@ -289,6 +289,8 @@ def ansible_stage(stage: Stage, inventory_file: Path, ssh_config: Path, start: s
                            "install ansible (apt-get install ansible), or use the built-in runner (--driver builtin)"])
     roles = [Role(r, (), ()) for r in stage.topology.roles
              if any(r in n.roles for n in stage.plan.nodes)]
+    if not roles:
+        return []
     picked = select(roles, {n.key: Record() for n in stage.plan.nodes}, start or roles[0].name, until, only)
     missing = [Path(stage.topology.role_dir) / f"{r.name}.yml" for r, _ in picked
                if not (Path(stage.topology.role_dir) / f"{r.name}.yml").is_file()]
