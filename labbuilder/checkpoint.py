@@ -110,9 +110,15 @@ def revert(plan: LabPlan, conns: Connections, key, name: str, nodes: list[NodePl
     start = time.monotonic()
 
     def one(node: NodePlan) -> None:
-        virt.revert_snapshot(conns(node.host), node.name, name, running=True)
+        conn = conns(node.host)
+        virt.revert_snapshot(conn, node.name, name, running=True)
         target = ssh.SshTarget(node.ssh_ip or _address(conns, node), key, prefix=node.host.ssh_prefix)
-        ssh.sync_clock(target, timeout)
+        ssh.wait_for_ssh(target, timeout, interval=0.5)
+        # The guest restarts at the time it was saved. The agent sets the clock at once;
+        # over SSH (no agent) the time is sent when the command starts, so it is set late
+        # by the connection time.
+        if not virt.set_guest_time(conn, node.name, time.time()):
+            ssh.sync_clock(target, timeout)
         answered[node.key] = round(time.monotonic() - start, 1)
         progress.step(f"{len(answered)}/{len(nodes)} back and answering ({node.key})")
 

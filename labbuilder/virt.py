@@ -423,3 +423,16 @@ def delete_snapshot(conn: libvirt.virConnect, name: str, snapshot: str, metadata
     flags = libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY if metadata_only else 0
     _call(f"cannot delete snapshot {snapshot} of {name}", snap.delete, flags)
     return True
+
+
+def set_guest_time(conn: libvirt.virConnect, name: str, now: float) -> bool:
+    """Set the guest's clock to `now` through its guest agent; False if there is no agent
+    answering (the caller falls back to another way)."""
+    dom = lookup_domain(conn, name)
+    if dom is None:
+        return False
+    try:
+        dom.setTime({"seconds": int(now), "nseconds": int((now % 1) * 1e9)}, 0)
+        return True
+    except libvirt.libvirtError:
+        return False
