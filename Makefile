@@ -33,6 +33,7 @@ unit: setup
 bench: setup
 	$(PY) bench/image_build.py
 	$(PY) bench/lifecycle.py
+	$(PY) bench/checkpoint.py
 
 clean:
 	rm -rf $(VENV)
