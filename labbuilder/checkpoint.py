@@ -45,6 +45,12 @@ def create(plan: LabPlan, conns: Connections, name: str, progress: Progress, rol
                               f"(bring the team up first: a checkpoint keeps running guests)")
     description = json.dumps({"mark": MARK, "role": role, "team": plan.team, "at": int(time.time())})
     with progress.stage(f"checkpoint {name} of {len(nodes)} node(s)"):
+        # Guests write out what they have cached first: a cold reset boots from these
+        # disks, and a file written a moment earlier (an SSH host key) must be on them.
+        flushed = parallel([lambda n=n: virt.flush_guest_filesystems(conns(n.host), n.name) for n in nodes])
+        if not all(flushed):
+            progress.info("note: no guest agent answered on " + ", ".join(
+                n.key for n, ok in zip(nodes, flushed) if not ok) + ": their disks are saved as they are")
         try:
             parallel([lambda n=n: virt.suspend_domain(conns(n.host), n.name) for n in nodes])
             parallel([lambda n=n: _snapshot(conns, n, name, description, progress) for n in nodes])

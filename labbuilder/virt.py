@@ -436,3 +436,18 @@ def set_guest_time(conn: libvirt.virConnect, name: str, now: float) -> bool:
         return True
     except libvirt.libvirtError:
         return False
+
+
+def flush_guest_filesystems(conn: libvirt.virConnect, name: str) -> bool:
+    """Make the guest write out its file systems (freeze, then thaw at once, through the
+    guest agent), so a disk saved now is not missing what the guest wrote just before;
+    False if no agent answers."""
+    dom = lookup_domain(conn, name)
+    if dom is None:
+        return False
+    try:
+        dom.fsFreeze()
+    except libvirt.libvirtError:
+        return False
+    _call(f"cannot thaw the file systems of {name}", dom.fsThaw)
+    return True

@@ -136,6 +136,15 @@ def test_reset_to_a_checkpoint_brings_back_disk_and_memory_without_a_boot(failed
     assert took < 120
 
 
+def test_cold_reset_to_a_checkpoint_boots_from_its_disks(failed_up, topo):
+    boot = on(topo, "compute-1", "cat", "/proc/sys/kernel/random/boot_id").stdout
+    on(topo, "compute-1", "touch", "/root/written-after-checkpoint")
+    lb("reset", topo, "--to", "after-db", "--cold", "--node", "compute-1")
+    assert on(topo, "compute-1", "cat", "/proc/sys/kernel/random/boot_id").stdout != boot  # it booted
+    assert on(topo, "compute-1", "test", "-e", "/root/written-after-checkpoint", check=False).returncode == 1
+    assert on(topo, "compute-1", "grep", "-c", "10.0.0.3 db-node", "/etc/hosts").stdout.strip() == "1"
+
+
 def test_reset_without_to_returns_a_node_to_the_blank_base(failed_up, topo):
     lb("reset", topo, "--node", "volume-node")
     assert on(topo, "volume-node", "vgs", "cinder-volumes", check=False).returncode != 0
