@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from . import qemuimg, ssh, virt
 from .errors import HostError, LabError
-from .lifecycle import Connections, parallel
+from .lifecycle import Connections, node_address, parallel
 from .plan import LabPlan, NodePlan
 from .progress import Progress
 
@@ -118,7 +118,10 @@ def revert(plan: LabPlan, conns: Connections, key, name: str, nodes: list[NodePl
     def one(node: NodePlan) -> None:
         conn = conns(node.host)
         virt.revert_snapshot(conn, node.name, name, running=True)
-        target = ssh.SshTarget(node.ssh_ip or _address(conns, node), key, prefix=node.host.ssh_prefix)
+        address = node_address(conns, node)
+        if address is None:
+            raise HostError(f"{node.key} has no address to reach it by")
+        target = ssh.SshTarget(address, key, prefix=node.host.ssh_prefix)
         ssh.wait_for_ssh(target, timeout, interval=0.5)
         # The guest restarts at the time it was saved. The agent sets the clock at once;
         # over SSH (no agent) the time is sent when the command starts, so it is set late
@@ -148,24 +151,15 @@ def revert_cold(plan: LabPlan, conns: Connections, name: str, nodes: list[NodePl
 
 
 def _require(plan: LabPlan, conns: Connections, name: str, nodes: list[NodePlan]) -> None:
-    found = next((c for c in listing(plan, conns, sizes=False) if c.name == name), None)
+    checkpoints = listing(plan, conns, sizes=False)
+    found = next((c for c in checkpoints if c.name == name), None)
     if found is None:
-        have = ", ".join(c.name for c in listing(plan, conns, sizes=False)) or "none"
+        have = ", ".join(c.name for c in checkpoints) or "none"
         raise CheckpointError(f"{plan.lab} team {plan.team} has no checkpoint {name!r} (checkpoints: {have})")
     lacking = [n.key for n in nodes if n.key not in found.nodes]
     if lacking:
         raise CheckpointError(f"checkpoint {name!r} does not cover {', '.join(lacking)} "
                               "(reset to the base image since it was taken); take it again")
-
-
-def _address(conns: Connections, node: NodePlan) -> str:
-    from .lifecycle import node_leases
-
-    leases = node_leases(conns, node)
-    address = next((leases[n.mac] for n in node.nics if n.mac in leases), None)
-    if address is None:
-        raise HostError(f"{node.key} has no address to reach it by")
-    return address
 
 
 def drop(conns: Connections, nodes: list[NodePlan]) -> list[str]:

@@ -203,7 +203,7 @@ def reset_to(lab: Lab, name: str, nodes: list[str], progress: Progress, cold: bo
     with team_lock(lab):
         if not cold:
             checkpoint.revert(lab.plan, lab.conns, lab.key, name, targets, progress)
-            return {n.key: n.ssh_ip or ssh_target(lab, n.key).address for n in targets}
+            return {n.key: ssh_target(lab, n.key).address for n in targets}
         checkpoint.revert_cold(lab.plan, lab.conns, name, targets, progress)
         return lifecycle.wait_ready(lab.plan, lab.conns, lab.key, progress, targets)
 
@@ -298,10 +298,7 @@ def status(lab: Lab, ready: dict[str, str] | None = None) -> dict:
 
 def ssh_target(lab: Lab, node_key: str) -> ssh.SshTarget:
     node = lab.plan.node(node_key)
-    address = node.ssh_ip
-    if address is None:
-        leases = lifecycle.node_leases(lab.conns, node)
-        address = next((leases[n.mac] for n in node.nics if n.mac in leases), None)
+    address = lifecycle.node_address(lab.conns, node)
     if address is None:
         raise TopologyError([lab.topology.problem(("nodes", node_key), "node has no known address yet")])
     return ssh.SshTarget(address, lab.key, prefix=node.host.ssh_prefix)

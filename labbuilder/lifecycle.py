@@ -304,6 +304,14 @@ def node_leases(conns: Connections, node: NodePlan) -> dict[str, str]:
     return leases
 
 
+def node_address(conns: Connections, node: NodePlan) -> str | None:
+    """Where to reach a node: its fixed address, else its first NIC's lease (None if none)."""
+    if node.ssh_ip:
+        return node.ssh_ip
+    leases = node_leases(conns, node)
+    return next((leases[n.mac] for n in node.nics if n.mac in leases), None)
+
+
 def _wait_address(plan: LabPlan, node: NodePlan, conns: Connections, timeout: float) -> str:
     """Fixed leases must appear (a gentle poll: dnsmasq has no lease events over the API)."""
     start = time.monotonic()
