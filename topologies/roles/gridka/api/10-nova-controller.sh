@@ -1,5 +1,6 @@
 # api-node: nova-api, nova-scheduler and nova-conductor on the db-node's nova database
 # and RabbitMQ (needs a package mirror).
+{% import "_lib.j2" as lib -%}
 set -eu
 {%- if not vars.openstack_packages %}
 echo "skipped: openstack_packages is false (nova comes from the package mirror)"
@@ -15,14 +16,7 @@ crudini --set $conf DEFAULT my_ip {{ node.ips[vars.internal_network] }}
 crudini --set $conf api_database connection 'mysql+pymysql://{{ db.user }}:{{ db.password }}@{{ dbhost }}/nova_api'
 crudini --set $conf database connection 'mysql+pymysql://{{ db.user }}:{{ db.password }}@{{ dbhost }}/nova'
 crudini --set $conf api auth_strategy keystone
-crudini --set $conf keystone_authtoken www_authenticate_uri http://{{ auth }}:5000/
-crudini --set $conf keystone_authtoken auth_url http://{{ auth }}:5000/
-crudini --set $conf keystone_authtoken auth_type password
-crudini --set $conf keystone_authtoken username admin
-crudini --set $conf keystone_authtoken password '{{ vars.admin_password }}'
-crudini --set $conf keystone_authtoken project_name admin
-crudini --set $conf keystone_authtoken user_domain_name Default
-crudini --set $conf keystone_authtoken project_domain_name Default
+{{ lib.authtoken(auth, vars.admin_password, "/") }}
 crudini --set $conf glance api_servers http://{{ groups.image[0] }}:9292
 su -s /bin/sh -c 'nova-manage api_db sync' nova
 su -s /bin/sh -c 'nova-manage cell_v2 map_cell0' nova

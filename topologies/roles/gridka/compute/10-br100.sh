@@ -1,26 +1,9 @@
 # compute node: eth1 bridged into br100, which carries the node's internal address
 # ({{ node.ips[vars.internal_network] }}), so instances share the internal network.
+{% import "_lib.j2" as lib -%}
 set -eu
 nic={{ (node.interfaces | selectattr("network", "equalto", vars.internal_network) | first).name }}
-cat > /etc/systemd/network/05-gridka-br100.netdev <<'CONF'
-[NetDev]
-Name=br100
-Kind=bridge
-CONF
-cat > /etc/systemd/network/05-gridka-br100.network <<'CONF'
-[Match]
-Name=br100
-[Network]
-Address={{ node.ips[vars.internal_network] }}/{{ (node.interfaces | selectattr("network", "equalto", vars.internal_network) | first).prefix }}
-LinkLocalAddressing=no
-ConfigureWithoutCarrier=yes
-CONF
-cat > /etc/systemd/network/05-gridka-$nic.network <<CONF
-[Match]
-Name=$nic
-[Network]
-Bridge=br100
-CONF
+{{ lib.br100_files("nic", node.ips[vars.internal_network] ~ "/" ~ (node.interfaces | selectattr("network", "equalto", vars.internal_network) | first).prefix) }}
 networkctl reload
 networkctl reconfigure "$nic"
 for i in $(seq 30); do

@@ -1,5 +1,6 @@
 # image-node: glance (api) on the db-node's glance database, registered with keystone
 # (needs a package mirror).
+{% import "_lib.j2" as lib -%}
 set -eu
 {%- if not vars.openstack_packages %}
 echo "skipped: openstack_packages is false (glance comes from the package mirror)"
@@ -11,14 +12,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get install -y -q glance
 conf=/etc/glance/glance-api.conf
 crudini --set $conf database connection 'mysql+pymysql://{{ db.user }}:{{ db.password }}@{{ dbhost }}/glance'
-crudini --set $conf keystone_authtoken www_authenticate_uri http://{{ auth }}:5000
-crudini --set $conf keystone_authtoken auth_url http://{{ auth }}:5000
-crudini --set $conf keystone_authtoken auth_type password
-crudini --set $conf keystone_authtoken username admin
-crudini --set $conf keystone_authtoken password '{{ vars.admin_password }}'
-crudini --set $conf keystone_authtoken project_name admin
-crudini --set $conf keystone_authtoken user_domain_name Default
-crudini --set $conf keystone_authtoken project_domain_name Default
+{{ lib.authtoken(auth, vars.admin_password, "") }}
 crudini --set $conf paste_deploy flavor keystone
 su -s /bin/sh -c 'glance-manage db_sync' glance
 systemctl restart glance-api

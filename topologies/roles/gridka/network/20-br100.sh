@@ -1,26 +1,10 @@
 # network-node: bridge br100 enslaving {{ vars.network_flat_interface }} with no address (the
 # network service puts the gateway addresses on it); {{ vars.network_public_interface }} up.
 # systemd-networkd files, sorted before cloud-init's, so they survive a reboot.
+{% import "_lib.j2" as lib -%}
 set -eu
 flat={{ vars.network_flat_interface }}
-cat > /etc/systemd/network/05-gridka-br100.netdev <<'CONF'
-[NetDev]
-Name=br100
-Kind=bridge
-CONF
-cat > /etc/systemd/network/05-gridka-br100.network <<'CONF'
-[Match]
-Name=br100
-[Network]
-LinkLocalAddressing=no
-ConfigureWithoutCarrier=yes
-CONF
-cat > /etc/systemd/network/05-gridka-$flat.network <<CONF
-[Match]
-Name=$flat
-[Network]
-Bridge=br100
-CONF
+{{ lib.br100_files("flat") }}
 networkctl reload
 networkctl reconfigure "$flat"
 ip link set {{ vars.network_public_interface }} up
