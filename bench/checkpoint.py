@@ -2,8 +2,9 @@
 checkpoint` takes, and how long `labbuilder reset --to` takes until every node answers
 on SSH again (clocks set), next to
 
-  - a plain loop of `virsh snapshot-revert --running` over the same nodes, one by one
-    (what kcli does), then the same SSH check; and
+  - a plain loop of `virsh snapshot-create-as` (internal snapshot with memory) and of
+    `virsh snapshot-revert --running` over the same nodes, one by one (what kcli does),
+    then the same SSH check; and
   - a cold reset (`reset --to NAME --cold`: the checkpoint's disks, then a boot).
 
     .venv/bin/python bench/checkpoint.py [--sizes 1,4,8] [--no-cold]
@@ -34,11 +35,20 @@ sys.path.insert(0, str(REPO / "bench"))
 from lifecycle import lb, topology  # noqa: E402
 
 
-def virsh_loop(daemon, key: Path, n: int) -> float:
-    """kcli's way: revert each domain in turn with virsh, then wait for SSH on all."""
+def virsh_snapshots(daemon, n: int) -> float:
+    """kcli's checkpoint: an internal snapshot with memory of each domain in turn."""
     start = time.monotonic()
     for i in range(n):
-        subprocess.run(["virsh", "-c", daemon.uri, "snapshot-revert", f"bench-t1-n{i}", "bench", "--running"],
+        subprocess.run(["virsh", "-c", daemon.uri, "snapshot-create-as", f"bench-t1-n{i}", "kcli"],
+                       check=True, capture_output=True)
+    return time.monotonic() - start
+
+
+def virsh_loop(daemon, key: Path, n: int) -> float:
+    """kcli's reset: revert each domain in turn with virsh, then wait for SSH on all."""
+    start = time.monotonic()
+    for i in range(n):
+        subprocess.run(["virsh", "-c", daemon.uri, "snapshot-revert", f"bench-t1-n{i}", "kcli", "--running"],
                        check=True, capture_output=True)
     with ThreadPoolExecutor(8) as ex:
         list(ex.map(lambda i: ssh.sync_clock(ssh.SshTarget(f"192.168.150.{10 + i}", key,
@@ -65,6 +75,7 @@ def main() -> None:
             row = {"boot": boot, "checkpoint": lb(state, "checkpoint", str(topo), "--name", "bench")}
             row["reset"] = lb(state, "reset", str(topo), "--to", "bench")
             row["reset2"] = lb(state, "reset", str(topo), "--to", "bench")
+            row["virsh_snap"] = virsh_snapshots(daemon, n)
             row["virsh"] = virsh_loop(daemon, key, n)
             if not args.no_cold:
                 row["cold"] = lb(state, "reset", str(topo), "--to", "bench", "--cold")
@@ -72,6 +83,7 @@ def main() -> None:
             warm = min(row["reset"], row["reset2"])
             print(f"N={n}: boot to SSH {row['boot']:.1f}s  checkpoint {row['checkpoint']:.1f}s  "
                   f"reset --to {row['reset']:.1f}s / {row['reset2']:.1f}s  "
+                  f"virsh snapshot-create-as loop {row['virsh_snap']:.1f}s  "
                   f"virsh snapshot-revert loop {row['virsh']:.1f}s ({row['virsh'] / warm:.2f}x of ours)"
                   + (f"  cold reset {row['cold']:.1f}s ({row['cold'] / warm:.1f}x of ours)" if "cold" in row else ""),
                   flush=True)

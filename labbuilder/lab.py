@@ -189,7 +189,7 @@ def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:
         ctx = _context(lab, progress)
         lifecycle.apply(ctx, [a for a in lifecycle.diff(lab.plan, ctx.want, lab.conns)
                               if a.kind in ("image", "network", "pool")])
-        dropped = checkpoint.drop(lab.conns, targets)
+        dropped = checkpoint.drop(lab.plan, lab.conns, targets)
         if dropped:
             progress.info(f"Checkpoints of the reset nodes are gone with their disks: {', '.join(dropped)}")
         lifecycle.reset_nodes(ctx, targets)

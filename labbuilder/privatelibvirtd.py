@@ -2,7 +2,8 @@
 
 `start()` runs libvirtd and virtlogd under `unshare --mount --net`, with private
 directories from `state_dir` bind-mounted over libvirt's own, so the host's libvirt,
-bridges and firewall are never touched. The daemons keep the namespaces alive; a later
+bridges and firewall are never touched; `reaper.py` stays behind to reap the daemons'
+processes at once, as a host's init would. The daemons keep the namespaces alive; a later
 process finds them again with `attach()`, and `stop()` tears everything down.
 
 Layout of `state_dir`:
@@ -21,6 +22,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,8 +211,10 @@ def _write_conf(path: Path, settings: dict[str, str | list[str]]) -> None:
 
 
 def _launch(state_dir: Path) -> None:
-    """Run the namespace script; it returns once both daemons have forked into the background."""
-    argv = ["unshare", "--mount", "--net", "--propagation", "private"]
+    """Run the namespace script; it returns once both daemons have forked into the
+    background, leaving a reaper behind that collects them and their QEMUs as they exit."""
+    argv = [sys.executable, str(Path(__file__).with_name("reaper.py"))]
+    argv += ["unshare", "--mount", "--net", "--propagation", "private"]
     argv += ["sh", "-c", _SCRIPT, "sh", str(state_dir)]
     run(argv, log=state_dir / "start.log", timeout=START_TIMEOUT)
 
