@@ -13,7 +13,7 @@ from typing import Iterator
 
 import yaml
 
-from . import accel, checkpoint, config, image as image_mod, lifecycle, locks, privatelibvirtd, ssh, virt
+from . import accel, checkpoint, config, hostnet, image as image_mod, lifecycle, locks, privatelibvirtd, ssh, virt
 from .errors import LockedError, TopologyError
 from .hosts import resolve_hosts, state_root
 from .lifecycle import Action, ApplyContext, Connections
@@ -104,21 +104,26 @@ def _domain_type(plan: LabPlan) -> tuple[str, str]:
 
 
 def check_hosts(lab: Lab) -> dict[str, list[virt.HostObject]]:
-    """Subnets and MACs that clash with what already exists on a target host (not our own).
+    """Subnets and MACs that clash with what already exists on a target host (not our
+    own): libvirt networks and domains, and on a local host its routes too.
     Returns what it read: every domain and network, per host URI."""
     observed = {h.uri: virt.observe(lab.conns(h)) if h.running else [] for h in lab.plan.hosts}
     problems = _mac_clashes(lab, observed)
     ours = {n.name for n in lab.plan.networks}
     for host in lab.plan.hosts:
-        existing = [(o.name, ipaddress.ip_interface(f"{addr}/{prefix}").network)
-                    for o in observed[host.uri] if o.kind == "network" and o.name not in ours
-                    for addr, prefix in o.subnets]
+        networks = [(o.name, ipaddress.ip_interface(f"{addr}/{prefix}").network)
+                    for o in observed[host.uri] if o.kind == "network" for addr, prefix in o.subnets]
+        existing = [(f"network {name!r} ({subnet})", subnet) for name, subnet in networks if name not in ours]
+        if host.running and _is_local(host.uri):  # a remote host's routes are not visible from here
+            libvirt_subnets = {subnet for _, subnet in networks}
+            existing += [(f"route {r.network} dev {r.dev}", r.network) for r in hostnet.routes(host.ssh_prefix)
+                         if r.network not in libvirt_subnets]
         for net in (n for n in lab.plan.networks if n.host == host and n.subnet):
             for other, subnet in existing:
-                if subnet.overlaps(net.subnet):
+                # A bridge-mode network joins a LAN the host already routes to: that is the point.
+                if subnet.overlaps(net.subnet) and not (net.mode == "bridge" and other.startswith("route ")):
                     problems.append(lab.topology.problem(
-                        ("networks", net.key, "subnet"),
-                        f"{net.subnet} clashes with network {other!r} ({subnet}) on {host.name}",
+                        ("networks", net.key, "subnet"), f"{net.subnet} clashes with {other} on {host.name}",
                         "choose another subnet or team, or bring that network down"))
     if problems:
         raise TopologyError(problems)

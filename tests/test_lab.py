@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from labbuilder import virt
+from labbuilder.run import run
 
 from conftest import REPO
 
@@ -277,3 +278,24 @@ def test_fixed_mac_used_by_a_foreign_domain_is_reported(conn, foreign):
     assert (f"topologies/rdo-course.yaml:{line}: nodes.node1.nics.0.mac: MAC 52:54:00:00:00:01 is already "
             "used by domain 'foreign-mac'") in proc.stderr
     assert virt.owned_objects(conn, "rdo-course") == []
+
+
+def test_subnet_clash_with_a_host_route_is_reported_before_any_change(conn, foreign, lab_state, private_libvirtd):
+    """A subnet the host already routes to another way (here a dummy link in the private
+    daemon's network namespace, as a VPN or a docker bridge would be on a lab host)."""
+    ns = private_libvirtd.nsenter_argv()
+    run([*ns, "ip", "link", "add", "lbroute0", "type", "dummy"])
+    try:
+        run([*ns, "ip", "addr", "add", "10.10.77.1/24", "dev", "lbroute0"])
+        run([*ns, "ip", "link", "set", "lbroute0", "up"])
+        clash = lab_state / "route-clash.yaml"
+        clash.write_text((REPO / DEMO).read_text().replace("10.10.0", "10.10.77").replace("lab: demo", "lab: rclash"))
+        before = {o.name for o in virt.owned_objects(conn)}, virt.pool_names(conn)
+        proc = lb("up", str(clash), check=False)
+    finally:
+        run([*ns, "ip", "link", "del", "lbroute0"])
+    assert proc.returncode == 2, proc.stderr
+    line = next(i for i, l in enumerate(clash.read_text().splitlines(), 1) if "10.10.77.0/24" in l)
+    assert f"{clash}:{line}: networks.backend.subnet: 10.10.77.0/24 clashes with route 10.10.77.0/24 dev lbroute0 on " \
+           in proc.stderr
+    assert ({o.name for o in virt.owned_objects(conn)}, virt.pool_names(conn)) == before

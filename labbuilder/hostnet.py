@@ -1,0 +1,30 @@
+"""The IPv4 routes of a local lab host (the machine itself, or a private libvirtd's
+network namespace), read with `ip -json route`: a topology's subnet must not clash
+with a network the host already reaches another way (a VPN, a docker bridge, a LAN)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+
+from .run import run
+
+
+@dataclass(frozen=True)
+class Route:
+    network: ipaddress.IPv4Network
+    dev: str
+
+
+def routes(prefix: tuple[str, ...] = ()) -> list[Route]:
+    """Every IPv4 route of the host but the default one, in every table; `prefix` runs
+    `ip` elsewhere (nsenter into a network namespace)."""
+    out = run([*prefix, "ip", "-json", "-4", "route", "show", "table", "all"]).stdout
+    found = []
+    for entry in json.loads(out or "[]"):
+        dst = entry.get("dst", "default")
+        if dst == "default" or entry.get("type", "unicast") != "unicast":
+            continue  # the default route overlaps everything; local/broadcast ones mirror addresses
+        found.append(Route(ipaddress.ip_network(dst if "/" in dst else f"{dst}/32", strict=False), entry.get("dev", "")))
+    return found
