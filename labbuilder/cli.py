@@ -399,7 +399,7 @@ def reset_cmd(nodes, to, cold, **kwargs):
             ready = lab_mod.reset_to(lab, to, list(nodes), progress, cold)
         else:
             ready = lab_mod.reset(lab, list(nodes), progress)
-        _print_status(lab_mod.status(lab, None if nodes else ready), False)
+        _print_status(lab_mod.status(lab, ready, probe_rest=True), False)
     finally:
         lab.close()
 

@@ -194,7 +194,7 @@ def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:
         ctx = _context(lab, progress)
         lifecycle.apply(ctx, [a for a in lifecycle.diff(lab.plan, ctx.want, lab.conns)
                               if a.kind in ("image", "network", "pool")])
-        dropped = checkpoint.drop(lab.plan, lab.conns, targets)
+        dropped = checkpoint.drop(lab.conns, targets)
         if dropped:
             progress.info(f"Checkpoints of the reset nodes are gone with their disks: {', '.join(dropped)}")
         lifecycle.reset_nodes(ctx, targets)
@@ -263,9 +263,10 @@ def down(lab: Lab, all_teams: bool = False) -> list[str]:
         return removed
 
 
-def status(lab: Lab, ready: dict[str, str] | None = None) -> dict:
+def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = False) -> dict:
     """Per node: host, state, addresses, SSH; per network: bridge, active. With `ready`
-    (node → address, from a wait just done) SSH is taken from it instead of probed."""
+    (node → address, from a wait just done) SSH is taken from it instead of probed;
+    `probe_rest` still probes the nodes it does not name."""
     nodes = []
     owners = {o.name: o.owner for h in lab.plan.hosts for o in virt.owned_objects(lab.conns(h), lab.plan.lab, lab.plan.team)}
 
@@ -275,7 +276,7 @@ def status(lab: Lab, ready: dict[str, str] | None = None) -> dict:
         leases = lifecycle.node_leases(lab.conns, node)
         ips = {nic.guest_name: leases.get(nic.mac) or (str(nic.ip) if nic.ip else None) for nic in node.nics}
         address = node.ssh_ip or next((ip for ip in ips.values() if ip), None)
-        if ready is not None:
+        if ready is not None and (node.key in ready or not probe_rest):
             reachable = node.key in ready
         else:
             reachable = bool(state == "running" and address and lab.key.exists() and

@@ -351,7 +351,7 @@ def set_domain_metadata(conn: libvirt.virConnect, name: str, ns: str, prefix: st
           libvirt.VIR_DOMAIN_METADATA_ELEMENT, xml, prefix, ns, flags)
 
 
-# ---- checkpoints: memory saved to a file, disks as internal snapshots taken while stopped ----
+# ---- internal snapshots with memory state: the checkpoints ----
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -390,24 +390,8 @@ def resume_domain(conn: libvirt.virConnect, name: str) -> None:
         _call(f"cannot resume {name}", dom.resume)
 
 
-def save_domain(conn: libvirt.virConnect, name: str, path: str) -> None:
-    """Write the running domain's memory and device state to `path` on its host; the
-    domain stops (restore_domain brings it back)."""
-    dom = _call(f"no domain {name}", conn.lookupByName, name)
-    _call(f"cannot save the memory of {name} to {path}", dom.saveFlags, path, None, 0)
-
-
-def restore_domain(conn: libvirt.virConnect, path: str, paused: bool = True) -> None:
-    """Start a domain again from the state saved in `path` (its disks as they are now);
-    `paused` keeps its CPUs stopped until resume_domain."""
-    flags = libvirt.VIR_DOMAIN_SAVE_PAUSED if paused else libvirt.VIR_DOMAIN_SAVE_RUNNING
-    _call(f"cannot restore the domain saved in {path}", conn.restoreFlags, path, None, flags)
-
-
 def create_snapshot(conn: libvirt.virConnect, name: str, snapshot: str, description: str) -> None:
-    """An internal snapshot of the disks (of the memory too if the domain runs; labbuilder
-    takes them with the domain stopped, which qcow2 does in O(1)); replaces one of the
-    same name."""
+    """An internal snapshot of disks and (if the domain runs) memory; replaces one of the same name."""
     from lxml import etree
 
     dom = _call(f"no domain {name}", conn.lookupByName, name)
@@ -419,12 +403,12 @@ def create_snapshot(conn: libvirt.virConnect, name: str, snapshot: str, descript
           etree.tostring(doc, encoding="unicode"), libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC)
 
 
-def revert_snapshot(conn: libvirt.virConnect, name: str, snapshot: str) -> None:
-    """Back to `snapshot`: its disks and its domain definition, in the state it was taken
-    in (stopped, for labbuilder's checkpoints)."""
+def revert_snapshot(conn: libvirt.virConnect, name: str, snapshot: str, running: bool = True) -> None:
+    """Back to `snapshot`: running (memory state restored) or, without `running`, paused."""
     dom = _call(f"no domain {name}", conn.lookupByName, name)
     snap = _call(f"{name} has no snapshot {snapshot}", dom.snapshotLookupByName, snapshot, 0)
-    _call(f"cannot revert {name} to {snapshot}", dom.revertToSnapshot, snap, 0)
+    flags = libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING if running else libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED
+    _call(f"cannot revert {name} to {snapshot}", dom.revertToSnapshot, snap, flags | libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_FORCE)
 
 
 def delete_snapshot(conn: libvirt.virConnect, name: str, snapshot: str, metadata_only: bool = False) -> bool:
@@ -439,20 +423,6 @@ def delete_snapshot(conn: libvirt.virConnect, name: str, snapshot: str, metadata
     flags = libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY if metadata_only else 0
     _call(f"cannot delete snapshot {snapshot} of {name}", snap.delete, flags)
     return True
-
-
-def pool_file(pool: libvirt.virStoragePool, name: str) -> str:
-    """Path of file `name` in a directory pool, on the pool's host."""
-    from lxml import etree
-
-    target = etree.fromstring(pool.XMLDesc(0).encode()).findtext("target/path")
-    return f"{target.rstrip('/')}/{name}"
-
-
-def volume_sizes(pool: libvirt.virStoragePool) -> dict[str, int]:
-    """Volume name → bytes allocated on the host, after rescanning the pool's directory."""
-    _call(f"cannot refresh pool {pool.name()}", pool.refresh, 0)
-    return {vol.name(): vol.info()[2] for vol in pool.listAllVolumes()}
 
 
 def set_guest_time(conn: libvirt.virConnect, name: str, now: float) -> bool:

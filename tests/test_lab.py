@@ -281,10 +281,10 @@ def test_fixed_mac_used_by_a_foreign_domain_is_reported(conn, foreign):
 
 
 def test_subnet_clash_with_a_host_route_is_reported_before_any_change(conn, foreign, lab_state, private_libvirtd):
-    """A subnet the host already routes to another way (here a dummy link in the private
+    """A subnet the host already routes to another way (here a bridge of no libvirt network in the private
     daemon's network namespace, as a VPN or a docker bridge would be on a lab host)."""
     ns = private_libvirtd.nsenter_argv()
-    run([*ns, "ip", "link", "add", "lbroute0", "type", "dummy"])
+    run([*ns, "ip", "link", "add", "lbroute0", "type", "bridge"])
     try:
         run([*ns, "ip", "addr", "add", "10.10.77.1/24", "dev", "lbroute0"])
         run([*ns, "ip", "link", "set", "lbroute0", "up"])
