@@ -136,7 +136,10 @@ def revert(plan: LabPlan, conns: Connections, key, name: str, nodes: list[NodePl
     with progress.stage(f"reset {len(nodes)} node(s) to checkpoint {name}"):
         # All paused first, so none acts on a peer that is already back.
         parallel([lambda n=n: virt.suspend_domain(conns(n.host), n.name) for n in nodes])
-        parallel([lambda n=n: one(n) for n in nodes])
+        try:
+            parallel([lambda n=n: one(n) for n in nodes])
+        finally:  # a node whose revert failed runs on as it was, not paused
+            parallel([lambda n=n: virt.resume_domain(conns(n.host), n.name) for n in nodes])
     return answered
 
 
