@@ -280,13 +280,19 @@ def node_seed(plan: LabPlan, node: NodePlan, pubkey: str) -> seed.Seed:
 
 def wait_ready(plan: LabPlan, conns: Connections, key: Path, progress: Progress,
                nodes: list[NodePlan] | None = None, timeout: float = 1200) -> dict[str, str]:
-    """Wait until each node has its fixed leases and answers on SSH; node key → address."""
+    """Wait until each node has its fixed leases and answers on SSH; node key → address.
+    Boot events drive it: the guest agent connecting says a guest is up (before that,
+    leases are looked at only every 10 s, for guests without an agent), and a domain
+    that stops or crashes ends the wait at once instead of at the timeout."""
     nodes = nodes if nodes is not None else list(plan.nodes)
     ready: dict[str, str] = {}
 
     def one(node: NodePlan) -> None:
-        address = _wait_address(plan, node, conns, timeout)
-        ssh.wait_for_ssh(ssh.SshTarget(address, key, prefix=node.host.ssh_prefix), timeout)
+        deadline = time.monotonic() + timeout
+        with virt.GuestWatch(conns(node.host), node.name) as watch:
+            address = _wait_address(node, conns, watch, deadline, timeout)
+            target = ssh.SshTarget(address, key, prefix=node.host.ssh_prefix)
+            ssh.wait_for_ssh(target, deadline - time.monotonic(), interval=2.0, sleep=watch.wait)
         ready[node.key] = address
         progress.step(f"{len(ready)}/{len(nodes)} answer on SSH ({node.key})")
 
@@ -312,19 +318,21 @@ def node_address(conns: Connections, node: NodePlan) -> str | None:
     return next((leases[n.mac] for n in node.nics if n.mac in leases), None)
 
 
-def _wait_address(plan: LabPlan, node: NodePlan, conns: Connections, timeout: float) -> str:
-    """Fixed leases must appear (a gentle poll: dnsmasq has no lease events over the API)."""
-    start = time.monotonic()
+def _wait_address(node: NodePlan, conns: Connections, watch: virt.GuestWatch, deadline: float,
+                  timeout: float) -> str:
+    """The node's address once its fixed leases are there. dnsmasq has no lease events
+    over the API: they are read when the guest agent connects, then every 2 s (every
+    10 s before, for a guest that has no agent)."""
     while True:
         leases = node_leases(conns, node)
         pending = [n for n in node.nics if n.dhcp and n.ip and leases.get(n.mac) != str(n.ip)]
         address = node.ssh_ip or next((leases[n.mac] for n in node.nics if n.mac in leases), None)
         if not pending and address:
             return address
-        if time.monotonic() - start > timeout:
+        if time.monotonic() > deadline:
             raise HostError(f"{node.key}: no lease for {', '.join(n.guest_name for n in pending) or 'any NIC'} "
-                            f"after {timeout:.0f}s (see its serial log on {node.host.name})")
-        time.sleep(2)
+                            f"within {timeout:.0f}s (see its serial log on {node.host.name})")
+        watch.wait(2 if watch.agent else 10, agent=not watch.agent)
 
 
 # ---- down / reset / status ----

@@ -67,14 +67,15 @@ def answers(target: SshTarget) -> bool:
         return False
 
 
-def wait_for_ssh(target: SshTarget, timeout: float, interval: float = 3.0) -> float:
-    """Poll gently (a booting guest under TCG needs the CPU more than we do) until the
-    target answers; return seconds waited. HostError on timeout."""
+def wait_for_ssh(target: SshTarget, timeout: float, interval: float = 3.0, sleep=time.sleep) -> float:
+    """Probe gently (a booting guest under TCG needs the CPU more than we do) until the
+    target answers; return seconds waited. `sleep(seconds)` waits between probes (it may
+    wake early, or raise to give up). HostError on timeout."""
     start = time.monotonic()
     while not answers(target):
         if time.monotonic() - start > timeout:
             raise HostError(f"{target.address} did not answer on SSH within {timeout:.0f}s")
-        time.sleep(interval)
+        sleep(interval)
     return time.monotonic() - start
 
 

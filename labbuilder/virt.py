@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
 import libvirt
@@ -25,8 +26,30 @@ def _ignore_error(_ctx: object, _err: object) -> None:
 libvirt.registerErrorHandler(_ignore_error, None)
 
 
+_loop_lock = threading.Lock()
+_loop_started = False
+
+
+def _event_loop() -> None:
+    """libvirt's default event loop, run in a daemon thread, so connections deliver
+    domain events (it must be registered before the first connection is opened)."""
+    global _loop_started
+    with _loop_lock:
+        if _loop_started:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+
+        def run() -> None:
+            while True:
+                libvirt.virEventRunDefaultImpl()
+
+        threading.Thread(target=run, name="libvirt-events", daemon=True).start()
+        _loop_started = True
+
+
 def connect(uri: str) -> libvirt.virConnect:
     """Open a read-write connection to `uri`; raise HostError if the host cannot be reached."""
+    _event_loop()
     try:
         return libvirt.open(uri)
     except libvirt.libvirtError as e:
@@ -451,3 +474,79 @@ def flush_guest_filesystems(conn: libvirt.virConnect, name: str) -> bool:
         return False
     _call(f"cannot thaw the file systems of {name}", dom.fsThaw)
     return True
+
+
+# ---- boot events ----
+
+class GuestWatch:
+    """What a booting domain reports through events: its guest agent connecting (the
+    guest is up far enough to run its services) and the domain stopping or crashing (no
+    point waiting any longer). Use as a context manager; the callbacks go at exit."""
+
+    def __init__(self, conn: libvirt.virConnect, name: str):
+        self.name = name
+        self._conn = conn
+        self._cond = threading.Condition()
+        self.agent = False
+        self.stopped: str | None = None  # why the domain is gone, once it is
+        dom = _call(f"no domain {name}", conn.lookupByName, name)
+        self._ids = [
+            conn.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE, self._on_agent, None),
+            conn.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None),
+        ]
+        # Events tell what changes from now on; read where it stands first.
+        try:
+            if not dom.isActive():
+                self._set(stopped="is not running")
+            elif _agent_connected(dom.XMLDesc(0)):
+                self._set(agent=True)
+        except libvirt.libvirtError:
+            self._set(stopped="vanished")
+
+    def __enter__(self) -> "GuestWatch":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        for cb_id in self._ids:
+            try:
+                self._conn.domainEventDeregisterAny(cb_id)
+            except libvirt.libvirtError:
+                pass  # the connection went first
+
+    def _set(self, agent: bool | None = None, stopped: str | None = None) -> None:
+        with self._cond:
+            if agent is not None:
+                self.agent = agent
+            if stopped is not None:
+                self.stopped = stopped
+            self._cond.notify_all()
+
+    def _on_agent(self, _conn, _dom, state: int, _reason: int, _opaque) -> None:
+        self._set(agent=state == libvirt.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_CONNECTED)
+
+    def _on_lifecycle(self, _conn, _dom, event: int, detail: int, _opaque) -> None:
+        if event == libvirt.VIR_DOMAIN_EVENT_STOPPED:
+            why = {libvirt.VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN: "shut down",
+                   libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED: "crashed",
+                   libvirt.VIR_DOMAIN_EVENT_STOPPED_FAILED: "failed"}.get(detail, "stopped")
+            self._set(stopped=why)
+        elif event == libvirt.VIR_DOMAIN_EVENT_CRASHED:
+            self._set(stopped="crashed")
+
+    def wait(self, timeout: float, agent: bool = False) -> None:
+        """Sleep up to `timeout` seconds, waking early if the domain stops (and, with
+        `agent`, when its guest agent connects); HostError once the domain is gone."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.stopped is not None or (agent and self.agent), timeout)
+        self.check()
+
+    def check(self) -> None:
+        if self.stopped is not None:
+            raise HostError(f"domain {self.name} {self.stopped} before it answered")
+
+
+def _agent_connected(xml: str) -> bool:
+    from lxml import etree
+
+    target = etree.fromstring(xml.encode()).find("devices/channel/target[@name='org.qemu.guest_agent.0']")
+    return target is not None and target.get("state") == "connected"
