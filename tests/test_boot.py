@@ -71,6 +71,16 @@ def booted(private_libvirtd, base_image, lab_state):
     conn.close()
 
 
+def test_boot_is_seen_through_guest_agent_events(booted):
+    """Runs first, while the guests boot: the watch starts before any agent is up, so
+    it is the agent-lifecycle event that wakes it, not the domain XML read at start."""
+    conn, _, _ = booted
+    for name in NODES:
+        with virt.GuestWatch(conn, name) as watch:
+            watch.wait(600, agent=True)
+            assert watch.agent, f"{name}: the guest agent did not connect within 600 s"
+
+
 def test_fixed_leases_appear(booted):
     conn, _, _ = booted
     leases = _wait_leases(conn)
