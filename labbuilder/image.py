@@ -125,7 +125,41 @@ def _extra_outputs(recipe: Recipe, raw: Path, work: Path, log: Path) -> list[Pat
     if "raw" in recipe.outputs:
         extra.append(work / f"{recipe.name}.raw")
         qemuimg.convert(raw, extra[-1], fmt="raw", log=log)
+    if "vagrant" in recipe.outputs:
+        extra.append(vagrant_box(work / f"{recipe.name}.qcow2", work / f"{recipe.name}.box"))
     return extra
+
+
+# The box's own Vagrantfile: what vagrant-libvirt needs to boot this image; a user's
+# Vagrantfile overrides any of it.
+_BOX_VAGRANTFILE = """\
+Vagrant.configure("2") do |config|
+  config.vm.synced_folder ".", "/vagrant", disabled: true
+  config.vm.provider :libvirt do |libvirt|
+    libvirt.disk_bus = "virtio"
+    libvirt.nic_model_type = "virtio"
+    libvirt.video_type = "vga"  # the image's GRUB hangs without a video device
+  end
+end
+"""
+
+
+def vagrant_box(qcow2: Path, box: Path) -> Path:
+    """A vagrant-libvirt box (tar.gz: box.img, metadata.json, Vagrantfile) of `qcow2`."""
+    import io
+    import tarfile
+
+    virtual_gib = math.ceil(qemuimg.info(qcow2)["virtual-size"] / 1024 ** 3)
+    members = {"metadata.json": json.dumps({"provider": "libvirt", "format": "qcow2",
+                                            "virtual_size": virtual_gib}).encode(),
+               "Vagrantfile": _BOX_VAGRANTFILE.encode()}
+    with tarfile.open(box, "w:gz", compresslevel=1) as tar:  # the qcow2 is compressed already
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+        tar.add(qcow2, arcname="box.img")
+    return box
 
 
 def file_digests(path: Path) -> dict[str, str]:
@@ -138,6 +172,9 @@ def file_digests(path: Path) -> dict[str, str]:
 
 
 def _file_entry(path: Path) -> dict:
+    if path.suffix == ".box":
+        return {"file": path.name, "format": "vagrant-libvirt box", "size": path.stat().st_size,
+                **file_digests(path)}
     info = qemuimg.info(path)
     return {"file": path.name, "format": info["format"], "virtual_size": info["virtual-size"],
             "size": path.stat().st_size, **file_digests(path)}

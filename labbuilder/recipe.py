@@ -20,7 +20,7 @@ SUITES = {
 }
 DEFAULT_MIRRORS = {"debian": "http://deb.debian.org/debian", "ubuntu": "http://archive.ubuntu.com/ubuntu"}
 VARIANTS = ("apt", "required", "important", "standard", "minbase")
-OUTPUTS = ("qcow2", "raw")
+OUTPUTS = ("qcow2", "raw", "vagrant")  # vagrant: a vagrant-libvirt box of the qcow2
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 UNIT_RE = re.compile(r"^[A-Za-z0-9@._-]+$")
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]*$")
@@ -89,8 +89,9 @@ _SYSPREP = {"operations": str}
 _GLANCE = {"min_ram": int, "os_version": (str, int)}
 # A recipe that `extends` another adds to it or overrides these; the rest it inherits.
 _CHILD_TOP = {"name": str, "extends": str, "description": str, "packages": list, "files": list,
-              "services": dict, "size": (str, int), "glance": dict, "kernel_cmdline": str}
-_INHERITED = ("source", "sysprep", "outputs")
+              "services": dict, "size": (str, int), "glance": dict, "kernel_cmdline": str,
+              "outputs": list}
+_INHERITED = ("source", "sysprep")
 
 
 def _distro_of(suite: str) -> str | None:
@@ -155,10 +156,7 @@ def _base_recipe(c: Checker, data, path: Path) -> Recipe:
     mm = _source(c, top)
     common = _common(c, top)
     sysprep = c.mapping(top.get("sysprep", {}), ("sysprep",), _SYSPREP)
-    outputs = _names(c, top.get("outputs", ["qcow2"]), ("outputs",), re.compile(r".*"), "output")
-    for i, o in enumerate(outputs):
-        if o not in OUTPUTS:
-            c.problem(("outputs", i), f"unknown output {o!r}", "one of " + ", ".join(OUTPUTS))
+    outputs = _outputs(c, top.get("outputs", ["qcow2"]))
     c.done()
     distro, units, glance = _distro_of(mm["suite"]), common["units"], common["glance"]
     return Recipe(
@@ -190,6 +188,14 @@ def _common(c: Checker, top: dict) -> dict:
             "units": units, "glance": glance, "size": size}
 
 
+def _outputs(c: Checker, items: list) -> tuple[str, ...]:
+    outputs = _names(c, items, ("outputs",), re.compile(r".*"), "output")
+    for i, o in enumerate(outputs):
+        if o not in OUTPUTS:
+            c.problem(("outputs", i), f"unknown output {o!r}", "one of " + ", ".join(OUTPUTS))
+    return outputs
+
+
 def _unit_clashes(c: Checker, units: dict[str, tuple[str, ...]]) -> None:
     seen: dict[str, str] = {}
     for kind, names in units.items():
@@ -207,9 +213,10 @@ def _child_recipe(c: Checker, data: dict, path: Path, chain: tuple[Path, ...]) -
     top = c.mapping({k: v for k, v in data.items() if k not in _INHERITED}, (), _CHILD_TOP,
                     ("name", "extends"))
     common = _common(c, top)
+    outputs = _outputs(c, top["outputs"]) if "outputs" in top else None
     parent = _parent(c, path, top.get("extends"), chain) if "extends" in top else None
     c.done()
-    return _merge(parent, common, top, path)
+    return _merge(parent, common, top, path, outputs)
 
 
 def _parent(c: Checker, path: Path, name: str, chain: tuple[Path, ...]) -> Recipe | None:
@@ -237,7 +244,7 @@ def _parent(c: Checker, path: Path, name: str, chain: tuple[Path, ...]) -> Recip
         return None
 
 
-def _merge(parent: Recipe, common: dict, top: dict, path: Path) -> Recipe:
+def _merge(parent: Recipe, common: dict, top: dict, path: Path, outputs: tuple[str, ...] | None) -> Recipe:
     """`parent` with the child's additions and overrides; for a unit, the child's word wins."""
     units, glance, files = common["units"], common["glance"], common["files"]
     overridden = {f.path for f in files}
@@ -255,6 +262,7 @@ def _merge(parent: Recipe, common: dict, top: dict, path: Path) -> Recipe:
         size_bytes=common["size"] or parent.size_bytes,
         min_ram_mb=glance.get("min_ram", parent.min_ram_mb),
         os_version=str(glance.get("os_version", parent.os_version)),
+        outputs=parent.outputs if outputs is None else outputs,
     )
 
 

@@ -135,3 +135,31 @@ def test_gridka_base_extends_debian_12_and_disables_its_heavy_services():
     assert gridka.files[:len(parent.files)] == parent.files
     assert gridka.enable == parent.enable and gridka.mask == parent.mask
     assert gridka.hash() != parent.hash()
+
+
+def test_vagrant_recipe_extends_debian_12_and_adds_the_box_output():
+    r = load_recipe(REPO / "images" / "debian-12-vagrant.yaml")
+    parent = load_recipe(REPO / "images" / "debian-12.yaml")
+    assert r.outputs == ("qcow2", "vagrant") and parent.outputs == ("qcow2",)
+    assert r.packages == parent.packages
+    key = next(f for f in r.files if f.path == "/etc/ssh/vagrant_insecure_key.pub")
+    assert key.content.startswith("ssh-rsa AAAAB3NzaC1yc2EAAAABIwAAAQEA6NF8iallvQVp22WDkTkyrtvp9eWW6A8")
+
+
+def test_vagrant_box_holds_the_image_and_what_vagrant_libvirt_reads(tmp_path):
+    import json
+    import subprocess
+    import tarfile
+
+    from labbuilder import image
+
+    disk = tmp_path / "d.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "3G"], check=True)
+    box = image.vagrant_box(disk, tmp_path / "d.box")
+    with tarfile.open(box) as tar:
+        assert sorted(tar.getnames()) == ["Vagrantfile", "box.img", "metadata.json"]
+        meta = json.load(tar.extractfile("metadata.json"))
+        assert meta == {"provider": "libvirt", "format": "qcow2", "virtual_size": 3}
+        assert tar.extractfile("box.img").read() == disk.read_bytes()
+        assert b'libvirt.video_type = "vga"' in tar.extractfile("Vagrantfile").read()
+    assert image._file_entry(box)["format"] == "vagrant-libvirt box"
