@@ -490,10 +490,15 @@ class GuestWatch:
         self.agent = False
         self.stopped: str | None = None  # why the domain is gone, once it is
         dom = _call(f"no domain {name}", conn.lookupByName, name)
-        self._ids = [
-            conn.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE, self._on_agent, None),
-            conn.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None),
-        ]
+        self._ids: list[int] = []
+        try:
+            for event, callback in ((libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE, self._on_agent),
+                                    (libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle)):
+                self._ids.append(_call(f"cannot watch domain {name}", conn.domainEventRegisterAny,
+                                       dom, event, callback, None))
+        except HostError:
+            self.__exit__()
+            raise
         # Events tell what changes from now on; read where it stands first.
         try:
             if not dom.isActive():
