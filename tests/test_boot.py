@@ -76,7 +76,7 @@ def test_boot_is_seen_through_guest_agent_events(booted):
     it is the agent-lifecycle event that wakes it, not the domain XML read at start."""
     conn, _, _ = booted
     for name in NODES:
-        with virt.GuestWatch(conn, name) as watch:
+        with virt.GuestWatch(conn, f"lbboot-{name}") as watch:
             watch.wait(600, agent=True)
             assert watch.agent, f"{name}: the guest agent did not connect within 600 s"
 
