@@ -75,8 +75,10 @@ def test_boot_is_seen_through_guest_agent_events(booted):
     """Runs first, while the guests boot: the watch starts before any agent is up, so
     it is the agent-lifecycle event that wakes it, not the domain XML read at start."""
     conn, _, _ = booted
-    for name in NODES:
+    for i, name in enumerate(NODES):
         with virt.GuestWatch(conn, f"lbboot-{name}") as watch:
+            if i == 0:  # started a moment ago: its agent cannot be up yet
+                assert not watch.agent
             watch.wait(600, agent=True)
             assert watch.agent, f"{name}: the guest agent did not connect within 600 s"
 
