@@ -193,6 +193,13 @@ def _node_rows(lab):
     return table
 
 
+def _network_rows(lab):
+    table = Table("network", "name", "host", "mode", "bridge", "subnet")
+    for n in lab.plan.networks:
+        table.add_row(n.key, n.name, n.host.name, n.mode, n.bridge, str(n.subnet) if n.subnet else "-")
+    return table
+
+
 def _plan_json(lab, actions):
     return {
         "lab": lab.plan.lab, "team": lab.plan.team,
@@ -220,6 +227,7 @@ def plan_cmd(as_json, **kwargs):
         out.print_json(json.dumps(_plan_json(lab, actions)))
         return
     out.print(_node_rows(lab))
+    out.print(_network_rows(lab))
     _print_actions(actions)
 
 

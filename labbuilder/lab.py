@@ -17,7 +17,7 @@ from . import accel, checkpoint, config, hostnet, image as image_mod, lifecycle,
 from .errors import LockedError, TopologyError
 from .hosts import resolve_hosts, state_root
 from .lifecycle import Action, ApplyContext, Connections
-from .plan import BaseImage, Host, LabPlan, plan_lab
+from .plan import BaseImage, Host, LabPlan, check_host_networks, plan_lab
 from .progress import Progress
 from .topology import Topology, load_topology
 
@@ -64,13 +64,22 @@ def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = T
     then; None: plan against a stand-in for it (nothing exists there yet)."""
     topo = load_topology(req.topology)
     images = find_images(topo, req.image_cache or image_mod.default_cache_dir())
-    slots = tuple(h.name for h in topo.hosts)
-    hosts = resolve_hosts(slots, req.connect, req.inventory, state_root(), req.private, start_private)
+    hosts = _hosts(topo, req, start_private)
     plan = plan_lab(topo, req.team, hosts, images, req.memory_scale)
     lab = Lab(topo, plan, Connections(), state_root() / f"{topo.lab}-t{req.team}", *_domain_type(plan))
     if check:
         lab.observed = check_hosts(lab)
     return lab
+
+
+def _hosts(topo: Topology, req: LabRequest, start_private: bool | None) -> dict[str, Host]:
+    """Host per slot, checked against the topology's networks before a private libvirtd
+    is started (stand-ins for those not running yet carry the same URIs)."""
+    where = resolve_hosts(topo, req.connect, req.inventory, state_root(), req.private, start=None)
+    check_host_networks(topo, where)
+    if start_private is None:
+        return where
+    return resolve_hosts(topo, req.connect, req.inventory, state_root(), req.private, start_private)
 
 
 def find_images(topo: Topology, cache: Path) -> dict[str, BaseImage]:
@@ -256,11 +265,20 @@ def down(lab: Lab, all_teams: bool = False) -> list[str]:
         removed = []
         for host in lab.plan.hosts:
             removed += lifecycle.down(lab.conns, host, lab.plan.lab, None if all_teams else lab.plan.team)
-        if any(h.ssh_prefix for h in lab.plan.hosts) and virt.is_idle(lab.conns(lab.plan.hosts[0])):
-            lab.close()
-            privatelibvirtd.stop(privatelibvirtd.attach(state_root() / "libvirtd"))
-            removed.append("private libvirtd (nothing left in it)")
-        return removed
+        return removed + _stop_idle_private_libvirtd(lab)
+
+
+def _stop_idle_private_libvirtd(lab: Lab) -> list[str]:
+    """Stop the private libvirtd `up` started here (state directory's) once nothing runs in
+    it, unless the inventory joins bridges there: they live in its network namespace,
+    which would go with it. An inventory's `private:` libvirtds are left running."""
+    daemon = privatelibvirtd.attach(state_root() / "libvirtd")
+    host = next((h for h in lab.plan.hosts if daemon is not None and h.uri == daemon.uri), None)
+    if host is None or host.bridges or not virt.is_idle(lab.conns(host)):
+        return []
+    lab.close()
+    privatelibvirtd.stop(daemon)
+    return ["private libvirtd (nothing left in it)"]
 
 
 def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = False) -> dict:

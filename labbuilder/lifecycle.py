@@ -271,7 +271,7 @@ def node_seed(plan: LabPlan, node: NodePlan, pubkey: str) -> seed.Seed:
     nics = tuple(seed.SeedNic(n.guest_name, n.mac,
                               addresses=(f"{n.ip}/{n.prefix}",) if n.ip and not n.dhcp else (),
                               dhcp=n.dhcp) for n in node.nics)
-    hosts = tuple((other.ssh_ip, other.key) for other in plan.nodes if other.ssh_ip)
+    hosts = tuple((other.lab_ip, other.key) for other in plan.nodes if other.lab_ip)
     return seed.Seed(instance_id=f"{node.name}-{time.time_ns()}", hostname=node.key, fqdn=node.fqdn,
                      authorized_keys=(pubkey,), nics=nics, hosts=hosts)
 

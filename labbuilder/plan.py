@@ -7,6 +7,7 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass
 
+from .errors import Problem, TopologyError
 from .topology import Network, Node, Topology
 
 MAX_TEAM = 99
@@ -21,10 +22,15 @@ class Host:
     label: str = ""
     files_prefix: tuple[str, ...] = ()  # e.g. nsenter into its mount namespace, to read its files
     running: bool = True  # False: a private libvirtd `up` would start; nothing exists on it yet
+    bridges: tuple[tuple[str, str], ...] = ()  # (network, existing host bridge) joined on this host
 
     @property
     def name(self) -> str:
         return self.label or self.uri
+
+    def joined_bridge(self, network: str) -> str | None:
+        """The host bridge the inventory joins `network` to on this host, if any."""
+        return dict(self.bridges).get(network)
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,7 @@ class NicPlan:
     prefix: int | None
     dhcp: bool  # the guest uses DHCP (its network has DHCP); the lease is fixed if ip is set
     configure: bool
+    joined: bool = False  # its network is joined to a host bridge: the host has no address there
 
 
 @dataclass(frozen=True)
@@ -96,9 +103,15 @@ class NodePlan:
         return f"{self.key}-seed.iso"
 
     @property
-    def ssh_ip(self) -> str | None:
-        """The first address reachable from the host (every lab network has the host on it)."""
+    def lab_ip(self) -> str | None:
+        """The address the other nodes know it by (their /etc/hosts): its first fixed one."""
         return next((str(n.ip) for n in self.nics if n.ip and n.configure), None)
+
+    @property
+    def ssh_ip(self) -> str | None:
+        """The first address reachable from the host (every lab network has the host on it,
+        but one joined to a host bridge)."""
+        return next((str(n.ip) for n in self.nics if n.ip and n.configure and not n.joined), None)
 
 
 @dataclass(frozen=True)
@@ -138,6 +151,9 @@ def derived_mac(lab: str, team: int, node: str, nic: int) -> str:
 
 def _network_plan(topo: Topology, net: Network, team: int, host: Host) -> NetworkPlan:
     shifted = net.for_team(team)
+    joined = host.joined_bridge(net.name)
+    if joined:
+        return _joined_network_plan(topo, shifted, team, host, joined)
     statics = []
     if shifted.dhcp:
         for node in topo.nodes:
@@ -152,20 +168,29 @@ def _network_plan(topo: Topology, net: Network, team: int, host: Host) -> Networ
         domain=net.domain or "", static_hosts=tuple(statics))
 
 
+def _joined_network_plan(topo: Topology, shifted: Network, team: int, host: Host, bridge: str) -> NetworkPlan:
+    """A network joined to an existing host bridge: a bridge-mode libvirt network, no
+    gateway or DHCP of libvirt's; the guests set their addresses in `shifted.subnet`."""
+    return NetworkPlan(
+        key=shifted.name, name=object_name(topo.lab, team, shifted.name), host=host, mode="bridge",
+        bridge=bridge, subnet=shifted.subnet, gateway=None, dhcp=None, domain="", static_hosts=())
+
+
 def _mac(topo: Topology, team: int, node: Node, index: int) -> str:
     nic = node.nics[index]
     return nic.mac or derived_mac(topo.lab, team, node.name, index)
 
 
-def _nic_plan(topo: Topology, team: int, node: Node, nic) -> NicPlan:
+def _nic_plan(topo: Topology, team: int, node: Node, nic, host: Host) -> NicPlan:
     net = next(n for n in topo.networks if n.name == nic.network)
     shifted = net.for_team(team)
+    joined = host.joined_bridge(net.name) is not None
     return NicPlan(
         guest_name=nic.guest_name, network_key=net.name, network=object_name(topo.lab, team, net.name),
         mac=_mac(topo, team, node, nic.index),
         ip=net.shift_ip(nic.ip, team) if nic.ip else None,
         prefix=shifted.subnet.prefixlen if shifted.subnet else None,
-        dhcp=bool(shifted.dhcp) and nic.configure, configure=nic.configure)
+        dhcp=bool(shifted.dhcp) and nic.configure and not joined, configure=nic.configure, joined=joined)
 
 
 def _node_plan(topo: Topology, team: int, node: Node, host: Host, image: BaseImage,
@@ -174,25 +199,70 @@ def _node_plan(topo: Topology, team: int, node: Node, host: Host, image: BaseIma
     return NodePlan(
         key=node.name, name=object_name(topo.lab, team, node.name), host=host, roles=node.roles,
         memory_mib=max(256, int(node.memory_mib * memory_scale)), vcpus=node.vcpus, image=image,
-        nics=tuple(_nic_plan(topo, team, node, nic) for nic in node.nics),
+        nics=tuple(_nic_plan(topo, team, node, nic, host) for nic in node.nics),
         disks=tuple(DiskPlan(d.target, f"{node.name}-{d.target}.qcow2", d.size_bytes, d.bus)
                     for d in node.disks),
         fqdn=f"{node.name}.{domain}" if domain else node.name)
 
 
-def _hosts_of(topo: Topology, net: Network, hosts: dict[str, Host]) -> list[Host]:
-    """Every distinct host with a node on `net` (a network is defined on each of them)."""
-    found: dict[str, Host] = {}
+def _slots_on(topo: Topology, net: Network, hosts: dict[str, Host]) -> dict[str, str]:
+    """URI → the first host slot landing there with a node on `net`: hosts that are
+    the same URI count once."""
+    found: dict[str, str] = {}
     for node in topo.nodes:
         if any(nic.network == net.name for nic in node.nics):
-            found.setdefault(hosts[node.host].uri, hosts[node.host])
-    return list(found.values()) or [hosts[topo.hosts[0].name]]
+            found.setdefault(hosts[node.host].uri, node.host)
+    return found
+
+
+def _hosts_of(topo: Topology, net: Network, hosts: dict[str, Host]) -> list[Host]:
+    """Every distinct host with a node on `net` (a network is defined on each of them)."""
+    return [hosts[slot] for slot in _slots_on(topo, net, hosts).values()] or [hosts[topo.hosts[0].name]]
+
+
+def check_host_networks(topo: Topology, hosts: dict[str, Host]) -> None:
+    """Where the slots land must suit the networks: an isolated network whose nodes run on
+    several libvirt hosts is joined to a host bridge on each (libvirt cannot link hosts),
+    and a NIC on a joined network has a fixed ip (no DHCP there). Raises TopologyError."""
+    problems = [p for net in topo.networks if (p := _split_network(topo, net, hosts))]
+    problems += _nics_without_address(topo, hosts)
+    if problems:
+        raise TopologyError(sorted(problems, key=lambda p: p.line or 0))
+
+
+def _split_network(topo: Topology, net: Network, hosts: dict[str, Host]) -> Problem | None:
+    slots = list(_slots_on(topo, net, hosts).values())
+    unjoined = [slot for slot in slots if hosts[slot].joined_bridge(net.name) is None]
+    if net.mode != "isolated" or len(slots) < 2 or not unjoined:
+        return None
+    where = ", ".join(f"{slot}: {hosts[slot].name}" for slot in slots)
+    return topo.problem(
+        ("networks", net.name), f"its nodes run on {len(slots)} libvirt hosts ({where}); "
+        "an isolated network does not reach from one host to another",
+        "join it to a bridge linked between the hosts in the host inventory: "
+        + ", ".join(f"hosts.{slot}.bridges.{net.name}: BRIDGE" for slot in unjoined))
+
+
+def _nics_without_address(topo: Topology, hosts: dict[str, Host]) -> list[Problem]:
+    problems = []
+    for node in topo.nodes:
+        for nic in node.nics:
+            bridge = hosts[node.host].joined_bridge(nic.network)
+            if bridge and nic.configure and nic.ip is None:
+                problems.append(topo.problem(
+                    ("nodes", node.name, "nics", nic.index),
+                    f"network '{nic.network}' is joined to host bridge '{bridge}' on {node.host}, "
+                    "where it has no DHCP: this NIC needs an ip",
+                    f"give it an ip in {topo.network(nic.network).subnet}, or set configure: false"))
+    return problems
 
 
 def plan_lab(topo: Topology, team: int, hosts: dict[str, Host], images: dict[str, BaseImage],
              memory_scale: float = 1.0) -> LabPlan:
     """The concrete lab for `team`. `hosts` maps every host slot to a Host; `images` maps
-    every image name the topology uses to a built BaseImage (checked by the caller)."""
+    every image name the topology uses to a built BaseImage (checked by the caller).
+    Raises TopologyError if the hosts do not suit the networks (check_host_networks)."""
+    check_host_networks(topo, hosts)
     networks = tuple(_network_plan(topo, net, team, host)
                      for net in topo.networks for host in _hosts_of(topo, net, hosts))
     nodes = tuple(_node_plan(topo, team, node, hosts[node.host], images[node.image], memory_scale)

@@ -25,6 +25,7 @@ VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 NAME_HINT = "use lowercase letters, digits and '-', starting and ending with a letter or digit"
 BRIDGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
+BRIDGE_HINT = "at most 15 characters: letters, digits, '-', '_' and '.'"
 DOMAIN_RE = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*"
                        r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 MAC_RE = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
@@ -245,7 +246,7 @@ def _closest(word: str, options) -> str | None:
     return found[0] if found else None
 
 
-def _choice_hint(word: str, options, what: str) -> str:
+def choice_hint(word: str, options, what: str) -> str:
     """'did you mean …?' when a choice is close, else the choices."""
     close = _closest(word, options)
     if close:
@@ -360,7 +361,7 @@ def _network(c: Checker, name: Any, spec: Any, lab: str) -> Network:
     if mode in MODES:
         return _routed_network(c, str(name), mode, n, raw, path)
     if mode:
-        c.problem(path + ("mode",), f"unknown mode {mode!r}", _choice_hint(mode, MODES, "one of"))
+        c.problem(path + ("mode",), f"unknown mode {mode!r}", choice_hint(mode, MODES, "one of"))
     return Network(str(name), mode, None, None, None, None, False, None)
 
 
@@ -373,8 +374,7 @@ def _bridge_network(c: Checker, name: str, n: dict, raw: dict, path: KeyPath) ->
     if raw.get("bridge") is None:
         c.problem(path, "missing required key 'bridge'", "the existing bridge on the host, e.g. br0")
     elif bridge is not None and not BRIDGE_RE.match(bridge):
-        c.problem(path + ("bridge",), f"{bridge!r} is not a Linux bridge name",
-                  "at most 15 characters: letters, digits, '-', '_' and '.'")
+        c.problem(path + ("bridge",), f"{bridge!r} is not a Linux bridge name", BRIDGE_HINT)
     return Network(name, "bridge", None, None, None, None, False, bridge)
 
 
@@ -533,7 +533,7 @@ def _node_host(c: Checker, n: dict, raw: dict, path: KeyPath, hosts: tuple[str, 
     if "host" in n:
         if hosts is not None and n["host"] not in hosts:
             c.problem(path + ("host",), f"host slot {n['host']!r} is not declared",
-                      _choice_hint(n["host"], hosts, "declared host slots"))
+                      choice_hint(n["host"], hosts, "declared host slots"))
         return n["host"]
     if raw.get("host") is not None or hosts is None:
         return ""
@@ -602,7 +602,7 @@ def _nic_network(c: Checker, n: dict, path: KeyPath, networks: dict[str, Network
         return None
     if name not in networks:
         c.problem(path + ("network",), f"network '{name}' is not declared",
-                  _choice_hint(name, networks, "declared networks"))
+                  choice_hint(name, networks, "declared networks"))
     return networks.get(name)
 
 
@@ -694,5 +694,5 @@ def _disk(c: Checker, index: int, spec: Any, path: KeyPath) -> Disk | None:
         c.problem(path + ("size",), f"{d['size']!r} is not a disk size of at least 1M", "e.g. 2G")
     bus = d.get("bus", "virtio")
     if bus not in BUSES:
-        c.problem(path + ("bus",), f"unknown bus {bus!r}", _choice_hint(bus, BUSES, "one of"))
+        c.problem(path + ("bus",), f"unknown bus {bus!r}", choice_hint(bus, BUSES, "one of"))
     return Disk(index, size or 0, bus) if isinstance(spec, dict) else None

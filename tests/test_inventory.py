@@ -1,0 +1,198 @@
+"""Host inventories without a hypervisor: slots on libvirt URIs or private libvirtds,
+networks joined to existing host bridges, every problem in an inventory (or in how the
+topology's networks span its hosts) reported as FILE:LINE: key.path: message, and the
+plan of a two-host gridka team whose internal network is joined on both hosts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from labbuilder import lifecycle, seed
+from labbuilder.errors import TopologyError
+from labbuilder.hosts import resolve_hosts
+from labbuilder.plan import BaseImage, plan_lab
+from labbuilder.topology import load_topology
+
+from conftest import REPO
+
+DATA = Path("tests/data")
+INVENTORIES = sorted(p.stem for p in (REPO / DATA / "inventories").glob("*.yaml"))
+ON_GRIDKA = {"split-network"}  # the others go with tests/data/two-hosts.yaml
+IMAGE = BaseImage("gridka-base", "/cache/gridka-base.qcow2", "ab" * 32, 256 << 20, 4 << 30)
+JOINED = """hosts:
+  host-a:
+    uri: qemu+ssh://root@host-a.example/system
+    bridges: {internal: br-internal}
+  host-b:
+    uri: qemu+ssh://root@host-b.example/system
+    bridges: {internal: br-internal}
+"""
+
+
+def _hosts(topology, inventory: Path, start=None, root=Path("/nonexistent")):
+    """Host per slot as `up` finds them before starting anything, checked like open_lab does."""
+    from labbuilder.plan import check_host_networks
+
+    hosts = resolve_hosts(topology, None, inventory, root, private=True, start=start)
+    check_host_networks(topology, hosts)
+    return hosts
+
+
+@pytest.mark.parametrize("name", INVENTORIES)
+def test_bad_inventory_message_is_exact(name, golden, monkeypatch):
+    monkeypatch.chdir(REPO)
+    topo = load_topology("topologies/gridka.yaml" if name in ON_GRIDKA else DATA / "two-hosts.yaml")
+    with pytest.raises(TopologyError) as e:
+        _hosts(topo, DATA / "inventories" / f"{name}.yaml")
+    golden(f"inventory-{name}.txt", "\n".join(e.value.lines()).replace(str(REPO), "<repo>") + "\n")
+
+
+def test_an_isolated_network_on_two_hosts_names_its_line_hosts_and_the_fix(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    (tmp_path / "hosts.yaml").write_text("hosts: {host-a: 'qemu+ssh://a/system', host-b: 'qemu+ssh://b/system'}\n")
+    with pytest.raises(TopologyError) as e:
+        _hosts(load_topology("topologies/gridka.yaml"), tmp_path / "hosts.yaml")
+    line = next(i for i, l in enumerate((REPO / "topologies/gridka.yaml").read_text().splitlines(), 1)
+                if l == "  internal:")
+    assert e.value.lines() == [
+        f"topologies/gridka.yaml:{line}: networks.internal: its nodes run on 2 libvirt hosts "
+        "(host-a: qemu+ssh://a/system, host-b: qemu+ssh://b/system); an isolated network does not reach "
+        "from one host to another (hint: join it to a bridge linked between the hosts in the host "
+        "inventory: hosts.host-a.bridges.internal: BRIDGE, hosts.host-b.bridges.internal: BRIDGE)"]
+
+
+def test_slots_on_one_libvirt_host_share_it_and_its_bridges(tmp_path):
+    """Hosts that are the same URI count once: an isolated network is not split there."""
+    (tmp_path / "hosts.yaml").write_text(
+        "hosts:\n  host-a: qemu+ssh://lab/system\n  host-b: {uri: 'qemu+ssh://lab/system', bridges: {public: br0}}\n")
+    topo = load_topology(REPO / "topologies/gridka.yaml")
+    hosts = _hosts(topo, tmp_path / "hosts.yaml")
+    assert hosts["host-a"] == hosts["host-b"] and hosts["host-a"].bridges == (("public", "br0"),)
+
+
+def test_a_slot_left_out_shares_the_host_of_a_listed_slot_on_its_uri(tmp_path):
+    (tmp_path / "hosts.yaml").write_text("hosts: {host-b: {uri: 'qemu:///system', bridges: {internal: br1}}}\n")
+    topo = load_topology(REPO / "topologies/gridka.yaml")
+    hosts = resolve_hosts(topo, "qemu:///system", tmp_path / "hosts.yaml", tmp_path, start=None)
+    assert hosts["host-a"] is hosts["host-b"]
+
+
+def test_a_private_slot_not_running_is_a_stand_in_for_plan_and_an_error_otherwise(tmp_path):
+    topo = load_topology(REPO / "topologies/gridka.yaml")
+    (tmp_path / "hosts.yaml").write_text(
+        "hosts:\n  host-a: {uri: 'qemu+ssh://a/system', bridges: {internal: br1}}\n"
+        "  host-b:\n    private: hostb\n    bridges: {internal: br1}\n")
+    stand_in = _hosts(topo, tmp_path / "hosts.yaml")["host-b"]
+    assert not stand_in.running and stand_in.uri == f"qemu+unix:///system?socket={tmp_path}/hostb/run/libvirt-sock"
+    assert stand_in.name == f"private libvirtd {tmp_path}/hostb (not started yet)"
+    with pytest.raises(TopologyError) as e:
+        resolve_hosts(topo, None, tmp_path / "hosts.yaml", tmp_path, start=False)
+    assert e.value.lines() == [f"{tmp_path}/hosts.yaml:4: hosts.host-b.private: no private libvirtd runs in "
+                               f"{tmp_path}/hostb (hint: `labbuilder up` starts it)"]
+    assert not (tmp_path / "hostb").exists()
+
+
+def _joined_gridka(tmp_path, team=1):
+    (tmp_path / "hosts.yaml").write_text(JOINED)
+    topo = load_topology(REPO / "topologies/gridka.yaml")
+    return plan_lab(topo, team, _hosts(topo, tmp_path / "hosts.yaml"), {"gridka-base": IMAGE})
+
+
+def test_gridka_joined_on_both_hosts_plans_bridge_networks_and_static_addresses(tmp_path):
+    plan = _joined_gridka(tmp_path, team=3)
+    a, b = "qemu+ssh://root@host-a.example/system", "qemu+ssh://root@host-b.example/system"
+    assert [(n.key, n.host.uri, n.mode, n.bridge if n.mode == "bridge" else "lb…", str(n.subnet))
+            for n in plan.networks] == [
+        ("nat", a, "nat", "lb…", "192.168.132.0/24"), ("nat", b, "nat", "lb…", "192.168.132.0/24"),
+        ("internal", a, "bridge", "br-internal", "10.0.0.0/24"),
+        ("internal", b, "bridge", "br-internal", "10.0.0.0/24"),
+        ("public", a, "isolated", "lb…", "172.16.0.0/24")]
+    joined = [n for n in plan.networks if n.key == "internal"]
+    assert all(n.dhcp is None and n.gateway is None and not n.static_hosts for n in joined)
+    compute = plan.node("compute-1")
+    assert [(x.guest_name, x.dhcp, x.joined, str(x.ip)) for x in compute.nics] == \
+        [("eth0", True, False, "None"), ("eth1", False, True, "10.0.0.20")]
+    assert compute.ssh_ip is None  # the lab host has no address on the joined bridge: eth0's lease
+    assert plan.node("network-node").ssh_ip == "172.16.0.7" and plan.node("network-node").lab_ip == "10.0.0.7"
+
+
+def test_the_seed_of_a_node_on_a_joined_network_sets_its_address_itself(tmp_path):
+    plan = _joined_gridka(tmp_path)
+    node = plan.node("compute-1")
+    config = seed.network_config(lifecycle.node_seed(plan, node, "ssh-ed25519 AAAA test"))
+    assert config["ethernets"]["eth0"]["dhcp4"] is True
+    assert config["ethernets"]["eth1"] == {"match": {"macaddress": node.nics[1].mac}, "set-name": "eth1",
+                                           "addresses": ["10.0.0.20/24"]}
+    hosts = seed.hosts_file(lifecycle.node_seed(plan, node, "k"))
+    assert "10.0.0.3 db-node" in hosts and "10.0.0.21 compute-2" in hosts
+
+
+def _joined_xml(tmp_path):
+    want = lifecycle.render_plan(_joined_gridka(tmp_path), "kvm", now=0)
+    return {(n.host.uri, n.name): xml for n, xml, _ in want.networks.values()}
+
+
+def test_a_joined_network_renders_as_a_bridge_network_owned_by_the_lab(tmp_path, golden):
+    xml = _joined_xml(tmp_path)
+    internal = xml[("qemu+ssh://root@host-b.example/system", "gridka-t1-internal")]
+    assert "<forward mode=\"bridge\"/>" in internal and "<bridge name=\"br-internal\"/>" in internal
+    assert "<ip" not in internal and 'lab="gridka" team="1" network="internal"' in internal
+    golden("xml/gridka-t1-internal-joined.xml", internal)
+
+
+@pytest.mark.skipif(shutil.which("virt-xml-validate") is None, reason="virt-xml-validate missing")
+def test_joined_network_xml_passes_libvirt_schemas(tmp_path):
+    for (uri, name), xml in _joined_xml(tmp_path).items():
+        path = tmp_path / f"{name}-{len(uri)}.xml"
+        path.write_text(xml)
+        proc = subprocess.run(["virt-xml-validate", str(path), "network"], capture_output=True, text=True)
+        assert proc.returncode == 0, f"{name} on {uri}: {proc.stderr or proc.stdout}"
+
+
+def _fake_cache(path: Path) -> Path:
+    """An image cache with a gridka-base entry (plan reads only its manifest)."""
+    entry = path / "gridka-base-000000000000"
+    entry.mkdir(parents=True)
+    (entry / "manifest.json").write_text(json.dumps({"name": "gridka-base", "image": {
+        "file": "gridka-base.qcow2", "sha256": "ab" * 32, "size": 256 << 20, "virtual_size": 4 << 30}}))
+    return path
+
+
+def _plan_cli(tmp_path, *args):
+    """`labbuilder plan gridka` with host-a on libvirt's test driver (in-process: no daemon)
+    and host-b on a private libvirtd that is not running (plan must not start it)."""
+    (tmp_path / "hosts.yaml").write_text(
+        "hosts:\n  host-a:\n    uri: test:///default\n    bridges: {internal: lbjoin0}\n"
+        "  host-b:\n    private: hostb\n    bridges: {internal: lbjoin0}\n")
+    env = {**os.environ, "LABBUILDER_STATE": str(tmp_path / "state"), "COLUMNS": "250"}
+    proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", "plan", "topologies/gridka.yaml",
+                           "--hosts", str(tmp_path / "hosts.yaml"), "--cache", str(_fake_cache(tmp_path / "cache")),
+                           *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "state").exists() and not (tmp_path / "hostb").exists()
+    return proc.stdout.replace(str(tmp_path), "<tmp>")
+
+
+def test_plan_json_shows_the_joined_network_as_a_bridge_network_on_each_host(tmp_path, golden):
+    out = _plan_cli(tmp_path, "--json")
+    golden("plan-gridka-joined.json", out)
+    hostb = "qemu+unix:///system?socket=<tmp>/hostb/run/libvirt-sock"
+    networks = {(n["network"], n["host"]): (n["mode"], n["bridge"]) for n in json.loads(out)["networks"]}
+    assert networks[("internal", "test:///default")] == networks[("internal", hostb)] == ("bridge", "lbjoin0")
+    assert networks[("nat", hostb)][0] == "nat"
+
+
+def test_plan_text_lists_the_networks_per_host_with_their_bridges(tmp_path):
+    rows = [line.split("│")[1:-1] for line in _plan_cli(tmp_path).splitlines()
+            if "│ gridka-t1-internal " in line]
+    assert [[cell.strip() for cell in row] for row in rows] == [
+        ["internal", "gridka-t1-internal", "test:///default", "bridge", "lbjoin0", "10.0.0.0/24"],
+        ["internal", "gridka-t1-internal", "private libvirtd <tmp>/hostb (not started yet)", "bridge", "lbjoin0",
+         "10.0.0.0/24"]]
