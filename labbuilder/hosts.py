@@ -16,6 +16,7 @@ from .topology import BRIDGE_HINT, BRIDGE_RE, URI_RE, Topology, choice_hint
 from .yamlcheck import Checker, KeyPath, load_with_marks
 
 SYSTEM_SOCKET = Path("/run/libvirt/libvirt-sock")
+SYSTEM_URI = "qemu:///system"
 STATE_ENV = "LABBUILDER_STATE"
 
 
@@ -52,49 +53,52 @@ def _private_uri(state_dir: Path) -> str:
     return privatelibvirtd.PrivateLibvirtd(Path(state_dir).resolve(), 0).uri
 
 
-def local_host(root: Path, private: bool | None = None, start: bool | None = True) -> Host | None:
-    """qemu:///system if a libvirtd runs here (and private is not forced), else the private one."""
-    if private is None:
-        private = not system_libvirtd_runs()
-    return private_host(root / "libvirtd", start) if private else Host("qemu:///system")
+def _default_host(connect: str | None, root: Path, private: bool, start: bool | None) -> Host | None:
+    """Where a slot lands without an inventory entry: --connect, else the local host's
+    libvirtd or, with `private`, the private one (None if it does not run and `start` is False)."""
+    if connect:
+        return Host(connect)
+    return private_host(root / "libvirtd", start) if private else Host(SYSTEM_URI)
 
 
 # ---------------------------------------------------------------------------- inventory
 
 _ENTRY = {"uri": str, "private": str, "bridges": dict}
-ENTRY_HINT = "uri: qemu+ssh://root@host-b/system, or private: DIR (a private libvirtd on this machine)"
+_ENTRY_HINT = "keep one: uri (a libvirt host) or private (a private libvirtd on this machine, in that directory)"
 
 
 @dataclass(frozen=True)
 class _Entry:
-    """One slot of an inventory as written: a libvirt URI or a private libvirtd's
-    directory, and the (network, host bridge) pairs it joins."""
+    """One slot of an inventory: a libvirt URI, a private libvirtd's directory, or neither
+    (the slot lands where it would without the inventory); the (network, host bridge)
+    pairs joined on its host; and the line of `private`, to point at."""
 
     slot: str
-    uri: str | None
-    private: Path | None
+    uri: str | None = None
+    private: Path | None = None
     bridges: tuple[tuple[str, str], ...] = ()
+    line: int | None = None
 
-    @property
-    def target(self) -> str:
+    def target(self, default_uri: str) -> str:
         """The libvirt URI the slot lands on."""
-        return self.uri or _private_uri(self.private)
+        if self.uri:
+            return self.uri
+        return _private_uri(self.private) if self.private else default_uri
 
 
-def load_inventory(path: Path, topo: Topology, start: bool | None = True) -> dict[str, Host]:
-    """A host inventory: `hosts: {slot: URI | {uri: URI | private: DIR, bridges: {NETWORK:
-    BRIDGE}}}` for the topology's slots → Host per slot listed. Everything is checked
-    before a private libvirtd is started (`start` as for private_host)."""
+def load_inventory(path: Path, topo: Topology, default_uri: str) -> dict[str, _Entry]:
+    """A host inventory: `hosts: {SLOT: URI | {uri: URI | private: DIR, bridges: {NETWORK:
+    BRIDGE}}}` for the topology's slots, checked whole (nothing is started here). Each
+    entry carries the bridges of its libvirt host, which its slots share; `default_uri`
+    is where a slot with neither uri nor private lands."""
     data, marks = load_with_marks(path, TopologyError)
     c = Checker(path, marks, TopologyError)
     top = c.mapping(data, (), {"hosts": dict}, ("hosts",))
     entries = [e for slot, spec in top.get("hosts", {}).items()
                if (e := _entry(c, Path(path), slot, spec, topo)) is not None]
-    bridges = _bridges_per_host(c, entries)
+    shared = _bridges_per_host(c, entries, default_uri)
     c.done()
-    found = {e.slot: _host(c, e, bridges[e.target], start) for e in entries}
-    c.done()
-    return found
+    return {e.slot: replace(e, bridges=shared[e.target(default_uri)]) for e in entries}
 
 
 def _entry(c: Checker, inventory: Path, slot: str, spec, topo: Topology) -> _Entry | None:
@@ -107,16 +111,17 @@ def _entry(c: Checker, inventory: Path, slot: str, spec, topo: Topology) -> _Ent
         return None
     if isinstance(spec, str):
         uri = _uri(c, spec, path)
-        return _Entry(slot, uri, None) if uri else None
+        return _Entry(slot, uri) if uri else None
     e = c.mapping(spec, path, _ENTRY)
-    joined = _joined(c, e.get("bridges", {}), path + ("bridges",), topo)
-    given = [key for key in ("uri", "private") if spec.get(key) is not None]
-    if len(given) != 1:
-        c.problem(path, "has both 'uri' and 'private'" if given else "needs 'uri' or 'private'", ENTRY_HINT)
+    if "uri" in e and "private" in e:
+        c.problem(path, "has both 'uri' and 'private'", _ENTRY_HINT)
         return None
     uri = _uri(c, e["uri"], path + ("uri",)) if "uri" in e else None
     private = _private_dir(c, e["private"], path + ("private",), inventory) if "private" in e else None
-    return _Entry(slot, uri, private, joined) if uri or private else None
+    if ("uri" in e and uri is None) or ("private" in e and private is None):
+        return None
+    joined = _joined(c, e.get("bridges", {}), path + ("bridges",), topo)
+    return _Entry(slot, uri, private, joined, c.line(path + ("private",)))
 
 
 def _uri(c: Checker, uri: str, path: KeyPath) -> str | None:
@@ -159,12 +164,12 @@ def _joined(c: Checker, spec: dict, path: KeyPath, topo: Topology) -> tuple[tupl
     return tuple(sorted(joined))
 
 
-def _bridges_per_host(c: Checker, entries: list[_Entry]) -> dict[str, tuple[tuple[str, str], ...]]:
+def _bridges_per_host(c: Checker, entries: list[_Entry], default_uri: str) -> dict[str, tuple[tuple[str, str], ...]]:
     """URI → the bridges its slots join: slots on the same libvirt host share them, and
     must not join one network to two bridges there."""
     merged: dict[str, dict[str, tuple[str, str]]] = {}  # URI → network → (bridge, slot)
     for e in entries:
-        have = merged.setdefault(e.target, {})
+        have = merged.setdefault(e.target(default_uri), {})
         for network, bridge in e.bridges:
             first, slot = have.setdefault(network, (bridge, e.slot))
             if first != bridge:
@@ -173,28 +178,41 @@ def _bridges_per_host(c: Checker, entries: list[_Entry]) -> dict[str, tuple[tupl
     return {uri: tuple(sorted((n, b) for n, (b, _) in nets.items())) for uri, nets in merged.items()}
 
 
-def _host(c: Checker, e: _Entry, bridges: tuple[tuple[str, str], ...], start: bool | None) -> Host | None:
-    if e.uri:
-        return Host(e.uri, bridges=bridges)
-    host = private_host(e.private, start, label=f"private libvirtd {e.private}")
-    if host is None:
-        c.problem(("hosts", e.slot, "private"), f"no private libvirtd runs in {e.private}",
-                  "`labbuilder up` starts it")
-        return None
-    return replace(host, bridges=bridges)
-
-
 def resolve_hosts(topo: Topology, connect: str | None, inventory: Path | None,
                   root: Path, private: bool | None = None, start: bool | None = True) -> dict[str, Host]:
-    """Host per slot of `topo`: inventory entries first, then --connect, then the local
-    host. Slots on the same libvirt URI get one Host (with the inventory's bridges)."""
-    mapped = load_inventory(inventory, topo, start) if inventory else {}
-    missing = [h.name for h in topo.hosts if h.name not in mapped]
-    if missing:
-        default = Host(connect) if connect else local_host(root, private, start)
+    """Host per slot of `topo`: its inventory entry, else --connect, else the local host
+    (its libvirtd, or a private one under `root`). The inventory is checked whole before
+    a private libvirtd is started (`start` as for private_host). Slots on one libvirt URI
+    get one Host, with the bridges the inventory joins there."""
+    if not connect and private is None:
+        private = not system_libvirtd_runs()
+    default_uri = connect or (_private_uri(root / "libvirtd") if private else SYSTEM_URI)
+    listed = load_inventory(inventory, topo, default_uri) if inventory else {}
+    shared = {e.target(default_uri): e.bridges for e in listed.values()}
+    entries = [listed.get(h.name) or _Entry(h.name, bridges=shared.get(default_uri, ())) for h in topo.hosts]
+    default = None
+    if any(not (e.uri or e.private) for e in entries):
+        default = _default_host(connect, root, bool(private), start)
         if default is None:
             raise TopologyError([Problem(str(root), None, "", "no private libvirtd runs here "
                                          "(nothing was brought up with this state directory)")])
-        default = next((h for h in mapped.values() if h.uri == default.uri), default)
-        mapped.update({s: default for s in missing})
-    return mapped
+    return _one_host_per_uri({e.slot: _host(e, default, start, inventory) for e in entries})
+
+
+def _host(e: _Entry, default: Host | None, start: bool | None, inventory: Path | None) -> Host:
+    if e.uri:
+        host = Host(e.uri)
+    elif e.private:
+        host = private_host(e.private, start, label=f"private libvirtd {e.private}")
+        if host is None:
+            raise TopologyError([Problem(str(inventory), e.line, f"hosts.{e.slot}.private",
+                                         f"no private libvirtd runs in {e.private}", "`labbuilder up` starts it")])
+    else:
+        host = default
+    return replace(host, bridges=e.bridges)
+
+
+def _one_host_per_uri(hosts: dict[str, Host]) -> dict[str, Host]:
+    """The first Host of each URI for every slot on it (a plan tells hosts apart by URI)."""
+    first: dict[str, Host] = {}
+    return {slot: first.setdefault(host.uri, host) for slot, host in hosts.items()}

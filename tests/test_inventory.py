@@ -84,6 +84,17 @@ def test_a_slot_left_out_shares_the_host_of_a_listed_slot_on_its_uri(tmp_path):
     assert hosts["host-a"] is hosts["host-b"]
 
 
+def test_a_slot_with_bridges_only_lands_where_it_would_without_the_inventory(tmp_path):
+    """Here: the private libvirtd of the state directory (`--private`), not started by plan."""
+    (tmp_path / "hosts.yaml").write_text("hosts:\n  host-a:\n    bridges: {internal: lbjoin0}\n"
+                                         "  host-b: {private: hostb, bridges: {internal: lbjoin0}}\n")
+    hosts = _hosts(load_topology(REPO / "topologies/gridka.yaml"), tmp_path / "hosts.yaml", root=tmp_path / "state")
+    assert hosts["host-a"].uri == f"qemu+unix:///system?socket={tmp_path}/state/libvirtd/run/libvirt-sock"
+    assert hosts["host-a"].name == "private libvirtd (not started yet)"
+    assert hosts["host-a"].bridges == hosts["host-b"].bridges == (("internal", "lbjoin0"),)
+    assert not (tmp_path / "state").exists() and not (tmp_path / "hostb").exists()
+
+
 def test_a_private_slot_not_running_is_a_stand_in_for_plan_and_an_error_otherwise(tmp_path):
     topo = load_topology(REPO / "topologies/gridka.yaml")
     (tmp_path / "hosts.yaml").write_text(
