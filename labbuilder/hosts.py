@@ -68,7 +68,7 @@ _ENTRY_HINT = "keep one: uri (a libvirt host) or private (a private libvirtd on 
 
 
 @dataclass(frozen=True)
-class _Entry:
+class SlotEntry:
     """One slot of an inventory: a libvirt URI, a private libvirtd's directory, or neither
     (the slot lands where it would without the inventory); the (network, host bridge)
     pairs joined on its host; and the line of `private`, to point at."""
@@ -86,7 +86,7 @@ class _Entry:
         return _private_uri(self.private) if self.private else default_uri
 
 
-def load_inventory(path: Path, topo: Topology, default_uri: str) -> dict[str, _Entry]:
+def load_inventory(path: Path, topo: Topology, default_uri: str) -> dict[str, SlotEntry]:
     """A host inventory: `hosts: {SLOT: URI | {uri: URI | private: DIR, bridges: {NETWORK:
     BRIDGE}}}` for the topology's slots, checked whole (nothing is started here). Each
     entry carries the bridges of its libvirt host, which its slots share; `default_uri`
@@ -101,7 +101,7 @@ def load_inventory(path: Path, topo: Topology, default_uri: str) -> dict[str, _E
     return {e.slot: replace(e, bridges=shared[e.target(default_uri)]) for e in entries}
 
 
-def _entry(c: Checker, inventory: Path, slot: str, spec, topo: Topology) -> _Entry | None:
+def _entry(c: Checker, inventory: Path, slot: str, spec, topo: Topology) -> SlotEntry | None:
     path = ("hosts", slot)
     slots = [h.name for h in topo.hosts]
     if slot not in slots:
@@ -111,7 +111,7 @@ def _entry(c: Checker, inventory: Path, slot: str, spec, topo: Topology) -> _Ent
         return None
     if isinstance(spec, str):
         uri = _uri(c, spec, path)
-        return _Entry(slot, uri) if uri else None
+        return SlotEntry(slot, uri) if uri else None
     e = c.mapping(spec, path, _ENTRY)
     if "uri" in e and "private" in e:
         c.problem(path, "has both 'uri' and 'private'", _ENTRY_HINT)
@@ -121,7 +121,7 @@ def _entry(c: Checker, inventory: Path, slot: str, spec, topo: Topology) -> _Ent
     if ("uri" in e and uri is None) or ("private" in e and private is None):
         return None
     joined = _joined(c, e.get("bridges", {}), path + ("bridges",), topo)
-    return _Entry(slot, uri, private, joined, c.line(path + ("private",)))
+    return SlotEntry(slot, uri, private, joined, c.line(path + ("private",)))
 
 
 def _uri(c: Checker, uri: str, path: KeyPath) -> str | None:
@@ -164,7 +164,7 @@ def _joined(c: Checker, spec: dict, path: KeyPath, topo: Topology) -> tuple[tupl
     return tuple(sorted(joined))
 
 
-def _bridges_per_host(c: Checker, entries: list[_Entry], default_uri: str) -> dict[str, tuple[tuple[str, str], ...]]:
+def _bridges_per_host(c: Checker, entries: list[SlotEntry], default_uri: str) -> dict[str, tuple[tuple[str, str], ...]]:
     """URI → the bridges its slots join: slots on the same libvirt host share them, and
     must not join one network to two bridges there."""
     merged: dict[str, dict[str, tuple[str, str]]] = {}  # URI → network → (bridge, slot)
@@ -189,7 +189,7 @@ def resolve_hosts(topo: Topology, connect: str | None, inventory: Path | None,
     default_uri = connect or (_private_uri(root / "libvirtd") if private else SYSTEM_URI)
     listed = load_inventory(inventory, topo, default_uri) if inventory else {}
     shared = {e.target(default_uri): e.bridges for e in listed.values()}
-    entries = [listed.get(h.name) or _Entry(h.name, bridges=shared.get(default_uri, ())) for h in topo.hosts]
+    entries = [listed.get(h.name) or SlotEntry(h.name, bridges=shared.get(default_uri, ())) for h in topo.hosts]
     default = None
     if any(not (e.uri or e.private) for e in entries):
         default = _default_host(connect, root, bool(private), start)
@@ -199,7 +199,7 @@ def resolve_hosts(topo: Topology, connect: str | None, inventory: Path | None,
     return _one_host_per_uri({e.slot: _host(e, default, start, inventory) for e in entries})
 
 
-def _host(e: _Entry, default: Host | None, start: bool | None, inventory: Path | None) -> Host:
+def _host(e: SlotEntry, default: Host | None, start: bool | None, inventory: Path | None) -> Host:
     if e.uri:
         host = Host(e.uri)
     elif e.private:
