@@ -1,6 +1,7 @@
-"""The IPv4 routes of a local lab host (the machine itself, or a private libvirtd's
-network namespace), read with `ip -json route`: a topology's subnet must not clash
-with a network the host already reaches another way (a VPN, a docker bridge, a LAN)."""
+"""The IPv4 routes and the bridges of a local lab host (the machine itself, or a private
+libvirtd's network namespace), read with `ip -json`: a topology's subnet must not clash
+with a network the host already reaches another way (a VPN, a docker bridge, a LAN), and
+a network on a host bridge needs that bridge."""
 
 from __future__ import annotations
 
@@ -28,3 +29,9 @@ def routes(prefix: tuple[str, ...] = ()) -> list[Route]:
             continue  # the default route overlaps everything; local/broadcast ones mirror addresses
         found.append(Route(ipaddress.ip_network(dst if "/" in dst else f"{dst}/32", strict=False), entry.get("dev", "")))
     return found
+
+
+def bridges(prefix: tuple[str, ...] = ()) -> set[str]:
+    """The names of the host's Linux bridges; `prefix` as for routes."""
+    out = run([*prefix, "ip", "-json", "link", "show", "type", "bridge"]).stdout
+    return {entry["ifname"] for entry in json.loads(out or "[]")}

@@ -114,7 +114,8 @@ def _domain_type(plan: LabPlan) -> tuple[str, str]:
 
 def check_hosts(lab: Lab) -> dict[str, list[virt.HostObject]]:
     """Subnets and MACs that clash with what already exists on a target host (not our
-    own): libvirt networks and domains, and on a local host its routes too.
+    own): libvirt networks and domains, and on a local host its routes too, and the
+    host bridges its bridge-mode networks need.
     Returns what it read: every domain and network, per host URI."""
     observed = {h.uri: virt.observe(lab.conns(h)) if h.running else [] for h in lab.plan.hosts}
     problems = _mac_clashes(lab, observed)
@@ -127,6 +128,7 @@ def check_hosts(lab: Lab) -> dict[str, list[virt.HostObject]]:
             libvirt_subnets = {subnet for _, subnet in networks}
             existing += [(f"route {r.network} dev {r.dev}", r.network) for r in hostnet.routes(host.ssh_prefix)
                          if r.network not in libvirt_subnets]
+            problems += _missing_bridges(lab, host)
         for net in (n for n in lab.plan.networks if n.host == host and n.subnet):
             for other, subnet in existing:
                 # A bridge-mode network joins a LAN the host already routes to: that is the point.
@@ -137,6 +139,16 @@ def check_hosts(lab: Lab) -> dict[str, list[virt.HostObject]]:
     if problems:
         raise TopologyError(problems)
     return observed
+
+
+def _missing_bridges(lab: Lab, host: Host) -> list:
+    """Bridge-mode networks on a local `host` (the topology's, or joined by the inventory)
+    whose host bridge is not there: libvirt would start them and fail at the first guest."""
+    wanted = [n for n in lab.plan.networks if n.host == host and n.mode == "bridge"]
+    present = hostnet.bridges(host.ssh_prefix) if wanted else set()
+    return [lab.topology.problem(("networks", net.key), f"host bridge {net.bridge!r} does not exist on {host.name}",
+                                 "create it (linked between the hosts, for a joined network), or name another")
+            for net in wanted if net.bridge not in present]
 
 
 def _mac_clashes(lab: Lab, observed: dict[str, list[virt.HostObject]]) -> list:

@@ -59,13 +59,17 @@ def test_an_isolated_network_on_two_hosts_names_its_line_hosts_and_the_fix(tmp_p
     (tmp_path / "hosts.yaml").write_text("hosts: {host-a: 'qemu+ssh://a/system', host-b: 'qemu+ssh://b/system'}\n")
     with pytest.raises(TopologyError) as e:
         _hosts(load_topology("topologies/gridka.yaml"), tmp_path / "hosts.yaml")
-    line = next(i for i, l in enumerate((REPO / "topologies/gridka.yaml").read_text().splitlines(), 1)
-                if l == "  internal:")
     assert e.value.lines() == [
-        f"topologies/gridka.yaml:{line}: networks.internal: its nodes run on 2 libvirt hosts "
+        f"topologies/gridka.yaml:{_internal_line()}: networks.internal: its nodes run on 2 libvirt hosts "
         "(host-a: qemu+ssh://a/system, host-b: qemu+ssh://b/system); an isolated network does not reach "
         "from one host to another (hint: join it to a bridge linked between the hosts in the host "
         "inventory: hosts.host-a.bridges.internal: BRIDGE, hosts.host-b.bridges.internal: BRIDGE)"]
+
+
+def _internal_line() -> int:
+    """The line of gridka's `internal:` network."""
+    return next(i for i, l in enumerate((REPO / "topologies/gridka.yaml").read_text().splitlines(), 1)
+                if l == "  internal:")
 
 
 def test_slots_on_one_libvirt_host_share_it_and_its_bridges(tmp_path):
@@ -207,3 +211,22 @@ def test_plan_text_lists_the_networks_per_host_with_their_bridges(tmp_path):
         ["internal", "gridka-t1-internal", "test:///default", "bridge", "lbjoin0", "10.0.0.0/24"],
         ["internal", "gridka-t1-internal", "private libvirtd <tmp>/hostb (not started yet)", "bridge", "lbjoin0",
          "10.0.0.0/24"]]
+
+
+def test_a_bridge_missing_on_a_host_is_reported_before_any_change(tmp_path, monkeypatch):
+    """Checked on local hosts (`ip` in their network namespace); libvirt itself would start
+    the network and fail only at the first guest."""
+    from labbuilder import hostnet, lab as lab_mod
+    from labbuilder.lifecycle import Connections
+
+    plan = _joined_gridka(tmp_path)
+    asked = []
+    monkeypatch.setattr(hostnet, "bridges", lambda prefix=(): asked.append(prefix) or {"br-internal"})
+    lab = lab_mod.Lab(load_topology(REPO / "topologies/gridka.yaml"), plan, Connections(), tmp_path, "kvm", "")
+    host_a, host_b = plan.hosts[0], plan.hosts[1]
+    assert lab_mod._missing_bridges(lab, host_a) == [] and asked == [()]
+    monkeypatch.setattr(hostnet, "bridges", lambda prefix=(): {"virbr0"})
+    assert [str(p) for p in lab_mod._missing_bridges(lab, host_b)] == [
+        f"{REPO}/topologies/gridka.yaml:{_internal_line()}: networks.internal: host bridge 'br-internal' does not exist on "
+        "qemu+ssh://root@host-b.example/system (hint: create it (linked between the hosts, for a joined network), "
+        "or name another)"]
