@@ -235,7 +235,7 @@ def _split_network(topo: Topology, net: Network, hosts: dict[str, Host]) -> Prob
     unjoined = [slot for slot in slots if hosts[slot].joined_bridge(net.name) is None]
     if net.mode != "isolated" or len(slots) < 2 or not unjoined:
         return None
-    where = ", ".join(f"{slot}: {hosts[slot].name}" for slot in slots)
+    where = ", ".join(f"{slot}: {hosts[slot].uri}" for slot in slots)
     return topo.problem(
         ("networks", net.name), f"its nodes run on {len(slots)} libvirt hosts ({where}); "
         "an isolated network does not reach from one host to another",
