@@ -5,7 +5,7 @@ APT_PKGS := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients \
             libguestfs-tools python3-guestfs python3-libvirt python3-venv dnsmasq-base \
             mmdebstrap iptables libxml2-utils openssh-client util-linux iproute2
 
-.PHONY: setup lab test unit bench clean
+.PHONY: setup compile lab test unit bench clean
 
 setup: $(VENV)/.installed
 
@@ -20,17 +20,22 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-lab: setup
+# Bytecode as an installed package has it: with PYTHONDONTWRITEBYTECODE set (as on the CI
+# machines) an editable install would otherwise compile labbuilder on every command.
+compile: setup
+	$(PY) -m compileall -q labbuilder
+
+lab: setup compile
 	$(VENV)/bin/labbuilder image build images/debian-12.yaml
 	$(VENV)/bin/labbuilder up topologies/demo.yaml
 
-test: setup
+test: setup compile
 	$(VENV)/bin/pytest -ra
 
 unit: setup
 	$(VENV)/bin/pytest -ra -m 'not vm and not image'
 
-bench: setup
+bench: setup compile
 	$(PY) bench/image_build.py
 	$(PY) bench/lifecycle.py
 	$(PY) bench/checkpoint.py

@@ -7,9 +7,6 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from . import __version__, image as image_mod, lab as lab_mod, qemuimg
 from .lab import LabRequest
@@ -17,8 +14,41 @@ from .errors import LabError
 from .progress import RichProgress
 from .recipe import load_recipe
 
-console = Console(stderr=True)
-out = Console()
+
+class _LazyConsole:
+    """rich's Console, imported on first use: importing rich costs ≈ 0.4 s on a host busy
+    with booting guests, and `down` should have stopped them by then."""
+
+    def __init__(self, **options) -> None:
+        self._options = options
+        self._console = None
+
+    @property
+    def real(self):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str):
+        return getattr(self.real, name)
+
+
+def _table(*columns, **options):
+    from rich.table import Table
+
+    return Table(*columns, **options)
+
+
+console = _LazyConsole(stderr=True)
+out = _LazyConsole()
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 class LabGroup(click.Group):
@@ -32,7 +62,7 @@ class LabGroup(click.Group):
                 raise
             for i, line in enumerate(e.lines()):
                 # Escaped: user text such as "[a-z0-9-]" in a message is not rich markup.
-                text = "[red]error:[/red] " + escape(line) if i == 0 else line
+                text = "[red]error:[/red] " + _escape(line) if i == 0 else line
                 console.print(text, highlight=False, markup=i == 0, soft_wrap=True)
             log = getattr(e, "log", None)
             if log and not any("full log" in l for l in e.lines()):
@@ -68,7 +98,7 @@ def image_build(recipe, cache, as_json):
     """Build RECIPE (e.g. images/debian-12.yaml) into the cache; instant if already built."""
     rec = load_recipe(recipe)
     cache = cache or image_mod.default_cache_dir()
-    built = image_mod.build(rec, cache, RichProgress(console))
+    built = image_mod.build(rec, cache, RichProgress(console.real))
     _print_image(built, as_json)
 
 
@@ -82,7 +112,7 @@ def image_list(cache, as_json):
         out.print_json(json.dumps([{"name": b.name, "path": str(b.image), **b.manifest["image"]}
                                    for b in images]))
         return
-    table = Table("name", "recipe hash", "built", "virtual", "on disk", "path")
+    table = _table("name", "recipe hash", "built", "virtual", "on disk", "path")
     for b in images:
         m = b.manifest
         table.add_row(b.name, m["recipe_hash"][:12], m["built_at"], _size(m["image"]["virtual_size"]),
@@ -115,7 +145,7 @@ def _print_image(built, as_json: bool, qemu_info: dict | None = None) -> None:
         out.print_json(json.dumps(data))
         return
     m = built.manifest
-    table = Table(show_header=False, box=None)
+    table = _table(show_header=False, box=None)
     rows = [("name", m["name"]), ("path", str(built.image)), ("recipe hash", m["recipe_hash"]),
             ("built", m["built_at"]), ("format", m["image"]["format"]),
             ("virtual size", _size(m["image"]["virtual_size"])), ("on disk", _size(m["image"]["size"])),
@@ -156,8 +186,14 @@ def _request(topology, team, connect, inventory, private, memory_scale, cache, *
     return LabRequest(topology, team, connect, inventory, private, memory_scale, cache)
 
 
-def _open(kwargs, start_private=True, check=True):
+def _open(kwargs, start_private=True, check=True, describe=True):
     lab = lab_mod.open_lab(_request(**kwargs), start_private, check)
+    if describe:
+        _describe(lab)
+    return lab
+
+
+def _describe(lab) -> None:
     where = ", ".join(sorted({h.name for h in lab.plan.hosts}))
     console.print(f"[dim]{lab.plan.lab} team {lab.plan.team} on {where}; "
                   f"domain type {lab.domain_type} ({lab.accel_reason})[/dim]", highlight=False)
@@ -167,7 +203,6 @@ def _open(kwargs, start_private=True, check=True):
                       f"with `labbuilder ssh` or the lab's ssh_config.[/dim]", highlight=False)
     if lab.plan.memory_note:
         console.print(f"[yellow]note:[/yellow] {lab.plan.memory_note}")
-    return lab
 
 
 _SYMBOL = {"create": "[green]+[/green]", "upload": "[green]+[/green]", "change": "[yellow]~[/yellow]",
@@ -184,7 +219,7 @@ def _print_actions(actions) -> None:
 
 
 def _node_rows(lab):
-    table = Table("node", "domain", "host", "roles", "memory", "NICs", "disks")
+    table = _table("node", "domain", "host", "roles", "memory", "NICs", "disks")
     for n in lab.plan.nodes:
         nics = "\n".join(f"{x.guest_name} {x.network_key} {x.ip or ('dhcp' if x.dhcp else '-')} {x.mac}"
                           + ("" if x.configure else " (unconfigured)") for x in n.nics)
@@ -194,7 +229,7 @@ def _node_rows(lab):
 
 
 def _network_rows(lab):
-    table = Table("network", "name", "host", "mode", "bridge", "subnet")
+    table = _table("network", "name", "host", "mode", "bridge", "subnet")
     for n in lab.plan.networks:
         table.add_row(n.key, n.name, n.host.name, n.mode, n.bridge, str(n.subnet) if n.subnet else "-")
     return table
@@ -257,7 +292,7 @@ def up_cmd(teams, no_wait, no_config, checkpoints, as_json, **kwargs):
     then run the config stage (the topology's roles, in order)."""
     labs = [_open({**kwargs, "team": t}) for t in (teams or [kwargs["team"]])]
     run_config = not (no_wait or no_config) and bool(labs[0].topology.roles)
-    progress = RichProgress(console)
+    progress = RichProgress(console.real)
     try:
         if run_config:
             lab_mod.check_config(labs[0])  # before anything changes
@@ -292,7 +327,7 @@ def configure_cmd(start, until, only, driver, checkpoints, **kwargs):
         raise click.UsageError("--only cannot be combined with --from or --until")
     lab = _open(kwargs, start_private=False, check=False)
     try:
-        ran = lab_mod.configure(lab, RichProgress(console), start=start, until=until, only=only,
+        ran = lab_mod.configure(lab, RichProgress(console.real), start=start, until=until, only=only,
                                 driver=driver, checkpoints_after=checkpoints)
     finally:
         lab.close()
@@ -316,7 +351,7 @@ def checkpoint_cmd(name, as_json, **kwargs):
     """Save every node of the team (disks and memory) as one consistent checkpoint."""
     lab = _open(kwargs, start_private=False, check=False)
     try:
-        cp = lab_mod.take_checkpoint(lab, name, RichProgress(console))
+        cp = lab_mod.take_checkpoint(lab, name, RichProgress(console.real))
     finally:
         lab.close()
     if as_json:
@@ -347,7 +382,7 @@ def checkpoints_cmd(as_json, **kwargs):
     if as_json:
         out.print_json(json.dumps([_checkpoint_json(c) for c in found]))
         return
-    table = Table("checkpoint", "after role", "age", "nodes", "memory state", title=f"{lab.plan.lab} team {lab.plan.team}")
+    table = _table("checkpoint", "after role", "age", "nodes", "memory state", title=f"{lab.plan.lab} team {lab.plan.team}")
     for c in found:
         nodes = f"{len(c.nodes)}" + (f" [red](missing {', '.join(c.missing)})[/red]" if c.missing else "")
         table.add_row(c.name, c.role or "-", _age(int(time.time()) - c.created), nodes,
@@ -373,11 +408,13 @@ def status_cmd(as_json, **kwargs):
 @click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
 def down_cmd(all_teams, as_json, **kwargs):
     """Remove every object labbuilder owns for this lab and team, and nothing else."""
-    lab = _open(kwargs, start_private=False, check=False)
+    # Described once its guests are gone: until then every CPU-second is theirs or ours.
+    lab = _open(kwargs, start_private=False, check=False, describe=False)
     try:
         removed = lab_mod.down(lab, all_teams)
     finally:
         lab.close()
+    _describe(lab)
     if as_json:
         out.print_json(json.dumps({"removed": removed}))
     else:
@@ -402,7 +439,7 @@ def reset_cmd(nodes, to, cold, **kwargs):
         unknown = [n for n in nodes if n not in {x.key for x in lab.plan.nodes}]
         if unknown:
             raise click.BadParameter(f"no node {unknown[0]!r} in {lab.plan.lab}", param_hint="--node")
-        progress = RichProgress(console)
+        progress = RichProgress(console.real)
         if to:
             ready = lab_mod.reset_to(lab, to, list(nodes), progress, cold)
         else:
@@ -447,7 +484,7 @@ def _print_status(data: dict, as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(data))
         return
-    table = Table("node", "host", "state", "addresses", "ssh", "roles done", "age",
+    table = _table("node", "host", "state", "addresses", "ssh", "roles done", "age",
                   title=f"{data['lab']} team {data['team']}")
     for n in data["nodes"]:
         addrs = " ".join(f"{k}={v}" for k, v in n["addresses"].items() if v) or "-"
@@ -455,7 +492,7 @@ def _print_status(data: dict, as_json: bool) -> None:
         table.add_row(n["node"], n["host"], n["state"], addrs, "[green]yes[/green]" if n["ssh"] else "[red]no[/red]",
                       f"{len(done)}/{len(n['roles'])}" if n["roles"] else "-", _age(n["age_seconds"]))
     out.print(table)
-    nets = Table("network", "name", "subnet", "bridge", "active")
+    nets = _table("network", "name", "subnet", "bridge", "active")
     for n in data["networks"]:
         nets.add_row(n["network"], n["name"], n["subnet"] or "-", n["bridge"] or "-",
                      "yes" if n["active"] else ("no" if n["exists"] else "absent"))

@@ -15,10 +15,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import jinja2
 from lxml import etree
+
+if TYPE_CHECKING:
+    import jinja2
 
 from . import ssh, virt
 from .errors import LabError, TopologyError
@@ -127,6 +129,8 @@ def write_record(conn, domain: str, record: Record) -> None:
 # ---- rendering ----
 
 def step_env(role_dir: Path) -> jinja2.Environment:
+    import jinja2  # on first use: commands that run no roles (down, status) start faster
+
     return jinja2.Environment(loader=jinja2.FileSystemLoader(str(role_dir)), undefined=jinja2.StrictUndefined,
                               keep_trailing_newline=True)
 
@@ -144,6 +148,8 @@ def template_context(inventory: dict, node: str, role: str, role_vars: dict) -> 
 
 def render_step(env: jinja2.Environment, template: Path, role_dir: Path, context: dict) -> str:
     """The step's script for one node; errors name the template file and line."""
+    import jinja2
+
     rel = template.relative_to(role_dir).as_posix()
     try:
         return env.get_template(rel).render(context)

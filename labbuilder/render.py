@@ -9,9 +9,12 @@ from __future__ import annotations
 import hashlib
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import jinja2
 from lxml import etree
+
+if TYPE_CHECKING:
+    import jinja2
 
 OWNER_NS = "urn:labbuilder:owner:1"
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "domain_templates"
@@ -19,6 +22,8 @@ TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "domain_templates"
 
 @cache
 def _env() -> jinja2.Environment:
+    import jinja2  # on first use: commands that render nothing (down, status) start faster
+
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
         autoescape=True,
