@@ -1,12 +1,14 @@
 """Lifecycle benchmark: labbuilder up / all-SSH / reset / down for N nodes of a minimal
 topology, next to a plain libvirt-python script doing the same work with threads (the
-floor), and the ratios.
+floor, bench/floor.py), and the ratios. Both run as their own processes, as a user runs
+them, so both figures include a Python start; the floor's in-process time is printed
+too. "reset" is the cold reset to the base image: destroy, fresh overlays, boot, SSH.
 
-    .venv/bin/python bench/lifecycle.py [--sizes 1,4,8] [--no-ssh]
+    .venv/bin/python bench/lifecycle.py [--sizes 1,4,8] [--no-ssh] [--repeat 5]
 
 Runs against a private libvirtd it starts in its own namespaces (nothing on the host is
 touched) and the cached debian-12 image. "up" is the orchestration time until every
-domain runs (`up --no-wait`); "ssh" the time from the start of `up` until every node
+domain runs (`up --no-wait`), "down" until all is removed, medians of --repeat runs; "ssh" the time from the start of `up` until every node
 answers on SSH. The first up's base image upload is a warm-up, not counted.
 
 vagrant-libvirt (Debian's `vagrant` and `vagrant-libvirt`) is measured too if it is
@@ -21,22 +23,24 @@ its "down" `vagrant destroy -f`.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
+import statistics
 import shutil
-import threading
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import libvirt
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from labbuilder import image, privatelibvirtd, progress, recipe, render, seed, ssh, virt  # noqa: E402
+from labbuilder import image, privatelibvirtd, progress, recipe, render, virt  # noqa: E402
 
 
 def topology(n: int) -> dict:
@@ -53,53 +57,19 @@ def lb(state: Path, *args: str) -> float:
     return time.monotonic() - start
 
 
-def floor_up(conn, base, n: int, pool_dir: Path, key: Path, prefix: list[str], wait_ssh: bool) -> tuple[float, float | None]:
-    """Plain libvirt-python, threaded: network, overlays, seeds, define + start every
-    domain; then (wait_ssh) poll SSH as gently as labbuilder does. Returns (up, all-SSH)."""
+def floor(action: str, daemon, base, n: int, state: Path, wait_ssh: bool = False) -> tuple[float, float]:
+    """bench/floor.py run as its own process: (wall time with its Python start, in-process time)."""
+    argv = [sys.executable, str(REPO / "bench" / "floor.py"), action, daemon.uri, str(n), str(state),
+            str(base.image), str(base.manifest["image"]["virtual_size"])]
+    if wait_ssh:
+        argv.append("--ssh")
+    argv.append("--ssh-prefix=" + shlex.join(daemon.nsenter_argv()))
     start = time.monotonic()
-    pubkey = ssh.ensure_keypair(key)
-    macs = {i: f"52:54:00:fe:00:{i:02x}" for i in range(n)}
-    virt.define_network(conn, render.render_xml(
-        "network.xml.j2", name="floor-lan", owner={"lab": "floor", "team": 1, "network": "lan", "plan": ""},
-        mode="nat", bridge="floor0", domain="", gateway="192.168.151.1", prefix=24,
-        dhcp_start="192.168.151.100", dhcp_end="192.168.151.250",
-        hosts=[{"mac": macs[i], "name": f"f{i}", "ip": f"192.168.151.{10 + i}"} for i in range(n)]))
-    pool = virt.ensure_pool(conn, "floor", render.pool_xml("floor", str(pool_dir)))
-
-    def one(i: int) -> None:
-        virt.create_volume(pool, render.volume_xml(f"f{i}.qcow2", base.manifest["image"]["virtual_size"],
-                                                   "qcow2", str(base.image)))
-        iso = seed.seed_iso(seed.Seed(f"floor-{i}", f"f{i}", f"f{i}", (pubkey,),
-                                      (seed.SeedNic("eth0", macs[i], dhcp=True),)))
-        virt.upload_volume(conn, virt.create_volume(pool, render.volume_xml(f"f{i}.iso", len(iso), "raw")), iso)
-        xml = render.render_xml("domain.xml.j2", domain_type="qemu", name=f"floor-{i}",
-                                owner={"lab": "floor", "team": 1, "node": str(i), "plan": "", "created": 0},
-                                memory_mib=256, vcpus=1, disks=[{"pool": "floor", "volume": f"f{i}.qcow2",
-                                                                 "target": "vda", "format": "qcow2", "bus": "virtio"}],
-                                seed={"pool": "floor", "volume": f"f{i}.iso"},
-                                nics=[{"network": "floor-lan", "mac": macs[i]}],
-                                serial_log=f"/var/log/libvirt/qemu/floor-{i}-serial.log")
-        virt.start_domain(virt.define_domain(conn, xml))
-
-    with ThreadPoolExecutor(8) as ex:
-        list(ex.map(one, range(n)))
-    up = time.monotonic() - start
-    if not wait_ssh:
-        return up, None
-    with ThreadPoolExecutor(8) as ex:
-        list(ex.map(lambda i: ssh.wait_for_ssh(ssh.SshTarget(f"192.168.151.{10 + i}", key, prefix=tuple(prefix)), 1800),
-                    range(n)))
-    return up, time.monotonic() - start
-
-
-def floor_down(conn) -> float:
-    start = time.monotonic()
-    with ThreadPoolExecutor(8) as ex:
-        list(ex.map(lambda o: virt.remove_domain(conn, o.name),
-                    [o for o in virt.owned_objects(conn, "floor") if o.kind == "domain"]))
-    virt.remove_network(conn, "floor-lan")
-    virt.remove_pool(conn, "floor")
-    return time.monotonic() - start
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    wall = time.monotonic() - start
+    if proc.returncode:
+        raise SystemExit(f"bench/floor.py {action} failed:\n{proc.stderr[-3000:]}")
+    return wall, json.loads(proc.stdout.splitlines()[-1])["inprocess"]
 
 
 VAGRANTFILE = """\
@@ -157,26 +127,24 @@ class Vagrant:
         # Under TCG, the CPU model labbuilder's domains get (qemu64), not vagrant-libvirt's host-model.
         cpu = 'lv.cpu_mode = "custom"; lv.cpu_model = "qemu64"' if self.driver == "qemu" else ""
         (project / "Vagrantfile").write_text(VAGRANTFILE.format(n=n, driver=self.driver, cpu=cpu))
+        started: set[str] = set()
         running: list[float] = []
-        done = threading.Event()
 
-        def watch(start: float) -> None:
-            while not done.is_set():
-                active = [d for d in self.conn.listAllDomains(1) if d.name().startswith("vg-")]  # 1: active
-                if len(active) >= n:
+        def on_lifecycle(_conn, dom, event: int, _detail: int, _opaque) -> None:
+            if event == libvirt.VIR_DOMAIN_EVENT_STARTED and dom.name().startswith("vg-"):
+                started.add(dom.name())
+                if len(started) == n:
                     running.append(time.monotonic() - start)
-                    return
-                time.sleep(0.1)
 
+        # libvirt's events (virt.connect runs the event loop), not polling: a poll would
+        # take CPU from vagrant and the booting guests.
         start = time.monotonic()
-        watcher = threading.Thread(target=watch, args=(start,), daemon=True)
-        watcher.start()
+        cb = self.conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, on_lifecycle, None)
         try:
             self.run(project, "up")
         finally:
-            done.set()
+            self.conn.domainEventDeregisterAny(cb)
         total = time.monotonic() - start
-        watcher.join()
         return (running[0] if running else total), total
 
     def destroy(self, n: int) -> float:
@@ -185,13 +153,62 @@ class Vagrant:
         return time.monotonic() - start
 
 
+def median_pair(pairs: list[tuple[float, float]]) -> tuple[float, float]:
+    """The (wall, in-process) pair of the median wall time."""
+    return sorted(pairs)[(len(pairs) - 1) // 2]
+
+
+def measure(n: int, state: Path, daemon, base, vagrant, wait_ssh: bool, repeat: int) -> dict:
+    """One size: ours, the floor's, vagrant's; every figure a whole process run."""
+    topo = state / f"bench{n}.yaml"
+    topo.write_text(yaml.safe_dump(topology(n)))
+    # Orchestration figures are short and shaken by the booting guests: medians of `repeat`
+    # runs, ours and the floor's taking turns.
+    ups, downs, floor_ups, floor_downs = [], [], [], []
+    for _ in range(repeat):
+        ups.append(lb(state, "up", str(topo), "--no-wait"))
+        downs.append(lb(state, "down", str(topo)))
+        floor_ups.append(floor("up", daemon, base, n, state))
+        floor_downs.append(floor("down", daemon, base, n, state))
+    row = {"n": n, "up": statistics.median(ups), "down": statistics.median(downs),
+           "floor_up": median_pair(floor_ups), "floor_down": median_pair(floor_downs)}
+    if wait_ssh:
+        row["ssh"] = lb(state, "up", str(topo))
+        row["reset"] = lb(state, "reset", str(topo))
+        lb(state, "down", str(topo))
+        row["floor_ssh"] = floor("up", daemon, base, n, state, wait_ssh=True)
+        row["floor_reset"] = floor("reset", daemon, base, n, state)
+        floor("down", daemon, base, n, state)
+    if vagrant is not None:
+        row["vagrant_up"], row["vagrant_ssh"] = vagrant.up(n)
+        row["vagrant_down"] = vagrant.destroy(n)
+    return row
+
+
+def report(row: dict) -> None:
+    def vs(key: str) -> str:
+        wall, inproc = row[f"floor_{key}"]
+        return f"{key} {row[key]:.1f}s (floor {wall:.1f}s [{inproc:.1f}s], {row[key] / wall:.2f}x)"
+
+    keys = ["up", "down"] + (["ssh", "reset"] if "ssh" in row else [])
+    print(f"N={row['n']}: " + "  ".join(vs(k) for k in keys).replace("ssh ", "all-SSH "), flush=True)
+    if "vagrant_up" in row:
+        print(f"      vagrant-libvirt: up {row['vagrant_up']:.1f}s ({row['vagrant_up'] / row['up']:.2f}x ours)  "
+              f"down {row['vagrant_down']:.1f}s ({row['vagrant_down'] / row['down']:.2f}x ours)  "
+              f"all-SSH {row['vagrant_ssh']:.1f}s ({row['vagrant_ssh'] / row['ssh']:.2f}x ours)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1,4,8")
     parser.add_argument("--no-ssh", action="store_true", help="skip the (slow, TCG) boot-to-SSH figures")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of up/down per size (medians)")
     args = parser.parse_args()
     base = image.build(recipe.load_recipe(REPO / "images" / "debian-12.yaml"), image.default_cache_dir(),
                        progress.Progress())
+    # Bytecode as an installed package has it (`make compile`): PYTHONDONTWRITEBYTECODE,
+    # set on these machines, would make every labbuilder and floor run compile from source.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "labbuilder")], check=True)
     state = Path(tempfile.mkdtemp(prefix="lbbench-"))
     daemon = privatelibvirtd.start(state / "libvirtd")
     conn = virt.connect(daemon.uri)
@@ -216,38 +233,13 @@ def main() -> None:
         lb(state, "up", str(warm), "--no-wait")
         lb(state, "down", str(warm))
         for n in [int(x) for x in args.sizes.split(",")]:
-            topo = state / f"bench{n}.yaml"
-            topo.write_text(yaml.safe_dump(topology(n)))
-            row = {"n": n, "up": lb(state, "up", str(topo), "--no-wait")}
-            row["down"] = lb(state, "down", str(topo))
-            if not args.no_ssh:
-                row["ssh"] = lb(state, "up", str(topo))
-                row["reset"] = lb(state, "reset", str(topo))
-                lb(state, "down", str(topo))
-            pool_dir = state / f"floor{n}"
-            row["floor_up"], floor_ssh = floor_up(conn, base, n, pool_dir, state / "floor-key",
-                                                  daemon.nsenter_argv(), not args.no_ssh)
-            if floor_ssh is not None:
-                row["floor_ssh"] = floor_ssh
-            row["floor_down"] = floor_down(conn)
-            if vagrant is not None:
-                row["vagrant_up"], row["vagrant_ssh"] = vagrant.up(n)
-                row["vagrant_down"] = vagrant.destroy(n)
-            rows.append(row)
-            print(f"N={n}: up {row['up']:.1f}s (floor {row['floor_up']:.1f}s, {row['up'] / row['floor_up']:.2f}x)  "
-                  f"down {row['down']:.1f}s (floor {row['floor_down']:.1f}s, {row['down'] / row['floor_down']:.2f}x)"
-                  + (f"  all-SSH {row['ssh']:.1f}s (floor {row['floor_ssh']:.1f}s, {row['ssh'] / row['floor_ssh']:.2f}x)"
-                     f"  reset {row['reset']:.1f}s" if "ssh" in row else ""),
-                  flush=True)
-            if "vagrant_up" in row:
-                print(f"      vagrant-libvirt: up {row['vagrant_up']:.1f}s ({row['vagrant_up'] / row['up']:.2f}x ours)  "
-                      f"down {row['vagrant_down']:.1f}s ({row['vagrant_down'] / row['down']:.2f}x ours)  "
-                      f"all-SSH {row['vagrant_ssh']:.1f}s ({row['vagrant_ssh'] / row['ssh']:.2f}x ours)", flush=True)
+            rows.append(measure(n, state, daemon, base, vagrant, not args.no_ssh, args.repeat))
+            report(rows[-1])
     finally:
         conn.close()
         privatelibvirtd.stop(daemon)
-    print("labbuilder's figures include the CLI's own start (Python, imports, planning);"
-          " the floor is in-process.")
+    print("Both labbuilder and the floor run as processes: their figures include a Python start"
+          " (the floor's in-process time is in brackets).")
 
 
 if __name__ == "__main__":
