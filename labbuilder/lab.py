@@ -63,7 +63,9 @@ def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = T
     `start_private`: start a private libvirtd if one is needed and none runs; False: fail
     then; None: plan against a stand-in for it (nothing exists there yet)."""
     topo = load_topology(req.topology)
-    images = find_images(topo, req.image_cache or image_mod.default_cache_dir())
+    # Only commands that create overlays need the images: down, status, ssh … work where
+    # the image cache is empty (cleared, or another machine with the topology).
+    images = find_images(topo, req.image_cache or image_mod.default_cache_dir(), required=check)
     hosts = _hosts(topo, req, start_private)
     plan = plan_lab(topo, req.team, hosts, images, req.memory_scale)
     lab = Lab(topo, plan, Connections(), state_root() / f"{topo.lab}-t{req.team}", *_domain_type(plan))
@@ -82,14 +84,18 @@ def _hosts(topo: Topology, req: LabRequest, start_private: bool | None) -> dict[
     return resolve_hosts(topo, req.connect, req.inventory, state_root(), req.private, start_private)
 
 
-def find_images(topo: Topology, cache: Path) -> dict[str, BaseImage]:
-    """Every image the topology names, built; a missing one is a topology problem."""
+def find_images(topo: Topology, cache: Path, required: bool = True) -> dict[str, BaseImage]:
+    """Every image the topology names, built; a missing one is a topology problem if
+    `required`, else a stand-in carrying only its name."""
     found, problems, seen = {}, [], set()
     for name, path in topo.image_uses():
         if name in seen:
             continue
         seen.add(name)
         built = next((b for b in image_mod.list_images(cache) if b.name == name), None)
+        if built is None and not required:
+            found[name] = BaseImage(name, "", "", 0, 0)
+            continue
         if built is None:
             problems.append(topo.problem(path, f"base image {name!r} is not built (cache: {cache})",
                                          f"labbuilder image build images/{name}.yaml"))

@@ -230,3 +230,25 @@ def test_a_bridge_missing_on_a_host_is_reported_before_any_change(tmp_path, monk
         f"{REPO}/topologies/gridka.yaml:{_internal_line()}: networks.internal: host bridge 'br-internal' does not exist on "
         "qemu+ssh://root@host-b.example/system (hint: create it (linked between the hosts, for a joined network), "
         "or name another)"]
+
+
+def test_down_and_status_work_without_the_base_image_in_the_cache(tmp_path):
+    """Only up and reset to the base need the image: a cleared cache, or another machine
+    with just the topology, can still see and remove a lab (test driver: nothing there)."""
+    env = {**os.environ, "LABBUILDER_STATE": str(tmp_path / "state")}
+    empty = tmp_path / "empty-cache"
+    empty.mkdir()
+
+    def lb(*args):
+        return subprocess.run([sys.executable, "-m", "labbuilder.cli", *args, "topologies/demo.yaml",
+                               "--connect", "test:///default", "--cache", str(empty)],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+    down = lb("down")
+    assert down.returncode == 0 and "Nothing to remove." in down.stdout, down.stderr
+    status = lb("status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert {n["node"]: n["state"] for n in json.loads(status.stdout)["nodes"]} == {
+        "alpha": "absent", "beta": "absent"}
+    up = lb("up")
+    assert up.returncode == 2 and "base image 'debian-12' is not built" in up.stderr
