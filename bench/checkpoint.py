@@ -7,10 +7,11 @@ on SSH again (clocks set), next to
     one by one (what kcli does), then the same SSH check (with clock set); and
   - a cold reset (`reset --to NAME --cold`: the checkpoint's disks, then a boot).
 
-    .venv/bin/python bench/checkpoint.py [--sizes 1,4,8] [--no-cold] [--settle 30]
+    .venv/bin/python bench/checkpoint.py [--sizes 1,4,8] [--no-cold] [--settle 0]
 
-The checkpoint is taken --settle seconds after the nodes answer (their post-boot work
-done, as after a role); labbuilder's reset is run three times, the median is compared.
+The checkpoint is taken --settle seconds after `up` returns (default 0: at once, as a user
+would; `checkpoint` itself waits until every node has finished booting); labbuilder's
+reset is run three times, the median is compared.
 
 Runs against a private libvirtd it starts in its own namespaces (nothing on the host is
 touched) and the cached debian-12 image. Goal: 8 nodes back and answering in <= 15 s.
@@ -64,7 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1,4,8")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold reset (a full boot under TCG)")
-    parser.add_argument("--settle", type=float, default=30, help="seconds between boot and checkpoint")
+    parser.add_argument("--settle", type=float, default=0, help="seconds between up and checkpoint")
     args = parser.parse_args()
     image.build(recipe.load_recipe(REPO / "images" / "debian-12.yaml"), image.default_cache_dir(), progress.Progress())
     state = Path(tempfile.mkdtemp(prefix="lbbench-"))

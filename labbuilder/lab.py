@@ -14,7 +14,7 @@ from typing import Iterator
 import yaml
 
 from . import accel, checkpoint, config, hostnet, image as image_mod, lifecycle, locks, privatelibvirtd, ssh, virt
-from .errors import LockedError, TopologyError
+from .errors import LabError, LockedError, TopologyError
 from .hosts import resolve_hosts, state_root
 from .lifecycle import Action, ApplyContext, Connections
 from .plan import BaseImage, Host, LabPlan, check_host_networks, plan_lab
@@ -241,9 +241,32 @@ def reset_to(lab: Lab, name: str, nodes: list[str], progress: Progress, cold: bo
 
 
 def take_checkpoint(lab: Lab, name: str, progress: Progress, role: str | None = None) -> checkpoint.Checkpoint:
-    """A consistent point (disks + memory) of every node of the team."""
+    """A consistent point (disks + memory) of every node of the team, once they have
+    finished booting."""
     with team_lock(lab):
-        return checkpoint.create(lab.plan, lab.conns, name, progress, role)
+        return _checkpoint(lab, name, progress, role)
+
+
+def _checkpoint(lab: Lab, name: str, progress: Progress, role: str | None) -> checkpoint.Checkpoint:
+    settle_boots(lab, progress)
+    return checkpoint.create(lab.plan, lab.conns, name, progress, role)
+
+
+def settle_boots(lab: Lab, progress: Progress, timeout: float = 600) -> None:
+    """Wait until systemd on every node has finished starting up (cloud-init's last stage
+    included): a checkpoint taken while guests still boot keeps that work in its memory
+    state, and every reset to it does it again. A node SSH does not reach is not waited for."""
+    nodes = [n for n in lab.plan.nodes if virt.domain_state(lab.conns(n.host), n.name) == "running"]
+    with progress.stage(f"wait for {len(nodes)} node(s) to finish booting"):
+        lifecycle.parallel([lambda n=n: _boot_finished(lab, n.key, timeout) for n in nodes])
+
+
+def _boot_finished(lab: Lab, node_key: str, timeout: float) -> None:
+    try:  # "degraded" (a unit failed) is finished too: its exit status does not matter here
+        ssh.ssh_run(ssh_target(lab, node_key), ["systemctl", "is-system-running", "--wait"], check=False,
+                    timeout=timeout)
+    except LabError:
+        pass  # no address, unreachable or too slow: checkpoint it as it is
 
 
 def checkpoints(lab: Lab) -> list[checkpoint.Checkpoint]:
@@ -263,8 +286,7 @@ def configure(lab: Lab, progress: Progress, addresses: dict[str, str] | None = N
     with team_lock(lab):
         addresses = addresses or {n.key: ssh_target(lab, n.key).address for n in lab.plan.nodes}
         files = write_handoff(lab, addresses)
-        after = (lambda role: checkpoint.create(lab.plan, lab.conns, f"after-{role}", progress, role)) \
-            if checkpoints_after else None
+        after = (lambda role: _checkpoint(lab, f"after-{role}", progress, role)) if checkpoints_after else None
         stage = config.Stage(lab.topology, lab.plan, lab.conns,
                              {n.key: ssh.SshTarget(addresses[n.key], lab.key, prefix=n.host.ssh_prefix)
                               for n in lab.plan.nodes},

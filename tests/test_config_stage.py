@@ -129,6 +129,8 @@ def test_reset_to_a_checkpoint_brings_back_disk_and_memory_without_a_boot(failed
     assert on(topo, "compute-1", "test", "-e", "/root/written-after-checkpoint", check=False).returncode == 1
     for n in NODES:  # the same boot: memory state restored, no boot
         assert on(topo, n, "cat", "/proc/sys/kernel/random/boot_id").stdout == boots[n]
+        # The checkpoint waited for the boot to finish: a reset does not land mid-startup.
+        assert on(topo, n, "systemctl", "is-system-running", check=False).stdout.strip() in ("running", "degraded")
     before = time.time()
     clock = float(on(topo, "volume-node", "date", "+%s.%N").stdout)
     assert before - 1 < clock < time.time() + 1, "the guest clock was not set after the restore"
