@@ -171,7 +171,7 @@ def lab_options(f):
         click.option("--connect", metavar="URI", help="libvirt URI for every host slot (default: "
                      "the local libvirtd, or a private one in its own namespaces if none runs)."),
         click.option("--hosts", "inventory", type=click.Path(path_type=Path),
-                     help="Host inventory YAML mapping host slots to libvirt URIs."),
+                     help="Host inventory YAML: per host slot a libvirt URI, or {uri|private, bridges} (README: two-host teams)."),
         click.option("--private/--system", "private", default=None,
                      help="Force a private libvirtd in its own namespaces, or the system one."),
         click.option("--memory-scale", type=click.FloatRange(0.1, 4), default=1.0,
