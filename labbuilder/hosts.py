@@ -8,6 +8,7 @@ import os
 import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 from . import privatelibvirtd
 from .errors import TopologyError, Problem
@@ -179,17 +180,21 @@ def _bridges_per_host(c: Checker, entries: list[SlotEntry], default_uri: str) ->
 
 
 def resolve_hosts(topo: Topology, connect: str | None, inventory: Path | None,
-                  root: Path, private: bool | None = None, start: bool | None = True) -> dict[str, Host]:
+                  root: Path, private: bool | None = None, start: bool | None = True,
+                  check: Callable[[dict[str, Host]], None] | None = None) -> dict[str, Host]:
     """Host per slot of `topo`: its inventory entry, else --connect, else the local host
-    (its libvirtd, or a private one under `root`). The inventory is checked whole before
-    a private libvirtd is started (`start` as for private_host). Slots on one libvirt URI
-    get one Host, with the bridges the inventory joins there."""
+    (its libvirtd, or a private one under `root`). The inventory is checked whole, and
+    `check` is given where each slot lands (URI and bridges), before a private libvirtd is
+    started (`start` as for private_host). Slots on one libvirt URI get one Host, with the
+    bridges the inventory joins there."""
     if not connect and private is None:
         private = not system_libvirtd_runs()
     default_uri = connect or (_private_uri(root / "libvirtd") if private else SYSTEM_URI)
     listed = load_inventory(inventory, topo, default_uri) if inventory else {}
     shared = {e.target(default_uri): e.bridges for e in listed.values()}
     entries = [listed.get(h.name) or SlotEntry(h.name, bridges=shared.get(default_uri, ())) for h in topo.hosts]
+    if check:
+        check(_one_host_per_uri({e.slot: Host(e.target(default_uri), bridges=e.bridges) for e in entries}))
     default = None
     if any(not (e.uri or e.private) for e in entries):
         default = _default_host(connect, root, bool(private), start)

@@ -76,12 +76,9 @@ def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = T
 
 def _hosts(topo: Topology, req: LabRequest, start_private: bool | None) -> dict[str, Host]:
     """Host per slot, checked against the topology's networks before a private libvirtd
-    is started (stand-ins for those not running yet carry the same URIs)."""
-    where = resolve_hosts(topo, req.connect, req.inventory, state_root(), req.private, start=None)
-    check_host_networks(topo, where)
-    if start_private is None:
-        return where
-    return resolve_hosts(topo, req.connect, req.inventory, state_root(), req.private, start_private)
+    is started."""
+    return resolve_hosts(topo, req.connect, req.inventory, state_root(), req.private, start_private,
+                         check=lambda where: check_host_networks(topo, where))
 
 
 def find_images(topo: Topology, cache: Path, required: bool = True) -> dict[str, BaseImage]:

@@ -252,3 +252,18 @@ def test_down_and_status_work_without_the_base_image_in_the_cache(tmp_path):
         "alpha": "absent", "beta": "absent"}
     up = lb("up")
     assert up.returncode == 2 and "base image 'debian-12' is not built" in up.stderr
+
+
+def test_a_split_network_is_reported_before_a_private_libvirtd_starts(tmp_path, monkeypatch):
+    """resolve_hosts hands where each slot lands to `check` before it starts anything."""
+    from labbuilder import privatelibvirtd
+    from labbuilder.plan import check_host_networks
+
+    started = []
+    monkeypatch.setattr(privatelibvirtd, "ensure", lambda d: started.append(d))
+    topo = load_topology(REPO / "topologies/gridka.yaml")
+    (tmp_path / "hosts.yaml").write_text("hosts:\n  host-b:\n    private: hostb\n")
+    with pytest.raises(TopologyError, match="networks.internal: its nodes run on 2 libvirt hosts"):
+        resolve_hosts(topo, "qemu+ssh://a/system", tmp_path / "hosts.yaml", tmp_path, start=True,
+                      check=lambda where: check_host_networks(topo, where))
+    assert started == []
