@@ -1,0 +1,78 @@
+"""What a labbuilder command pays before it does anything: the import of the CLI, next
+to the imports of bench/floor.py and a bare Python start, each a new process, on an idle
+host and while N nodes boot (the condition `down` runs in, in bench/lifecycle.py).
+
+    .venv/bin/python bench/cli_start.py [--nodes 8] [--repeat 5] [--from-source]
+
+Medians of --repeat runs. Runs against a private libvirtd in its own namespaces and the
+cached debian-12 image, like bench/lifecycle.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from lifecycle import REPO, lb, topology  # noqa: E402
+from labbuilder import privatelibvirtd, virt  # noqa: E402
+
+IMPORTS = {"labbuilder CLI": "import labbuilder.cli",
+           "floor": "import labbuilder.render, labbuilder.seed, labbuilder.ssh, labbuilder.virt",
+           "bare python": "pass"}
+
+
+def timed(code: str) -> float:
+    start = time.monotonic()
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+    return time.monotonic() - start
+
+
+def medians(repeat: int) -> dict[str, float]:
+    runs = {name: [] for name in IMPORTS}
+    for _ in range(repeat):
+        for name, code in IMPORTS.items():
+            runs[name].append(timed(code))
+    return {name: statistics.median(v) for name, v in runs.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--nodes", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--from-source", action="store_true",
+                        help="without labbuilder's bytecode (as before `make compile`, PYTHONDONTWRITEBYTECODE set)")
+    args = parser.parse_args()
+    if args.from_source:
+        shutil.rmtree(REPO / "labbuilder" / "__pycache__", ignore_errors=True)
+    else:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "labbuilder")], check=True)
+    idle = medians(args.repeat)
+    state = Path(tempfile.mkdtemp(prefix="lbbench-"))
+    daemon = privatelibvirtd.start(state / "libvirtd")
+    conn = virt.connect(daemon.uri)
+    virt.define_network(conn, "<network><name>bench-keep</name><bridge name='benchkeep0'/></network>")
+    topo = state / "bench.yaml"
+    topo.write_text(yaml.safe_dump(topology(args.nodes)))
+    try:
+        lb(state, "up", str(topo), "--no-wait")
+        busy = medians(args.repeat)
+        lb(state, "down", str(topo))
+    finally:
+        conn.close()
+        privatelibvirtd.stop(daemon)
+    for name in IMPORTS:
+        print(f"{name:15} idle {idle[name]:.2f}s   while {args.nodes} nodes boot {busy[name]:.2f}s")
+
+
+if __name__ == "__main__":
+    main()
