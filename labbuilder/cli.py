@@ -8,11 +8,10 @@ from pathlib import Path
 
 import click
 
-from . import __version__, image as image_mod, lab as lab_mod, qemuimg
+from . import __version__, lab as lab_mod
 from .lab import LabRequest
 from .errors import LabError
 from .progress import RichProgress
-from .recipe import load_recipe
 
 
 class _LazyConsole:
@@ -82,7 +81,7 @@ def main(ctx, debug):
 
 cache_option = click.option(
     "--cache", type=click.Path(path_type=Path), default=None,
-    help=f"Image cache directory (default: ${image_mod.CACHE_ENV} or ~/.cache/labbuilder/images).")
+    help="Image cache directory (default: $LABBUILDER_IMAGE_CACHE or ~/.cache/labbuilder/images).")
 
 
 @main.group()
@@ -96,6 +95,9 @@ def image():
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def image_build(recipe, cache, as_json):
     """Build RECIPE (e.g. images/debian-12.yaml) into the cache; instant if already built."""
+    from . import image as image_mod  # the image commands only: lab commands start without it
+    from .recipe import load_recipe
+
     rec = load_recipe(recipe)
     cache = cache or image_mod.default_cache_dir()
     built = image_mod.build(rec, cache, RichProgress(console.real))
@@ -107,6 +109,8 @@ def image_build(recipe, cache, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def image_list(cache, as_json):
     """List the images in the cache."""
+    from . import image as image_mod
+
     images = image_mod.list_images(cache or image_mod.default_cache_dir())
     if as_json:
         out.print_json(json.dumps([{"name": b.name, "path": str(b.image), **b.manifest["image"]}
@@ -126,6 +130,8 @@ def image_list(cache, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print manifest and qemu-img info as JSON.")
 def image_info(name, cache, as_json):
     """Show the manifest of image NAME and what qemu-img says about its file."""
+    from . import image as image_mod, qemuimg
+
     built = image_mod.find_image(cache or image_mod.default_cache_dir(), name)
     _print_image(built, as_json, qemu_info=qemuimg.info(built.image))
 
@@ -194,15 +200,17 @@ def _open(kwargs, start_private=True, check=True, describe=True):
 
 
 def _describe(lab) -> None:
+    """Where the lab lives, to stderr. Plain click, not rich: `down` prints it right after
+    its guests are gone and need not import rich for it."""
     where = ", ".join(sorted({h.name for h in lab.plan.hosts}))
-    console.print(f"[dim]{lab.plan.lab} team {lab.plan.team} on {where}; "
-                  f"domain type {lab.domain_type} ({lab.accel_reason})[/dim]", highlight=False)
+    click.secho(f"{lab.plan.lab} team {lab.plan.team} on {where}; "
+                f"domain type {lab.domain_type} ({lab.accel_reason})", dim=True, err=True)
     if any(h.ssh_prefix for h in lab.plan.hosts):
-        console.print(f"[dim]No system libvirtd is used here: the lab lives in a private libvirtd in its own "
-                      f"mount and network namespaces ({lab_mod.state_root() / 'libvirtd'}); reach guests "
-                      f"with `labbuilder ssh` or the lab's ssh_config.[/dim]", highlight=False)
+        click.secho(f"No system libvirtd is used here: the lab lives in a private libvirtd in its own "
+                    f"mount and network namespaces ({lab_mod.state_root() / 'libvirtd'}); reach guests "
+                    f"with `labbuilder ssh` or the lab's ssh_config.", dim=True, err=True)
     if lab.plan.memory_note:
-        console.print(f"[yellow]note:[/yellow] {lab.plan.memory_note}")
+        click.echo(click.style("note:", fg="yellow") + f" {lab.plan.memory_note}", err=True)
 
 
 _SYMBOL = {"create": "[green]+[/green]", "upload": "[green]+[/green]", "change": "[yellow]~[/yellow]",
@@ -415,12 +423,13 @@ def down_cmd(all_teams, as_json, **kwargs):
     finally:
         lab.close()
     _describe(lab)
+    # click, not rich, like _describe: nothing in down imports rich.
     if as_json:
-        out.print_json(json.dumps({"removed": removed}))
+        click.echo(json.dumps({"removed": removed}, indent=2))
     else:
         for r in removed:
-            out.print(f"[red]-[/red] {r}", highlight=False)
-        out.print(f"Removed {len(removed)} object(s)." if removed else "Nothing to remove.")
+            click.echo(click.style("-", fg="red") + f" {r}")
+        click.echo(f"Removed {len(removed)} object(s)." if removed else "Nothing to remove.")
 
 
 @main.command("reset")

@@ -9,17 +9,22 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import yaml
 
-from . import accel, checkpoint, config, hostnet, image as image_mod, lifecycle, locks, privatelibvirtd, ssh, virt
+# checkpoint (qemu.qmp, asyncio), config and the image pipeline are imported where they
+# are used: `down` must not pay for them while the guests it stops take the CPU.
+from . import accel, hostnet, lifecycle, locks, privatelibvirtd, ssh, virt
 from .errors import LabError, LockedError, TopologyError
 from .hosts import resolve_hosts, state_root
 from .lifecycle import Action, ApplyContext, Connections
 from .plan import BaseImage, Host, LabPlan, check_host_networks, plan_lab
 from .progress import Progress
 from .topology import Topology, load_topology
+
+if TYPE_CHECKING:
+    from .checkpoint import Checkpoint
 
 
 @dataclass(frozen=True)
@@ -63,9 +68,7 @@ def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = T
     `start_private`: start a private libvirtd if one is needed and none runs; False: fail
     then; None: plan against a stand-in for it (nothing exists there yet)."""
     topo = load_topology(req.topology)
-    # Only commands that create overlays need the images: down, status, ssh … work where
-    # the image cache is empty (cleared, or another machine with the topology).
-    images = find_images(topo, req.image_cache or image_mod.default_cache_dir(), required=check)
+    images = find_images(topo, req.image_cache, required=check)
     hosts = _hosts(topo, req, start_private)
     plan = plan_lab(topo, req.team, hosts, images, req.memory_scale)
     lab = Lab(topo, plan, Connections(), state_root() / f"{topo.lab}-t{req.team}", *_domain_type(plan))
@@ -81,24 +84,28 @@ def _hosts(topo: Topology, req: LabRequest, start_private: bool | None) -> dict[
                          check=lambda where: check_host_networks(topo, where))
 
 
-def find_images(topo: Topology, cache: Path, required: bool = True) -> dict[str, BaseImage]:
-    """Every image the topology names, built; a missing one is a topology problem if
-    `required`, else a stand-in carrying only its name."""
-    found, problems, seen = {}, [], set()
+def find_images(topo: Topology, cache: Path | None, required: bool = True) -> dict[str, BaseImage]:
+    """Every image the topology names, from `cache` (None: the default cache); a missing
+    one is a topology problem. Not `required` (commands that make no overlays: down,
+    status, ssh …): stand-ins carrying only the names, and the cache is not read, so these
+    work where it is empty (cleared, or another machine with the topology)."""
+    names: dict = {}
     for name, path in topo.image_uses():
-        if name in seen:
-            continue
-        seen.add(name)
-        built = next((b for b in image_mod.list_images(cache) if b.name == name), None)
-        if built is None and not required:
-            found[name] = BaseImage(name, "", "", 0, 0)
-            continue
-        if built is None:
+        names.setdefault(name, path)  # a problem names the first use
+    if not required:
+        return {name: BaseImage(name, "", "", 0, 0) for name in names}
+    from . import image as image_mod
+
+    cache = cache or image_mod.default_cache_dir()
+    built = {b.name: b for b in image_mod.list_images(cache)}
+    found, problems = {}, []
+    for name, path in names.items():
+        if name not in built:
             problems.append(topo.problem(path, f"base image {name!r} is not built (cache: {cache})",
                                          f"labbuilder image build images/{name}.yaml"))
             continue
-        m = built.manifest["image"]
-        found[name] = BaseImage(name, str(built.image), m["sha256"], m["size"], m["virtual_size"])
+        m = built[name].manifest["image"]
+        found[name] = BaseImage(name, str(built[name].image), m["sha256"], m["size"], m["virtual_size"])
     if problems:
         raise TopologyError(problems)
     return found
@@ -213,6 +220,8 @@ def wait(lab: Lab, progress: Progress) -> dict[str, str]:
 def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:
     """Nodes (default: all) back to a fresh overlay of the base image, running, on SSH.
     Their checkpoints go with the old overlays."""
+    from . import checkpoint
+
     targets = [lab.plan.node(n) for n in nodes] if nodes else list(lab.plan.nodes)
     with team_lock(lab):
         ctx = _context(lab, progress)
@@ -228,6 +237,8 @@ def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:
 def reset_to(lab: Lab, name: str, nodes: list[str], progress: Progress, cold: bool = False) -> dict[str, str]:
     """Nodes (default: all) back to checkpoint `name`: warm (memory state, no boot, clocks
     set) or `cold` (its disks, then a boot); running and answering on SSH."""
+    from . import checkpoint
+
     targets = [lab.plan.node(n) for n in nodes] if nodes else list(lab.plan.nodes)
     with team_lock(lab):
         if not cold:
@@ -237,14 +248,16 @@ def reset_to(lab: Lab, name: str, nodes: list[str], progress: Progress, cold: bo
         return lifecycle.wait_ready(lab.plan, lab.conns, lab.key, progress, targets)
 
 
-def take_checkpoint(lab: Lab, name: str, progress: Progress, role: str | None = None) -> checkpoint.Checkpoint:
+def take_checkpoint(lab: Lab, name: str, progress: Progress, role: str | None = None) -> Checkpoint:
     """A consistent point (disks + memory) of every node of the team, once they have
     finished booting."""
     with team_lock(lab):
         return _checkpoint(lab, name, progress, role)
 
 
-def _checkpoint(lab: Lab, name: str, progress: Progress, role: str | None) -> checkpoint.Checkpoint:
+def _checkpoint(lab: Lab, name: str, progress: Progress, role: str | None) -> Checkpoint:
+    from . import checkpoint
+
     settle_boots(lab, progress)
     return checkpoint.create(lab.plan, lab.conns, name, progress, role)
 
@@ -266,12 +279,16 @@ def _boot_finished(lab: Lab, node_key: str, timeout: float) -> None:
         pass  # no address, unreachable or too slow: checkpoint it as it is
 
 
-def checkpoints(lab: Lab) -> list[checkpoint.Checkpoint]:
+def checkpoints(lab: Lab) -> list[Checkpoint]:
+    from . import checkpoint
+
     return checkpoint.listing(lab.plan, lab.conns)
 
 
 def check_config(lab: Lab) -> None:
     """The config stage's roles exist (before `up` changes anything)."""
+    from . import config
+
     config.load_roles(lab.topology, lab.plan)
 
 
@@ -280,6 +297,8 @@ def configure(lab: Lab, progress: Progress, addresses: dict[str, str] | None = N
               driver: str = "builtin", checkpoints_after: bool = False) -> list[str]:
     """Run the config stage on the team's nodes (they must answer on SSH); return the
     roles run. With `checkpoints_after`, checkpoint `after-<role>` after each role."""
+    from . import config
+
     with team_lock(lab):
         addresses = addresses or {n.key: ssh_target(lab, n.key).address for n in lab.plan.nodes}
         files = write_handoff(lab, addresses)
@@ -322,6 +341,8 @@ def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = Fal
     """Per node: host, state, addresses, SSH; per network: bridge, active. With `ready`
     (node → address, from a wait just done) SSH is taken from it instead of probed;
     `probe_rest` still probes the nodes it does not name."""
+    from . import config
+
     nodes = []
     owners = {o.name: o.owner for h in lab.plan.hosts for o in virt.owned_objects(lab.conns(h), lab.plan.lab, lab.plan.team)}
 
