@@ -20,7 +20,6 @@ touched) and the cached debian-12 image. Goal: 8 nodes back and answering in <= 
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile

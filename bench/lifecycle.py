@@ -18,6 +18,12 @@ same private libvirtd (vagrant runs in its namespaces), with no synced folder an
 swap (`insert_key = false`). Its "up" is the time until all its domains run (watched
 through libvirt while `vagrant up` goes on), its "all-SSH" the time `vagrant up` takes,
 its "down" `vagrant destroy -f`.
+
+The guests' CPU model is each tool's own choice by default (`--vagrant-cpu default`), as
+a user gets it: vagrant-libvirt asks for host-model, which libvirt makes an EPYC-based
+model under TCG (AVX2, 5-level paging: slower to emulate); labbuilder gives TCG domains
+qemu64. `--vagrant-cpu qemu64` gives vagrant's guests labbuilder's model, so that only
+the orchestration differs.
 """
 
 from __future__ import annotations
@@ -104,8 +110,8 @@ class Vagrant:
     """vagrant + vagrant-libvirt run inside the private libvirtd's namespaces (its
     management network and the guests live there), with its own VAGRANT_HOME."""
 
-    def __init__(self, daemon, state: Path, conn, driver: str):
-        self.daemon, self.state, self.conn, self.driver = daemon, state, conn, driver
+    def __init__(self, daemon, state: Path, conn, driver: str, cpu: str):
+        self.daemon, self.state, self.conn, self.driver, self.cpu = daemon, state, conn, driver, cpu
         self.env = {**os.environ, "VAGRANT_HOME": str(state / "vagrant-home"), "VAGRANT_CHECKPOINT_DISABLE": "1"}
         virt.ensure_pool(conn, "vagrant", render.pool_xml("vagrant", str(state / "vagrant-pool")))
         box = image.build(recipe.load_recipe(REPO / "images" / "debian-12-vagrant.yaml"), image.default_cache_dir(),
@@ -124,8 +130,8 @@ class Vagrant:
         """(until all n domains run, until `vagrant up` returns: all answer on SSH)."""
         project = self.state / f"vagrant{n}"
         project.mkdir(exist_ok=True)
-        # Under TCG, the CPU model labbuilder's domains get (qemu64), not vagrant-libvirt's host-model.
-        cpu = 'lv.cpu_mode = "custom"; lv.cpu_model = "qemu64"' if self.driver == "qemu" else ""
+        # --vagrant-cpu qemu64: labbuilder's model for TCG domains instead of vagrant-libvirt's host-model.
+        cpu = f'lv.cpu_mode = "custom"; lv.cpu_model = "{self.cpu}"' if self.cpu != "default" else ""
         (project / "Vagrantfile").write_text(VAGRANTFILE.format(n=n, driver=self.driver, cpu=cpu))
         started: set[str] = set()
         running: list[float] = []
@@ -203,6 +209,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,4,8")
     parser.add_argument("--no-ssh", action="store_true", help="skip the (slow, TCG) boot-to-SSH figures")
     parser.add_argument("--repeat", type=int, default=5, help="runs of up/down per size (medians)")
+    parser.add_argument("--vagrant-cpu", default="default",
+                        help="vagrant's guest CPU model: 'default' (vagrant-libvirt's host-model, as a user gets it) "
+                             "or a model name such as qemu64 (labbuilder's under TCG)")
     args = parser.parse_args()
     base = image.build(recipe.load_recipe(REPO / "images" / "debian-12.yaml"), image.default_cache_dir(),
                        progress.Progress())
@@ -224,7 +233,8 @@ def main() -> None:
             print("vagrant-libvirt: not installed (apt-get install vagrant vagrant-libvirt), not compared", flush=True)
         else:
             from labbuilder import accel
-            vagrant = Vagrant(daemon, state, conn, accel.detect().domain_type)
+            vagrant = Vagrant(daemon, state, conn, accel.detect().domain_type, args.vagrant_cpu)
+            print(f"vagrant-libvirt guest CPU: {args.vagrant_cpu}", flush=True)
             vagrant.up(1)  # warm-up: uploads the box into its pool, like our first up
             vagrant.destroy(1)
         # Warm-up: the first up uploads the base image to the host's pool; not counted.

@@ -4,7 +4,6 @@ apply → wait → hand-off. The CLI calls these and prints what they return."""
 from __future__ import annotations
 
 import ipaddress
-import json
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
