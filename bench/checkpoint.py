@@ -20,6 +20,7 @@ touched) and the cached debian-12 image. Goal: 8 nodes back and answering in <= 
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,6 +100,7 @@ def main() -> None:
     finally:
         conn.close()
         privatelibvirtd.stop(daemon)
+        shutil.rmtree(state, ignore_errors=True)  # the runs' overlays, pools and keys
     print("labbuilder's figures are whole CLI runs (Python start, planning, locks) until every node "
           "answers on SSH with its clock set; the virsh loop is timed the same way.")
 

@@ -70,6 +70,7 @@ def main() -> None:
     finally:
         conn.close()
         privatelibvirtd.stop(daemon)
+        shutil.rmtree(state, ignore_errors=True)  # the runs' overlays, pools and keys
     for name in IMPORTS:
         print(f"{name:15} idle {idle[name]:.2f}s   while {args.nodes} nodes boot {busy[name]:.2f}s")
 

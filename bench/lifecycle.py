@@ -21,9 +21,9 @@ its "down" `vagrant destroy -f`.
 
 The guests' CPU model is each tool's own choice by default (`--vagrant-cpu default`), as
 a user gets it: vagrant-libvirt asks for host-model, which libvirt makes an EPYC-based
-model under TCG (AVX2, 5-level paging: slower to emulate); labbuilder gives TCG domains
-qemu64. `--vagrant-cpu qemu64` gives vagrant's guests labbuilder's model, so that only
-the orchestration differs.
+model under TCG (AVX2, 5-level paging: slower to emulate); labbuilder's TCG domains name
+no model and get QEMU's default, qemu64. `--vagrant-cpu qemu64` gives vagrant's guests
+that model too, so that only the orchestration differs.
 """
 
 from __future__ import annotations
@@ -106,6 +106,15 @@ def vagrant_installed() -> bool:
     return "vagrant-libvirt" in out
 
 
+class VagrantFailed(Exception):
+    """A vagrant command failed; `reason` is the line of its output that says why."""
+
+    def __init__(self, command: str, output: str) -> None:
+        lines = [line.strip() for line in output.splitlines() if line.strip()]
+        self.reason = next((line for line in lines if line.startswith("Timed out")), lines[-1] if lines else "")
+        super().__init__(f"vagrant {command} failed: {self.reason}\n{output[-3000:]}")
+
+
 class Vagrant:
     """vagrant + vagrant-libvirt run inside the private libvirtd's namespaces (its
     management network and the guests live there), with its own VAGRANT_HOME."""
@@ -124,13 +133,13 @@ class Vagrant:
         # nsenter --mount starts it in the namespace's root directory: name the project.
         proc = subprocess.run(argv, env={**self.env, "VAGRANT_CWD": str(cwd)}, capture_output=True, text=True)
         if proc.returncode:
-            raise SystemExit(f"vagrant {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+            raise VagrantFailed(args[0], proc.stdout + proc.stderr)
 
     def up(self, n: int) -> tuple[float, float]:
         """(until all n domains run, until `vagrant up` returns: all answer on SSH)."""
         project = self.state / f"vagrant{n}"
         project.mkdir(exist_ok=True)
-        # --vagrant-cpu qemu64: labbuilder's model for TCG domains instead of vagrant-libvirt's host-model.
+        # --vagrant-cpu qemu64: the model labbuilder's TCG domains get, not vagrant-libvirt's host-model.
         cpu = f'lv.cpu_mode = "custom"; lv.cpu_model = "{self.cpu}"' if self.cpu != "default" else ""
         (project / "Vagrantfile").write_text(VAGRANTFILE.format(n=n, driver=self.driver, cpu=cpu))
         started: set[str] = set()
@@ -164,8 +173,8 @@ def median_pair(pairs: list[tuple[float, float]]) -> tuple[float, float]:
     return sorted(pairs)[(len(pairs) - 1) // 2]
 
 
-def measure(n: int, state: Path, daemon, base, vagrant, wait_ssh: bool, repeat: int) -> dict:
-    """One size: ours, the floor's, vagrant's; every figure a whole process run."""
+def measure(n: int, state: Path, daemon, base, wait_ssh: bool, repeat: int) -> dict:
+    """One size: ours and the floor's; every figure a whole process run."""
     topo = state / f"bench{n}.yaml"
     topo.write_text(yaml.safe_dump(topology(n)))
     # Orchestration figures are short and shaken by the booting guests: medians of `repeat`
@@ -185,10 +194,21 @@ def measure(n: int, state: Path, daemon, base, vagrant, wait_ssh: bool, repeat: 
         row["floor_ssh"] = floor("up", daemon, base, n, state, wait_ssh=True)
         row["floor_reset"] = floor("reset", daemon, base, n, state)
         floor("down", daemon, base, n, state)
-    if vagrant is not None:
-        row["vagrant_up"], row["vagrant_ssh"] = vagrant.up(n)
-        row["vagrant_down"] = vagrant.destroy(n)
     return row
+
+
+def measure_vagrant(vagrant: Vagrant, row: dict) -> None:
+    """Vagrant's figures for the size of `row`, added to it; a `vagrant up` that fails (a
+    guest not on SSH within its boot_timeout) is a result too, reported with its time."""
+    n = row["n"]
+    start = time.monotonic()
+    try:
+        row["vagrant_up"], row["vagrant_ssh"] = vagrant.up(n)
+    except VagrantFailed as e:
+        row["vagrant_failed"] = (time.monotonic() - start, e.reason)
+        vagrant.destroy(n)
+        return
+    row["vagrant_down"] = vagrant.destroy(n)
 
 
 def report(row: dict) -> None:
@@ -198,7 +218,14 @@ def report(row: dict) -> None:
 
     keys = ["up", "down"] + (["ssh", "reset"] if "ssh" in row else [])
     print(f"N={row['n']}: " + "  ".join(vs(k) for k in keys).replace("ssh ", "all-SSH "), flush=True)
-    if "vagrant_up" in row:
+
+
+def report_vagrant(row: dict) -> None:
+    if "vagrant_failed" in row:
+        elapsed, reason = row["vagrant_failed"]
+        print(f"      vagrant-libvirt: `vagrant up` failed after {elapsed:.1f}s ({elapsed / row['ssh']:.2f}x "
+              f"our all-SSH): {reason}", flush=True)
+    else:
         print(f"      vagrant-libvirt: up {row['vagrant_up']:.1f}s ({row['vagrant_up'] / row['up']:.2f}x ours)  "
               f"down {row['vagrant_down']:.1f}s ({row['vagrant_down'] / row['down']:.2f}x ours)  "
               f"all-SSH {row['vagrant_ssh']:.1f}s ({row['vagrant_ssh'] / row['ssh']:.2f}x ours)", flush=True)
@@ -235,7 +262,10 @@ def main() -> None:
             from labbuilder import accel
             vagrant = Vagrant(daemon, state, conn, accel.detect().domain_type, args.vagrant_cpu)
             print(f"vagrant-libvirt guest CPU: {args.vagrant_cpu}", flush=True)
-            vagrant.up(1)  # warm-up: uploads the box into its pool, like our first up
+            try:
+                vagrant.up(1)  # warm-up: uploads the box into its pool, like our first up
+            except VagrantFailed as e:
+                raise SystemExit(str(e)) from None
             vagrant.destroy(1)
         # Warm-up: the first up uploads the base image to the host's pool; not counted.
         warm = state / "warm.yaml"
@@ -243,11 +273,15 @@ def main() -> None:
         lb(state, "up", str(warm), "--no-wait")
         lb(state, "down", str(warm))
         for n in [int(x) for x in args.sizes.split(",")]:
-            rows.append(measure(n, state, daemon, base, vagrant, not args.no_ssh, args.repeat))
-            report(rows[-1])
+            rows.append(measure(n, state, daemon, base, not args.no_ssh, args.repeat))
+            report(rows[-1])  # before vagrant's run, which takes longest and may fail
+            if vagrant is not None:
+                measure_vagrant(vagrant, rows[-1])
+                report_vagrant(rows[-1])
     finally:
         conn.close()
         privatelibvirtd.stop(daemon)
+        shutil.rmtree(state, ignore_errors=True)  # overlays, pools, vagrant's box copy
     print("Both labbuilder and the floor run as processes: their figures include a Python start"
           " (the floor's in-process time is in brackets).")
 
