@@ -4,12 +4,12 @@ floor, bench/floor.py), and the ratios. Both run as their own processes, as a us
 them, so both figures include a Python start; the floor's in-process time is printed
 too. "reset" is the cold reset to the base image: destroy, fresh overlays, boot, SSH.
 
-    .venv/bin/python bench/lifecycle.py [--sizes 1,4,8] [--no-ssh] [--repeat 5]
+    .venv/bin/python bench/lifecycle.py [--sizes 1,4,8] [--no-ssh] [--repeat 5] [--ssh-repeat 1]
 
 Runs against a private libvirtd it starts in its own namespaces (nothing on the host is
 touched) and the cached debian-12 image. "up" is the orchestration time until every
 domain runs (`up --no-wait`), "down" until all is removed, medians of --repeat runs; "ssh" the time from the start of `up` until every node
-answers on SSH. The first up's base image upload is a warm-up, not counted.
+answers on SSH, and "reset", medians of --ssh-repeat runs. The first up's base image upload is a warm-up, not counted.
 
 vagrant-libvirt (Debian's `vagrant` and `vagrant-libvirt`) is measured too if it is
 installed and SSH is waited for (`vagrant up` always waits for it): the same guests from
@@ -173,7 +173,7 @@ def median_pair(pairs: list[tuple[float, float]]) -> tuple[float, float]:
     return sorted(pairs)[(len(pairs) - 1) // 2]
 
 
-def measure(n: int, state: Path, daemon, base, wait_ssh: bool, repeat: int) -> dict:
+def measure(n: int, state: Path, daemon, base, wait_ssh: bool, repeat: int, ssh_repeat: int = 1) -> dict:
     """One size: ours and the floor's; every figure a whole process run."""
     topo = state / f"bench{n}.yaml"
     topo.write_text(yaml.safe_dump(topology(n)))
@@ -188,12 +188,18 @@ def measure(n: int, state: Path, daemon, base, wait_ssh: bool, repeat: int) -> d
     row = {"n": n, "up": statistics.median(ups), "down": statistics.median(downs),
            "floor_up": median_pair(floor_ups), "floor_down": median_pair(floor_downs)}
     if wait_ssh:
-        row["ssh"] = lb(state, "up", str(topo))
-        row["reset"] = lb(state, "reset", str(topo))
-        lb(state, "down", str(topo))
-        row["floor_ssh"] = floor("up", daemon, base, n, state, wait_ssh=True)
-        row["floor_reset"] = floor("reset", daemon, base, n, state)
-        floor("down", daemon, base, n, state)
+        # Boots vary from run to run (one node: 61-82 s to SSH on one machine): medians of
+        # `ssh_repeat` runs, ours and the floor's taking turns.
+        sshs, resets, floor_sshs, floor_resets = [], [], [], []
+        for _ in range(ssh_repeat):
+            sshs.append(lb(state, "up", str(topo)))
+            resets.append(lb(state, "reset", str(topo)))
+            lb(state, "down", str(topo))
+            floor_sshs.append(floor("up", daemon, base, n, state, wait_ssh=True))
+            floor_resets.append(floor("reset", daemon, base, n, state))
+            floor("down", daemon, base, n, state)
+        row.update(ssh=statistics.median(sshs), reset=statistics.median(resets),
+                   floor_ssh=median_pair(floor_sshs), floor_reset=median_pair(floor_resets))
     return row
 
 
@@ -236,6 +242,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,4,8")
     parser.add_argument("--no-ssh", action="store_true", help="skip the (slow, TCG) boot-to-SSH figures")
     parser.add_argument("--repeat", type=int, default=5, help="runs of up/down per size (medians)")
+    parser.add_argument("--ssh-repeat", type=int, default=1,
+                        help="runs of all-SSH and cold reset per size (medians; each boots N nodes twice)")
     parser.add_argument("--vagrant-cpu", default="default",
                         help="vagrant's guest CPU model: 'default' (vagrant-libvirt's host-model, as a user gets it) "
                              "or a model name such as qemu64 (labbuilder's under TCG)")
@@ -273,7 +281,7 @@ def main() -> None:
         lb(state, "up", str(warm), "--no-wait")
         lb(state, "down", str(warm))
         for n in [int(x) for x in args.sizes.split(",")]:
-            rows.append(measure(n, state, daemon, base, not args.no_ssh, args.repeat))
+            rows.append(measure(n, state, daemon, base, not args.no_ssh, args.repeat, args.ssh_repeat))
             report(rows[-1])  # before vagrant's run, which takes longest and may fail
             if vagrant is not None:
                 measure_vagrant(vagrant, rows[-1])
