@@ -20,10 +20,8 @@ touched) and the cached debian-12 image. Goal: 8 nodes back and answering in <= 
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,10 +31,10 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from labbuilder import image, privatelibvirtd, progress, recipe, ssh, virt  # noqa: E402
+from labbuilder import image, progress, recipe, ssh  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
-from lifecycle import lb, topology  # noqa: E402
+from lifecycle import bench_libvirtd, lb, topology  # noqa: E402
 
 
 def virsh_snapshots(daemon, n: int) -> float:
@@ -68,12 +66,8 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=0, help="seconds between up and checkpoint")
     args = parser.parse_args()
     image.build(recipe.load_recipe(REPO / "images" / "debian-12.yaml"), image.default_cache_dir(), progress.Progress())
-    state = Path(tempfile.mkdtemp(prefix="lbbench-"))
-    daemon = privatelibvirtd.start(state / "libvirtd")
-    conn = virt.connect(daemon.uri)
-    virt.define_network(conn, "<network><name>bench-keep</name><bridge name='benchkeep0'/></network>")
-    key = state / "bench-t1" / "id_ed25519"
-    try:
+    with bench_libvirtd() as (state, daemon, _conn):
+        key = state / "bench-t1" / "id_ed25519"
         for n in [int(x) for x in args.sizes.split(",")]:
             topo = state / f"bench{n}.yaml"
             topo.write_text(yaml.safe_dump(topology(n)))
@@ -97,10 +91,6 @@ def main() -> None:
                   f"virsh snapshot-revert loop {row['virsh']:.1f}s ({row['virsh'] / warm:.2f}x our median)"
                   + (f"  cold reset {row['cold']:.1f}s ({row['cold'] / warm:.1f}x our median)" if "cold" in row else ""),
                   flush=True)
-    finally:
-        conn.close()
-        privatelibvirtd.stop(daemon)
-        shutil.rmtree(state, ignore_errors=True)  # the runs' overlays, pools and keys
     print("labbuilder's figures are whole CLI runs (Python start, planning, locks) until every node "
           "answers on SSH with its clock set; the virsh loop is timed the same way.")
 

@@ -15,7 +15,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,8 +22,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lifecycle import REPO, lb, topology  # noqa: E402
-from labbuilder import privatelibvirtd, virt  # noqa: E402
+from lifecycle import REPO, bench_libvirtd, lb, topology  # noqa: E402
 
 IMPORTS = {"labbuilder CLI": "import labbuilder.cli",
            "floor": "import labbuilder.render, labbuilder.seed, labbuilder.ssh, labbuilder.virt",
@@ -57,20 +55,12 @@ def main() -> None:
     else:
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "labbuilder")], check=True)
     idle = medians(args.repeat)
-    state = Path(tempfile.mkdtemp(prefix="lbbench-"))
-    daemon = privatelibvirtd.start(state / "libvirtd")
-    conn = virt.connect(daemon.uri)
-    virt.define_network(conn, "<network><name>bench-keep</name><bridge name='benchkeep0'/></network>")
-    topo = state / "bench.yaml"
-    topo.write_text(yaml.safe_dump(topology(args.nodes)))
-    try:
+    with bench_libvirtd() as (state, _daemon, _conn):
+        topo = state / "bench.yaml"
+        topo.write_text(yaml.safe_dump(topology(args.nodes)))
         lb(state, "up", str(topo), "--no-wait")
         busy = medians(args.repeat)
         lb(state, "down", str(topo))
-    finally:
-        conn.close()
-        privatelibvirtd.stop(daemon)
-        shutil.rmtree(state, ignore_errors=True)  # the runs' overlays, pools and keys
     for name in IMPORTS:
         print(f"{name:15} idle {idle[name]:.2f}s   while {args.nodes} nodes boot {busy[name]:.2f}s")
 

@@ -38,7 +38,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import libvirt
 import yaml
@@ -61,6 +63,23 @@ def lb(state: Path, *args: str) -> float:
     subprocess.run([sys.executable, "-m", "labbuilder.cli", *args, "--private"], cwd=REPO, check=True,
                    env={**os.environ, "LABBUILDER_STATE": str(state)}, capture_output=True)
     return time.monotonic() - start
+
+
+@contextmanager
+def bench_libvirtd() -> Iterator[tuple[Path, object, object]]:
+    """(state directory, private libvirtd, connection) for one bench run; all removed after.
+    Like a real host with other work on it, the daemon has one active network that is not
+    ours, so `labbuilder down` does not also stop the (then idle) private libvirtd."""
+    state = Path(tempfile.mkdtemp(prefix="lbbench-"))
+    daemon = privatelibvirtd.start(state / "libvirtd")
+    conn = virt.connect(daemon.uri)
+    try:
+        virt.define_network(conn, "<network><name>bench-keep</name><bridge name='benchkeep0'/></network>")
+        yield state, daemon, conn
+    finally:
+        conn.close()
+        privatelibvirtd.stop(daemon)
+        shutil.rmtree(state, ignore_errors=True)  # overlays, pools, keys, vagrant's box copy
 
 
 def floor(action: str, daemon, base, n: int, state: Path, wait_ssh: bool = False) -> tuple[float, float]:
@@ -212,7 +231,10 @@ def measure_vagrant(vagrant: Vagrant, row: dict) -> None:
         row["vagrant_up"], row["vagrant_ssh"] = vagrant.up(n)
     except VagrantFailed as e:
         row["vagrant_failed"] = (time.monotonic() - start, e.reason)
-        vagrant.destroy(n)
+        try:
+            vagrant.destroy(n)  # what it made before it failed
+        except VagrantFailed as cleanup:
+            print(f"      vagrant destroy after the failed up: {cleanup.reason}", flush=True)
         return
     row["vagrant_down"] = vagrant.destroy(n)
 
@@ -253,15 +275,9 @@ def main() -> None:
     # Bytecode as an installed package has it (`make compile`): PYTHONDONTWRITEBYTECODE,
     # set on these machines, would make every labbuilder and floor run compile from source.
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "labbuilder")], check=True)
-    state = Path(tempfile.mkdtemp(prefix="lbbench-"))
-    daemon = privatelibvirtd.start(state / "libvirtd")
-    conn = virt.connect(daemon.uri)
-    # Like a real host with other work on it: one active network that is not ours, so
-    # `labbuilder down` does not also stop the (then idle) private libvirtd.
-    virt.define_network(conn, "<network><name>bench-keep</name><bridge name='benchkeep0'/></network>")
     rows = []
     vagrant = None
-    try:
+    with bench_libvirtd() as (state, daemon, conn):
         if args.no_ssh:
             print("vagrant-libvirt: not run (--no-ssh: `vagrant up` always waits for SSH)", flush=True)
         elif not vagrant_installed():
@@ -286,10 +302,6 @@ def main() -> None:
             if vagrant is not None:
                 measure_vagrant(vagrant, rows[-1])
                 report_vagrant(rows[-1])
-    finally:
-        conn.close()
-        privatelibvirtd.stop(daemon)
-        shutil.rmtree(state, ignore_errors=True)  # overlays, pools, vagrant's box copy
     print("Both labbuilder and the floor run as processes: their figures include a Python start"
           " (the floor's in-process time is in brackets).")
 
