@@ -64,6 +64,10 @@ LIBVIRTD_CONF = {
     "auth_unix_ro": "none",
     "auth_unix_rw": "none",
     "log_outputs": "3:file:/var/log/libvirt/libvirtd.log",
+    # labbuilder is this daemon's one client and sends a call per node at once (8 for 8
+    # nodes); past the default of 5 calls the daemon stops reading the connection, and
+    # an `up` of 8 with seed uploads once waited forever there for a reply.
+    "max_client_requests": 32,
 }
 VIRTLOGD_CONF = {
     "log_outputs": "3:file:/var/log/libvirt/virtlogd.log",
@@ -205,7 +209,7 @@ def _drop_autostart(etc: Path) -> None:
         link.unlink()
 
 
-def _write_conf(path: Path, settings: dict[str, str | list[str]]) -> None:
+def _write_conf(path: Path, settings: dict[str, str | int | list[str]]) -> None:
     """Write a libvirt config file; its strings and lists use JSON's quoting."""
     path.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items()))
 

@@ -170,3 +170,25 @@ def test_stop_leaves_nothing_behind(tmp_path_factory, private_libvirtd, nat_netw
 def test_start_refuses_a_state_dir_too_long_for_a_socket(tmp_path):
     with pytest.raises(HostError, match="too long"):
         privatelibvirtd.start(tmp_path / ("x" * 100))
+
+
+def test_one_client_may_send_many_calls_at_once(private_libvirtd, conn):
+    """labbuilder sends a call per node at once (8 for 8 nodes) on one connection. Past
+    libvirtd's default limit of 5 the daemon stops reading that connection, and an `up`
+    of 8 once waited forever for a reply there: the private daemon allows more."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    log = private_libvirtd.state_dir / "log" / "libvirtd.log"
+    seen = log.stat().st_size if log.exists() else 0
+
+    def churn(i: int) -> None:
+        for _ in range(15):
+            dom = conn.defineXML(DOMAIN_XML.replace("lbtest-vm", f"lbtest-calls-{i}"))
+            dom.undefine()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(churn, range(8)))
+    with log.open() as f:
+        f.seek(seen)
+        assert "hit max requests limit" not in f.read()
+    assert not [d for d in conn.listAllDomains() if d.name().startswith("lbtest-calls-")]
