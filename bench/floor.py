@@ -22,6 +22,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import shlex  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -36,11 +37,28 @@ def mac(i: int) -> str:
     return f"52:54:00:fe:00:{i:02x}"
 
 
+_local = threading.local()
+
+
+def thread_conn(uri: str):
+    """A connection per thread, as labbuilder does: libvirtd serves at most 5 calls of
+    one connection at once by default, so 8 threads sharing one would wait on each other."""
+    if not hasattr(_local, "conn"):
+        _local.conn = virt.connect(uri)
+        _opened.append(_local.conn)
+    return _local.conn
+
+
+_opened: list = []
+
+
 def overlay(pool, args, i: int):
     return virt.create_volume(pool, render.volume_xml(f"f{i}.qcow2", args.virtual_size, "qcow2", args.base))
 
 
-def define_one(conn, pool, args, pubkey: str, i: int) -> None:
+def define_one(args, pubkey: str, i: int) -> None:
+    conn = thread_conn(args.uri)
+    pool = conn.storagePoolLookupByName("floor")
     overlay(pool, args, i)
     iso = seed.seed_iso(seed.Seed(f"floor-{i}", f"f{i}", f"f{i}", (pubkey,),
                                   (seed.SeedNic("eth0", mac(i), dhcp=True),)))
@@ -62,9 +80,9 @@ def up(conn, args) -> None:
         mode="nat", bridge="floor0", domain="", gateway=f"{NET}.1", prefix=24,
         dhcp_start=f"{NET}.100", dhcp_end=f"{NET}.250",
         hosts=[{"mac": mac(i), "name": f"f{i}", "ip": f"{NET}.{10 + i}"} for i in range(args.n)]))
-    pool = virt.ensure_pool(conn, "floor", render.pool_xml("floor", str(args.state / "floor-pool")))
+    virt.ensure_pool(conn, "floor", render.pool_xml("floor", str(args.state / "floor-pool")))
     with ThreadPoolExecutor(8) as ex:
-        list(ex.map(lambda i: define_one(conn, pool, args, pubkey, i), range(args.n)))
+        list(ex.map(lambda i: define_one(args, pubkey, i), range(args.n)))
 
 
 def wait_ssh(args) -> None:
@@ -80,15 +98,15 @@ def domains(conn) -> list[str]:
 
 def down(conn, args) -> None:
     with ThreadPoolExecutor(8) as ex:
-        list(ex.map(lambda name: virt.remove_domain(conn, name), domains(conn)))
+        list(ex.map(lambda name: virt.remove_domain(thread_conn(args.uri), name), domains(conn)))
     virt.remove_network(conn, "floor-lan")
     virt.remove_pool(conn, "floor")
 
 
 def reset(conn, args) -> None:
-    pool = conn.storagePoolLookupByName("floor")
-
     def one(i: int) -> None:
+        conn = thread_conn(args.uri)
+        pool = conn.storagePoolLookupByName("floor")
         dom = conn.lookupByName(f"floor-{i}")
         if dom.isActive():
             dom.destroy()
@@ -116,7 +134,8 @@ def main() -> None:
     {"up": up, "down": down, "reset": reset}[args.action](conn, args)
     if args.ssh or args.action == "reset":
         wait_ssh(args)
-    conn.close()
+    for c in [conn, *_opened]:
+        c.close()
     print(json.dumps({"inprocess": time.monotonic() - start, "imports": start - _t0}))
 
 

@@ -9,14 +9,18 @@ from __future__ import annotations
 import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import locks, render, seed, ssh, virt
+from . import locks, render, ssh, virt
 from .errors import HostError
 from .plan import Host, LabPlan, NetworkPlan, NodePlan
 from .progress import Progress
+
+if TYPE_CHECKING:
+    from . import seed
 
 BASE_POOL = "labbuilder-base"
 POOL_ROOT = "/var/lib/libvirt/images/labbuilder"
@@ -54,22 +58,85 @@ def render_plan(plan: LabPlan, domain_type: str, now: float | None = None) -> De
 
 
 class Connections:
-    """One libvirt connection per host URI, opened on first use, shared by threads."""
+    """libvirt connections per host URI, opened on first use, one per thread: a job of
+    `parallel` hands its connections back when it ends, for the next job.
+
+    Not one connection shared by threads: libvirtd serves at most max_client_requests
+    calls of a connection at once (5 by default) and stops reading it beyond that, so
+    the 8 threads of an `up` of 8 waited on each other there, and once an `up` waited
+    forever for a reply. Opening one takes about 1 ms.
+    """
+
+    _all: "weakref.WeakSet[Connections]" = weakref.WeakSet()
 
     def __init__(self) -> None:
-        self._conns: dict[str, object] = {}
+        self._held: dict[tuple[int, str], object] = {}  # (thread, URI) → its connection
+        self._idle: dict[str, list] = {}  # URI → connections no thread holds
         self._lock = threading.Lock()
+        Connections._all.add(self)
 
     def __call__(self, host: Host):
+        key = (threading.get_ident(), host.uri)
         with self._lock:
-            if host.uri not in self._conns:
-                self._conns[host.uri] = virt.connect(host.uri)
-            return self._conns[host.uri]
+            conn = self._held.get(key)
+            if conn is None and self._idle.get(host.uri):
+                conn = self._held[key] = self._idle[host.uri].pop()
+        if conn is None:
+            conn = virt.connect(host.uri)
+            with self._lock:
+                self._held[key] = conn
+        return conn
+
+    def give_back(self) -> None:
+        """The calling thread is done with its connections: the next job may take them."""
+        me = threading.get_ident()
+        with self._lock:
+            for key in [k for k in self._held if k[0] == me]:
+                self._idle.setdefault(key[1], []).append(self._held.pop(key))
 
     def close(self) -> None:
-        for conn in self._conns.values():
+        with self._lock:
+            conns = [*self._held.values(), *(c for idle in self._idle.values() for c in idle)]
+            self._held.clear()
+            self._idle.clear()
+        for conn in conns:
             conn.close()
-        self._conns.clear()
+
+
+def parallel(jobs: list) -> list:
+    """Run `jobs` (callables) in up to 8 threads; their results in order, or the error of
+    the first job that failed, once every job has ended. Each job's libvirt connections
+    go back to their Connections when it ends. Plain threads: concurrent.futures imports
+    logging, and `down` starts while booting guests take every CPU."""
+    results: list = [None] * len(jobs)
+    errors: list[BaseException | None] = [None] * len(jobs)
+    todo = iter(range(len(jobs)))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while (i := _next(todo, lock)) is not None:
+            try:
+                results[i] = jobs[i]()
+            except BaseException as e:  # handed to the caller below
+                errors[i] = e
+            finally:
+                for conns in list(Connections._all):
+                    conns.give_back()
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(8, len(jobs)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    failed = next((e for e in errors if e is not None), None)
+    if failed is not None:
+        raise failed
+    return results
+
+
+def _next(todo, lock: threading.Lock) -> int | None:
+    with lock:
+        return next(todo, None)
 
 
 # ---- diff ----
@@ -155,13 +222,6 @@ def apply(ctx: ApplyContext, actions: list[Action]) -> None:
             parallel([lambda a=a: _apply_node(ctx, a, storage[a.host]) for a in nodes])
 
 
-def parallel(jobs: list) -> list:
-    if not jobs:
-        return []
-    with ThreadPoolExecutor(max_workers=min(8, len(jobs))) as pool:
-        return [f.result() for f in [pool.submit(job) for job in jobs]]
-
-
 def _remove(ctx: ApplyContext, a: Action) -> None:
     conn = ctx.conns(a.host)
     if a.kind == "domain":
@@ -215,7 +275,7 @@ def _ensure_lab_pool(conn, name: str):
 class HostStorage:
     """Looked up once per host and apply: the lab's pool, and base image volume → path."""
 
-    pool: object
+    pool: str  # by name: each job looks it up through its own connection
     bases: dict[str, str]
 
 
@@ -226,8 +286,8 @@ def _host_storage(ctx: ApplyContext, hosts: list[Host]) -> dict[Host, HostStorag
         conn = ctx.conns(host)
         base = _base_pool(conn)
         volumes = {n.image.volume for n in ctx.plan.nodes if n.host == host}
-        found[host] = HostStorage(_ensure_lab_pool(conn, ctx.plan.pool),
-                                  {v: virt.volume_path(base, v) for v in volumes})
+        _ensure_lab_pool(conn, ctx.plan.pool)
+        found[host] = HostStorage(ctx.plan.pool, {v: virt.volume_path(base, v) for v in volumes})
     return found
 
 
@@ -249,7 +309,7 @@ def _apply_node(ctx: ApplyContext, a: Action, storage: HostStorage) -> None:
 
 def _create_volumes(ctx: ApplyContext, conn, node: NodePlan, storage: HostStorage, fresh: bool) -> None:
     """vda as a qcow2 overlay of the base image (O(1)), extra disks, the NoCloud seed."""
-    pool = storage.pool
+    pool = virt.require_pool(conn, storage.pool)  # through this thread's connection
     have = set() if fresh else virt.volume_names(pool)
     base = storage.bases[node.image.volume]
     if fresh:
@@ -261,6 +321,8 @@ def _create_volumes(ctx: ApplyContext, conn, node: NodePlan, storage: HostStorag
         if d.volume not in have:
             virt.create_volume(pool, render.volume_xml(d.volume, d.size_bytes, "qcow2"))
     if node.seed_volume not in have:
+        from . import seed  # here: `down`, `status` and `ssh` make no seeds and start sooner without it
+
         iso = seed.seed_iso(node_seed(ctx.plan, node, ctx.pubkey))
         vol = virt.create_volume(pool, render.volume_xml(node.seed_volume, len(iso), "raw"))
         virt.upload_volume(conn, vol, iso)
@@ -268,6 +330,8 @@ def _create_volumes(ctx: ApplyContext, conn, node: NodePlan, storage: HostStorag
 
 def node_seed(plan: LabPlan, node: NodePlan, pubkey: str) -> seed.Seed:
     """The node's identity: hostname, the lab key, its NICs, every lab node in /etc/hosts."""
+    from . import seed
+
     nics = tuple(seed.SeedNic(n.guest_name, n.mac,
                               addresses=(f"{n.ip}/{n.prefix}",) if n.ip and not n.dhcp else (),
                               dhcp=n.dhcp) for n in node.nics)
@@ -339,20 +403,14 @@ def _wait_address(node: NodePlan, conns: Connections, watch: virt.GuestWatch, de
 
 def down(conns: Connections, host: Host, lab: str, team: int | None) -> list[str]:
     """Remove every object this lab (team) owns on `host`; nothing else. Returns what went."""
-    conn = conns(host)
-    removed = []
-    owned = virt.owned_objects(conn, lab, team)
-    parallel([lambda o=o: virt.remove_domain(conn, o.name) for o in owned if o.kind == "domain"])
-    for o in owned:
-        if o.kind == "network":
-            virt.remove_network(conn, o.name)
-    removed += [f"{o.kind} {o.name}" for o in owned]
+    owned = virt.owned_objects(conns(host), lab, team)
+    parallel([lambda o=o: virt.remove_domain(conns(host), o.name) for o in owned if o.kind == "domain"])
     pattern = re.compile(rf"^{re.escape(lab)}-t{team if team is not None else '[0-9]+'}-pool$")
-    for pool in virt.pool_names(conn):
-        if pattern.match(pool):
-            virt.remove_pool(conn, pool)
-            removed.append(f"pool {pool}")
-    return removed
+    pools = [p for p in virt.pool_names(conns(host)) if pattern.match(p)]
+    # With the domains gone, networks and pools wait on nothing: all at once.
+    parallel([lambda o=o: virt.remove_network(conns(host), o.name) for o in owned if o.kind == "network"] +
+             [lambda p=p: virt.remove_pool(conns(host), p) for p in pools])
+    return [f"{o.kind} {o.name}" for o in owned] + [f"pool {p}" for p in pools]
 
 
 def reset_nodes(ctx: ApplyContext, nodes: list[NodePlan]) -> None:
@@ -362,8 +420,9 @@ def reset_nodes(ctx: ApplyContext, nodes: list[NodePlan]) -> None:
     def one(node: NodePlan) -> None:
         conn = ctx.conns(node.host)
         virt.stop_domain(conn, node.name)
+        pool = virt.require_pool(conn, storage[node.host].pool)
         for name in (node.vda, node.seed_volume):
-            virt.delete_volume(storage[node.host].pool, name)
+            virt.delete_volume(pool, name)
         _create_volumes(ctx, conn, node, storage[node.host], fresh=False)
         _, xml, _ = ctx.want.domains[node.name]
         virt.start_domain(virt.define_domain(conn, xml))

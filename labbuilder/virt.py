@@ -47,13 +47,23 @@ def _event_loop() -> None:
         _loop_started = True
 
 
-def connect(uri: str) -> libvirt.virConnect:
-    """Open a read-write connection to `uri`; raise HostError if the host cannot be reached."""
+def connect(uri: str, keepalive: tuple[int, int] = (5, 6)) -> libvirt.virConnect:
+    """Open a read-write connection to `uri`; raise HostError if the host cannot be reached.
+
+    `keepalive` (interval s, count), as virsh's defaults: a daemon that answers nothing,
+    not even a keepalive, for interval × (count + 1) s ends the calls waiting on it with an
+    error instead of a wait forever.
+    """
     _event_loop()
     try:
-        return libvirt.open(uri)
+        conn = libvirt.open(uri)
     except libvirt.libvirtError as e:
         raise HostError(f"cannot connect to libvirt at {uri}: {e.get_error_message()}") from None
+    try:
+        conn.setKeepAlive(*keepalive)
+    except libvirt.libvirtError:
+        pass  # a driver without a daemon (test:///) has nothing to keep alive
+    return conn
 
 
 def destroy_all(conn: libvirt.virConnect) -> None:
@@ -137,6 +147,10 @@ def ensure_pool(conn: libvirt.virConnect, name: str, xml: str) -> libvirt.virSto
     # No refresh here: volumes made through the API are known already, and a refresh fails
     # while libvirt's own post-upload refresh runs ("asynchronous jobs running").
     return pool
+
+
+def require_pool(conn: libvirt.virConnect, name: str) -> libvirt.virStoragePool:
+    return _call(f"no storage pool {name}", conn.storagePoolLookupByName, name)
 
 
 def volume_path(pool: libvirt.virStoragePool, name: str) -> str:

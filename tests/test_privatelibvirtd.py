@@ -6,6 +6,7 @@ import os
 import socket
 from pathlib import Path
 
+import libvirt
 import pytest
 
 from labbuilder import privatelibvirtd, virt
@@ -172,23 +173,49 @@ def test_start_refuses_a_state_dir_too_long_for_a_socket(tmp_path):
         privatelibvirtd.start(tmp_path / ("x" * 100))
 
 
-def test_one_client_may_send_many_calls_at_once(private_libvirtd, conn):
-    """labbuilder sends a call per node at once (8 for 8 nodes) on one connection. Past
-    libvirtd's default limit of 5 the daemon stops reading that connection, and an `up`
-    of 8 once waited forever for a reply there: the private daemon allows more."""
-    from concurrent.futures import ThreadPoolExecutor
+def test_eight_jobs_at_once_stay_under_the_daemons_request_limit(private_libvirtd):
+    """labbuilder does a node's calls in a thread each (8 at once for 8 nodes). libvirtd
+    serves at most 5 calls of one connection at once (its default, which the private
+    daemon keeps, as a lab host's does) and stops reading the connection beyond that; an
+    `up` of 8 once waited forever there. Each job has a connection of its own."""
+    from labbuilder.lifecycle import Connections, parallel
+    from labbuilder.plan import Host
 
     log = private_libvirtd.state_dir / "log" / "libvirtd.log"
     seen = log.stat().st_size if log.exists() else 0
+    host = Host(private_libvirtd.uri)
+    conns = Connections()
 
     def churn(i: int) -> None:
         for _ in range(15):
-            dom = conn.defineXML(DOMAIN_XML.replace("lbtest-vm", f"lbtest-calls-{i}"))
-            dom.undefine()
+            conns(host).defineXML(DOMAIN_XML.replace("lbtest-vm", f"lbtest-calls-{i}")).undefine()
 
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(churn, range(8)))
+    try:
+        parallel([lambda i=i: churn(i) for i in range(8)])
+        parallel([lambda i=i: churn(i) for i in range(8)])  # the same 8 connections again
+        assert len(conns._idle[host.uri]) == 8  # given back, and none opened for the second round
+        assert not [d for d in conns(host).listAllDomains() if d.name().startswith("lbtest-calls-")]
+    finally:
+        conns.close()
     with log.open() as f:
         f.seek(seen)
         assert "hit max requests limit" not in f.read()
-    assert not [d for d in conn.listAllDomains() if d.name().startswith("lbtest-calls-")]
+
+
+def test_a_daemon_that_stops_answering_ends_the_call_with_an_error(tmp_path_factory):
+    """A call on a hung libvirtd fails once keepalive gives up, instead of waiting forever."""
+    import signal
+    import time
+
+    daemon = privatelibvirtd.start(tmp_path_factory.mktemp("hung"))
+    pid = int((daemon.state_dir / "libvirtd.pid").read_text())
+    try:
+        conn = virt.connect(daemon.uri, keepalive=(1, 2))
+        os.kill(pid, signal.SIGSTOP)
+        start = time.monotonic()
+        with pytest.raises(libvirt.libvirtError, match="keepalive"):
+            conn.listAllDomains()
+        assert time.monotonic() - start < 10
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        privatelibvirtd.stop(daemon)
