@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .errors import RecipeError
-from .yamlcheck import Checker, load_with_marks
+from .yamlcheck import IMAGE_NAME_RE as NAME_RE, Checker, load_with_marks, parse_size
 
 # Bump when the build code changes what a recipe produces, so old cache entries are not reused.
 PIPELINE_VERSION = 1
@@ -21,10 +21,8 @@ SUITES = {
 DEFAULT_MIRRORS = {"debian": "http://deb.debian.org/debian", "ubuntu": "http://archive.ubuntu.com/ubuntu"}
 VARIANTS = ("apt", "required", "important", "standard", "minbase")
 OUTPUTS = ("qcow2", "raw", "vagrant")  # vagrant: a vagrant-libvirt box of the qcow2
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 UNIT_RE = re.compile(r"^[A-Za-z0-9@._-]+$")
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]*$")
-SIZE_RE = re.compile(r"^(\d+)\s*([KMGT]i?B?)?$", re.I)
 
 
 @dataclass(frozen=True)
@@ -66,17 +64,6 @@ class Recipe:
             data.pop("disable")  # recipes that disable nothing keep the hash they had before
         data["pipeline"] = PIPELINE_VERSION
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-
-def parse_size(text: str | int) -> int | None:
-    """'3G', '512M', '3GiB' or a byte count → bytes (binary units); None if unreadable."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        return text
-    m = SIZE_RE.match(str(text).strip())
-    if not m:
-        return None
-    unit = (m.group(2) or "").upper()[:1]
-    return int(m.group(1)) * 1024 ** " KMGT".index(unit or " ")
 
 
 _TOP = {"name": str, "description": str, "source": dict, "packages": list, "kernel_cmdline": str,

@@ -17,9 +17,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from .errors import Problem, TopologyError
-from .recipe import NAME_RE as IMAGE_NAME_RE
-from .recipe import parse_size
-from .yamlcheck import Checker, KeyPath, dotted, load_with_marks
+from .yamlcheck import IMAGE_NAME_RE, Checker, KeyPath, dotted, load_with_marks, parse_size
 
 VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")

@@ -6,6 +6,7 @@ it is on, so a problem can be reported as ``FILE:LINE: key.path: message``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,21 @@ import yaml
 from .errors import InputError, Problem
 
 KeyPath = tuple  # of str | int
+
+# Values both image recipes and topologies hold: an image's name, a size.
+IMAGE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+SIZE_RE = re.compile(r"^(\d+)\s*([KMGT]i?B?)?$", re.I)
+
+
+def parse_size(text: str | int) -> int | None:
+    """'3G', '512M', '3GiB' or a byte count → bytes (binary units); None if unreadable."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    m = SIZE_RE.match(str(text).strip())
+    if not m:
+        return None
+    unit = (m.group(2) or "").upper()[:1]
+    return int(m.group(1)) * 1024 ** " KMGT".index(unit or " ")
 
 
 class Marks(dict):
@@ -30,22 +46,26 @@ class Marks(dict):
             del self[path]
 
 
-def _construct(node: yaml.Node, path: KeyPath, marks: Marks) -> Any:
+# libyaml's parser where PyYAML was built with it: the same nodes and marks, faster.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _construct(node: yaml.Node, path: KeyPath, marks: Marks, scalars: yaml.constructor.SafeConstructor) -> Any:
     marks.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
-        return _construct_mapping(node, path, marks)
+        return _construct_mapping(node, path, marks, scalars)
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(v, path + (i,), marks) for i, v in enumerate(node.value)]
-    loader = yaml.SafeLoader(" ")
-    return loader.construct_object(node, deep=True)
+        return [_construct(v, path + (i,), marks, scalars) for i, v in enumerate(node.value)]
+    return scalars.construct_object(node, deep=True)
 
 
-def _construct_mapping(node: yaml.MappingNode, path: KeyPath, marks: Marks) -> dict:
+def _construct_mapping(node: yaml.MappingNode, path: KeyPath, marks: Marks,
+                       scalars: yaml.constructor.SafeConstructor) -> dict:
     # Like PyYAML, the last of equal keys wins; unlike PyYAML, the repeat is recorded.
     out: dict = {}
     first: dict = {}
     for key_node, value_node in node.value:
-        key = yaml.SafeLoader(" ").construct_object(key_node, deep=True)
+        key = scalars.construct_object(key_node, deep=True)
         key = str(key) if not isinstance(key, (str, int)) else key
         line = key_node.start_mark.line + 1
         if key in first:
@@ -53,7 +73,7 @@ def _construct_mapping(node: yaml.MappingNode, path: KeyPath, marks: Marks) -> d
             marks.forget(path + (key,))
         first.setdefault(key, line)
         marks[path + (key,)] = line
-        out[key] = _construct(value_node, path + (key,), marks)
+        out[key] = _construct(value_node, path + (key,), marks, scalars)
     return out
 
 
@@ -65,14 +85,21 @@ def load_with_marks(path: Path, error: type[InputError] = InputError) -> tuple[A
     except OSError as e:
         raise error([Problem(str(path), None, "", f"cannot read file: {e.strerror}")]) from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        line = e.problem_mark.line + 1 if e.problem_mark else None
-        raise error([Problem(str(path), line, "", f"YAML syntax error: {e.problem}")]) from None
+        node = yaml.compose(text, Loader=_FAST_LOADER)
+    except yaml.YAMLError:
+        node = _compose_reporting(text, path, error)  # PyYAML's own parser words the error
     marks = Marks()
     if node is None:
         return {}, marks
-    return _construct(node, (), marks), marks
+    return _construct(node, (), marks, yaml.constructor.SafeConstructor()), marks
+
+
+def _compose_reporting(text: str, path: Path, error: type[InputError]) -> yaml.Node | None:
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        line = e.problem_mark.line + 1 if e.problem_mark else None
+        raise error([Problem(str(path), line, "", f"YAML syntax error: {e.problem}")]) from None
 
 
 def dotted(path: KeyPath) -> str:
