@@ -275,6 +275,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="runs of up/down per size (medians)")
     parser.add_argument("--ssh-repeat", type=int, default=1,
                         help="runs of all-SSH and cold reset per size (medians; each boots N nodes twice)")
+    parser.add_argument("--no-vagrant", action="store_true", help="leave vagrant-libvirt out even if installed")
     parser.add_argument("--vagrant-cpu", default="default",
                         help="vagrant's guest CPU model: 'default' (vagrant-libvirt's host-model, as a user gets it) "
                              "or a model name such as qemu64 (labbuilder's under TCG)")
@@ -292,6 +293,8 @@ def main() -> None:
     with bench_libvirtd() as (state, daemon, conn):
         if args.no_ssh:
             print("vagrant-libvirt: not run (--no-ssh: `vagrant up` always waits for SSH)", flush=True)
+        elif args.no_vagrant:
+            print("vagrant-libvirt: not run (--no-vagrant)", flush=True)
         elif not vagrant_installed():
             print("vagrant-libvirt: not installed (apt-get install vagrant vagrant-libvirt), not compared", flush=True)
         else:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,6 +56,9 @@ def render_plan(plan: LabPlan, domain_type: str, now: float | None = None) -> De
     return want
 
 
+_holding = threading.local()  # .from: the Connections this thread holds a connection of
+
+
 class Connections:
     """libvirt connections per host URI, opened on first use, one per thread: a job of
     `parallel` hands its connections back when it ends, for the next job.
@@ -67,13 +69,10 @@ class Connections:
     forever for a reply. Opening one takes about 1 ms.
     """
 
-    _all: "weakref.WeakSet[Connections]" = weakref.WeakSet()
-
     def __init__(self) -> None:
         self._held: dict[tuple[int, str], object] = {}  # (thread, URI) → its connection
         self._idle: dict[str, list] = {}  # URI → connections no thread holds
         self._lock = threading.Lock()
-        Connections._all.add(self)
 
     def __call__(self, host: Host):
         key = (threading.get_ident(), host.uri)
@@ -85,6 +84,7 @@ class Connections:
             conn = virt.connect(host.uri)
             with self._lock:
                 self._held[key] = conn
+        _holding.__dict__.setdefault("from", set()).add(self)
         return conn
 
     def give_back(self) -> None:
@@ -120,7 +120,7 @@ def parallel(jobs: list) -> list:
             except BaseException as e:  # handed to the caller below
                 errors[i] = e
             finally:
-                for conns in list(Connections._all):
+                for conns in _holding.__dict__.pop("from", ()):
                     conns.give_back()
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(8, len(jobs)))]
