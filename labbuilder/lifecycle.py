@@ -56,7 +56,7 @@ def render_plan(plan: LabPlan, domain_type: str, now: float | None = None) -> De
     return want
 
 
-_holding = threading.local()  # .from: the Connections this thread holds a connection of
+_holding = threading.local()  # .owners: the Connections this thread holds a connection of
 
 
 class Connections:
@@ -84,7 +84,7 @@ class Connections:
             conn = virt.connect(host.uri)
             with self._lock:
                 self._held[key] = conn
-        _holding.__dict__.setdefault("from", set()).add(self)
+        _holding.__dict__.setdefault("owners", set()).add(self)
         return conn
 
     def give_back(self) -> None:
@@ -120,7 +120,7 @@ def parallel(jobs: list) -> list:
             except BaseException as e:  # handed to the caller below
                 errors[i] = e
             finally:
-                for conns in _holding.__dict__.pop("from", ()):
+                for conns in _holding.__dict__.pop("owners", ()):
                     conns.give_back()
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(8, len(jobs)))]
