@@ -38,6 +38,7 @@ def mac(i: int) -> str:
 
 
 _local = threading.local()
+_opened: list = []  # every thread's connection, closed at the end
 
 
 def thread_conn(uri: str):
@@ -47,9 +48,6 @@ def thread_conn(uri: str):
         _local.conn = virt.connect(uri)
         _opened.append(_local.conn)
     return _local.conn
-
-
-_opened: list = []
 
 
 def overlay(pool, args, i: int):

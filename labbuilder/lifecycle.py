@@ -65,8 +65,9 @@ class Connections:
 
     Not one connection shared by threads: libvirtd serves at most max_client_requests
     calls of a connection at once (5 by default) and stops reading it beyond that, so
-    the 8 threads of an `up` of 8 waited on each other there, and once an `up` waited
-    forever for a reply. Opening one takes about 1 ms.
+    the 8 threads of an `up` of 8 waited on each other there (and one such `up` hung,
+    waiting for a reply, right after the daemon logged that limit). Opening one takes
+    about 1 ms.
     """
 
     def __init__(self) -> None:
@@ -217,9 +218,9 @@ def apply(ctx: ApplyContext, actions: list[Action]) -> None:
         _ensure_lab_pool(ctx.conns(a.host), ctx.plan.pool)
     nodes = by_verb("domain")
     if nodes:
-        storage = _host_storage(ctx, [a.host for a in nodes])
+        bases = _base_paths(ctx, [a.host for a in nodes])
         with ctx.progress.stage(f"{len(nodes)} node(s): volumes, seeds, domains"):
-            parallel([lambda a=a: _apply_node(ctx, a, storage[a.host]) for a in nodes])
+            parallel([lambda a=a: _apply_node(ctx, a, bases[a.host]) for a in nodes])
 
 
 def _remove(ctx: ApplyContext, a: Action) -> None:
@@ -271,47 +272,40 @@ def _ensure_lab_pool(conn, name: str):
     return virt.ensure_pool(conn, name, render.pool_xml(name, f"{POOL_ROOT}/{name}"))
 
 
-@dataclass(frozen=True)
-class HostStorage:
-    """Looked up once per host and apply: the lab's pool, and base image volume → path."""
-
-    pool: str  # by name: each job looks it up through its own connection
-    bases: dict[str, str]
-
-
-def _host_storage(ctx: ApplyContext, hosts: list[Host]) -> dict[Host, HostStorage]:
-    """The lab pool and base image paths on each of `hosts` (the images are uploaded by now)."""
+def _base_paths(ctx: ApplyContext, hosts: list[Host]) -> dict[Host, dict[str, str]]:
+    """Base image volume → path on each of `hosts` (uploaded by now), looked up once per
+    apply; the lab's pool is made sure of on each."""
     found = {}
     for host in set(hosts):
         conn = ctx.conns(host)
         base = _base_pool(conn)
         volumes = {n.image.volume for n in ctx.plan.nodes if n.host == host}
         _ensure_lab_pool(conn, ctx.plan.pool)
-        found[host] = HostStorage(ctx.plan.pool, {v: virt.volume_path(base, v) for v in volumes})
+        found[host] = {v: virt.volume_path(base, v) for v in volumes}
     return found
 
 
-def _apply_node(ctx: ApplyContext, a: Action, storage: HostStorage) -> None:
+def _apply_node(ctx: ApplyContext, a: Action, bases: dict[str, str]) -> None:
     conn = ctx.conns(a.host)
     node, xml, _ = ctx.want.domains[a.name]
-    if a.verb == "create":
-        if virt.lookup_domain(conn, node.name) is not None:  # exists, but not ours
-            raise HostError(f"a domain named {node.name} exists on {a.host.name} and labbuilder does "
-                            "not own it; it is left alone: remove or rename it, or use another team")
-        _create_volumes(ctx, conn, node, storage, fresh=True)
-    elif a.verb == "change":
+    if a.verb == "create" and virt.lookup_domain(conn, node.name) is not None:  # exists, but not ours
+        raise HostError(f"a domain named {node.name} exists on {a.host.name} and labbuilder does "
+                        "not own it; it is left alone: remove or rename it, or use another team")
+    if a.verb == "change":
         virt.stop_domain(conn, node.name)
-        _create_volumes(ctx, conn, node, storage, fresh=False)
+    if a.verb != "start":
+        pool = virt.require_pool(conn, ctx.plan.pool)  # through this thread's connection
+        _create_volumes(ctx, conn, pool, node, bases, fresh=a.verb == "create")
     dom = virt.define_domain(conn, xml) if a.verb != "start" else virt.lookup_domain(conn, node.name)
     virt.start_domain(dom)
     ctx.progress.step(f"{node.key} started")
 
 
-def _create_volumes(ctx: ApplyContext, conn, node: NodePlan, storage: HostStorage, fresh: bool) -> None:
-    """vda as a qcow2 overlay of the base image (O(1)), extra disks, the NoCloud seed."""
-    pool = virt.require_pool(conn, storage.pool)  # through this thread's connection
+def _create_volumes(ctx: ApplyContext, conn, pool, node: NodePlan, bases: dict[str, str], fresh: bool) -> None:
+    """vda as a qcow2 overlay of the base image (O(1)), extra disks, the NoCloud seed, in
+    the lab's `pool` (looked up through `conn`, this thread's connection)."""
     have = set() if fresh else virt.volume_names(pool)
-    base = storage.bases[node.image.volume]
+    base = bases[node.image.volume]
     if fresh:
         for name in (node.vda, node.seed_volume, *(d.volume for d in node.disks)):
             virt.delete_volume(pool, name)
@@ -415,15 +409,15 @@ def down(conns: Connections, host: Host, lab: str, team: int | None) -> list[str
 
 def reset_nodes(ctx: ApplyContext, nodes: list[NodePlan]) -> None:
     """Back to pristine: stop, new overlay (and seed) from the base image, start."""
-    storage = _host_storage(ctx, [n.host for n in nodes])
+    bases = _base_paths(ctx, [n.host for n in nodes])
 
     def one(node: NodePlan) -> None:
         conn = ctx.conns(node.host)
         virt.stop_domain(conn, node.name)
-        pool = virt.require_pool(conn, storage[node.host].pool)
+        pool = virt.require_pool(conn, ctx.plan.pool)
         for name in (node.vda, node.seed_volume):
             virt.delete_volume(pool, name)
-        _create_volumes(ctx, conn, node, storage[node.host], fresh=False)
+        _create_volumes(ctx, conn, pool, node, bases[node.host], fresh=False)
         _, xml, _ = ctx.want.domains[node.name]
         virt.start_domain(virt.define_domain(conn, xml))
 

@@ -64,8 +64,8 @@ LIBVIRTD_CONF = {
     "auth_unix_ro": "none",
     "auth_unix_rw": "none",
     "log_outputs": "3:file:/var/log/libvirt/libvirtd.log",
-    # Nothing else differs from a lab host's own libvirtd: max_client_requests keeps its
-    # default of 5, which labbuilder's connection per thread stays under.
+    # max_client_requests keeps libvirtd's default of 5, as on a lab host: labbuilder's
+    # connection per thread stays under it.
 }
 VIRTLOGD_CONF = {
     "log_outputs": "3:file:/var/log/libvirt/virtlogd.log",
@@ -207,7 +207,7 @@ def _drop_autostart(etc: Path) -> None:
         link.unlink()
 
 
-def _write_conf(path: Path, settings: dict[str, str | int | list[str]]) -> None:
+def _write_conf(path: Path, settings: dict[str, str | list[str]]) -> None:
     """Write a libvirt config file; its strings and lists use JSON's quoting."""
     path.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items()))
 
