@@ -1,6 +1,8 @@
-"""What a labbuilder command pays before it does anything: the import of the CLI, next
-to the imports of bench/floor.py and a bare Python start, each a new process, on an idle
-host and while N nodes boot (the condition `down` runs in, in bench/lifecycle.py).
+"""What a labbuilder command pays before it does anything: the imports of `down` and of
+the other lab commands, next to the imports of bench/floor.py and a bare Python start,
+each a new process, on an idle host and while N nodes boot (the condition `down` runs
+in, in bench/lifecycle.py). Wall time, and the CPU time the process used: under load it
+waits for its share of the CPU in proportion to that.
 
     .venv/bin/python bench/cli_start.py [--nodes 8] [--repeat 5] [--from-source]
 
@@ -11,6 +13,7 @@ cached debian-12 image, like bench/lifecycle.py.
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
 import statistics
 import subprocess
@@ -24,23 +27,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lifecycle import REPO, bench_libvirtd, lb, topology  # noqa: E402
 
-IMPORTS = {"labbuilder CLI": "import labbuilder.cli",
-           "floor": "import labbuilder.render, labbuilder.seed, labbuilder.ssh, labbuilder.virt",
+# What each imports before its first libvirt call (virt.observe imports lxml then).
+IMPORTS = {"labbuilder down": "import labbuilder.cli, labbuilder.teardown, lxml.etree",
+           "labbuilder up": "import labbuilder.cli, labbuilder.lab, lxml.etree",
+           "floor": "import argparse, concurrent.futures, json, shlex, "
+                    "labbuilder.render, labbuilder.seed, labbuilder.ssh, labbuilder.virt",
            "bare python": "pass"}
 
 
-def timed(code: str) -> float:
+def timed(code: str) -> tuple[float, float]:
+    """(wall, CPU) seconds of a new Python process running `code`."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
-    return time.monotonic() - start
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def medians(repeat: int) -> dict[str, float]:
+def medians(repeat: int) -> dict[str, tuple[float, float]]:
     runs = {name: [] for name in IMPORTS}
     for _ in range(repeat):
         for name, code in IMPORTS.items():
             runs[name].append(timed(code))
-    return {name: statistics.median(v) for name, v in runs.items()}
+    return {name: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+            for name, v in runs.items()}
 
 
 def main() -> None:
@@ -62,7 +73,8 @@ def main() -> None:
         busy = medians(args.repeat)
         lb(state, "down", str(topo))
     for name in IMPORTS:
-        print(f"{name:15} idle {idle[name]:.2f}s   while {args.nodes} nodes boot {busy[name]:.2f}s")
+        print(f"{name:16} idle {idle[name][0]:.3f}s (CPU {idle[name][1]:.3f}s)   "
+              f"while {args.nodes} nodes boot {busy[name][0]:.3f}s (CPU {busy[name][1]:.3f}s)")
 
 
 if __name__ == "__main__":

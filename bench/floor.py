@@ -97,8 +97,9 @@ def domains(conn) -> list[str]:
 def down(conn, args) -> None:
     with ThreadPoolExecutor(8) as ex:
         list(ex.map(lambda name: virt.remove_domain(thread_conn(args.uri), name), domains(conn)))
-    virt.remove_network(conn, "floor-lan")
-    virt.remove_pool(conn, "floor")
+        # With the domains gone, the network and the pool at once, as labbuilder does.
+        list(ex.map(lambda remove: remove(thread_conn(args.uri)),
+                    [lambda c: virt.remove_network(c, "floor-lan"), lambda c: virt.remove_pool(c, "floor")]))
 
 
 def reset(conn, args) -> None:

@@ -14,8 +14,9 @@ import time
 from dataclasses import dataclass
 
 from . import qemuimg, ssh, virt
+from .conns import Connections, parallel
 from .errors import HostError, LabError
-from .lifecycle import Connections, node_address, parallel
+from .lifecycle import node_address
 from .plan import LabPlan, NodePlan
 from .progress import Progress
 

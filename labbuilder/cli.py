@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from . import __version__, lab as lab_mod
-from .lab import LabRequest
+from . import __version__
 from .errors import LabError
 from .progress import RichProgress
+from .request import LabRequest
 
 
 class _LazyConsole:
@@ -42,6 +42,19 @@ def _table(*columns, **options):
 
 console = _LazyConsole(stderr=True)
 out = _LazyConsole()
+
+
+class _LazyLab:
+    """labbuilder.lab, imported on first use: `down` (labbuilder.teardown) needs none of
+    its planning, rendering and SSH while the guests it stops take the CPU."""
+
+    def __getattr__(self, name: str):
+        from . import lab
+
+        return getattr(lab, name)
+
+
+lab_mod = _LazyLab()
 
 
 def _escape(text: str) -> str:
@@ -192,16 +205,14 @@ def _request(topology, team, connect, inventory, private, memory_scale, cache, *
     return LabRequest(topology, team, connect, inventory, private, memory_scale, cache)
 
 
-def _open(kwargs, start_private=True, check=True, describe=True):
+def _open(kwargs, start_private=True, check=True):
     lab = lab_mod.open_lab(_request(**kwargs), start_private, check)
-    if describe:
-        _describe(lab)
+    _describe(lab)
     return lab
 
 
 def _describe(lab) -> None:
-    """Where the lab lives, to stderr. Plain click, not rich: `down` prints it right after
-    its guests are gone and need not import rich for it."""
+    """Where the lab lives, to stderr."""
     where = ", ".join(sorted({h.name for h in lab.plan.hosts}))
     click.secho(f"{lab.plan.lab} team {lab.plan.team} on {where}; "
                 f"domain type {lab.domain_type} ({lab.accel_reason})", dim=True, err=True)
@@ -416,20 +427,19 @@ def status_cmd(as_json, **kwargs):
 @click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
 def down_cmd(all_teams, as_json, **kwargs):
     """Remove every object labbuilder owns for this lab and team, and nothing else."""
-    # Described once its guests are gone: until then every CPU-second is theirs or ours.
-    lab = _open(kwargs, start_private=False, check=False, describe=False)
-    try:
-        removed = lab_mod.down(lab, all_teams)
-    finally:
-        lab.close()
-    _describe(lab)
-    # click, not rich, like _describe: nothing in down imports rich.
+    from . import teardown
+
+    done = teardown.down(_request(**kwargs), all_teams)
+    # Said once its guests are gone (until then every CPU-second is theirs or ours), with
+    # click, not rich: nothing in down imports rich.
+    click.secho(f"{done.lab} team {done.team} on {', '.join(sorted(h.name for h in done.hosts))}",
+                dim=True, err=True)
     if as_json:
-        click.echo(json.dumps({"removed": removed}, indent=2))
+        click.echo(json.dumps({"removed": list(done.removed)}, indent=2))
     else:
-        for r in removed:
+        for r in done.removed:
             click.echo(click.style("-", fg="red") + f" {r}")
-        click.echo(f"Removed {len(removed)} object(s)." if removed else "Nothing to remove.")
+        click.echo(f"Removed {len(done.removed)} object(s)." if done.removed else "Nothing to remove.")
 
 
 @main.command("reset")

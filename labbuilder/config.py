@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 from . import ssh, virt
 from .errors import LabError, TopologyError
-from .lifecycle import parallel
+from .conns import parallel
 from .plan import LabPlan, NodePlan
 from .progress import Progress
 from .run import run

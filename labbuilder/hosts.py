@@ -5,14 +5,12 @@ An inventory may also join topology networks to existing host bridges, per host.
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 from . import privatelibvirtd
 from .errors import TopologyError, Problem
-from .plan import Host
 from .topology import BRIDGE_HINT, BRIDGE_RE, URI_RE, Topology, choice_hint
 from .yamlcheck import Checker, KeyPath, load_with_marks
 
@@ -21,13 +19,40 @@ SYSTEM_URI = "qemu:///system"
 STATE_ENV = "LABBUILDER_STATE"
 
 
+@dataclass(frozen=True)
+class Host:
+    """Where a host slot lands: a libvirt URI, and how to reach guests from here."""
+
+    uri: str
+    ssh_prefix: tuple[str, ...] = ()  # e.g. nsenter into a private libvirtd's network namespace
+    label: str = ""
+    files_prefix: tuple[str, ...] = ()  # e.g. nsenter into its mount namespace, to read its files
+    running: bool = True  # False: a private libvirtd `up` would start; nothing exists on it yet
+    bridges: tuple[tuple[str, str], ...] = ()  # (network, existing host bridge) joined on this host
+
+    @property
+    def name(self) -> str:
+        return self.label or self.uri
+
+    def joined_bridge(self, network: str) -> str | None:
+        """The host bridge the inventory joins `network` to on this host, if any."""
+        return dict(self.bridges).get(network)
+
+
 def state_root() -> Path:
     """$LABBUILDER_STATE, else ~/.local/state/labbuilder."""
     env = os.environ.get(STATE_ENV)
     return Path(env) if env else Path.home() / ".local" / "state" / "labbuilder"
 
 
+def team_dir(lab: str, team: int) -> Path:
+    """The local state of one lab and team: its SSH key, hand-off files and lock."""
+    return state_root() / f"{lab}-t{team}"
+
+
 def system_libvirtd_runs() -> bool:
+    import socket  # here: not needed with --connect, --private or an inventory
+
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(2)

@@ -5,38 +5,26 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, ContextManager
 
 import yaml
 
 # checkpoint (qemu.qmp, asyncio), config and the image pipeline are imported where they
 # are used: `down` must not pay for them while the guests it stops take the CPU.
-from . import accel, hostnet, lifecycle, locks, privatelibvirtd, ssh, virt
-from .errors import LabError, LockedError, TopologyError
-from .hosts import resolve_hosts, state_root
-from .lifecycle import Action, ApplyContext, Connections
-from .plan import BaseImage, Host, LabPlan, check_host_networks, plan_lab
+from . import accel, hostnet, lifecycle, locks, ssh, virt
+from .conns import Connections, parallel
+from .errors import LabError, TopologyError
+from .hosts import Host, resolve_hosts, state_root, team_dir
+from .lifecycle import Action, ApplyContext
+from .plan import BaseImage, LabPlan, check_host_networks, plan_lab
+from .request import LabRequest
 from .progress import Progress
 from .topology import Topology, load_topology
 
 if TYPE_CHECKING:
     from .checkpoint import Checkpoint
-
-
-@dataclass(frozen=True)
-class LabRequest:
-    """What the user asked for, as parsed by the CLI."""
-
-    topology: Path
-    team: int = 1
-    connect: str | None = None
-    inventory: Path | None = None
-    private: bool | None = None  # None: private libvirtd only if no system libvirtd runs
-    memory_scale: float = 1.0
-    image_cache: Path | None = None
 
 
 @dataclass
@@ -70,7 +58,7 @@ def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = T
     images = find_images(topo, req.image_cache, required=check)
     hosts = _hosts(topo, req, start_private)
     plan = plan_lab(topo, req.team, hosts, images, req.memory_scale)
-    lab = Lab(topo, plan, Connections(), state_root() / f"{topo.lab}-t{req.team}", *_domain_type(plan))
+    lab = Lab(topo, plan, Connections(), team_dir(topo.lab, req.team), *_domain_type(plan))
     if check:
         lab.observed = check_hosts(lab)
     return lab
@@ -177,15 +165,9 @@ def _mac_clashes(lab: Lab, observed: dict[str, list[virt.HostObject]]) -> list:
     return problems
 
 
-@contextmanager
-def team_lock(lab: Lab) -> Iterator[None]:
+def team_lock(lab: Lab) -> ContextManager[None]:
     """One up/reset/down per lab and team at a time; other teams run in parallel."""
-    def blocked() -> None:
-        raise LockedError(f"another labbuilder run is working on {lab.plan.lab} team "
-                          f"{lab.plan.team} (lock {lab.state / 'lock'}); try again when it ends")
-
-    with locks.exclusive(lab.state / "lock", blocked):
-        yield
+    return locks.team(lab.state, lab.plan.lab, lab.plan.team)
 
 
 def _context(lab: Lab, progress: Progress) -> ApplyContext:
@@ -267,7 +249,7 @@ def settle_boots(lab: Lab, progress: Progress, timeout: float = 600) -> None:
     state, and every reset to it does it again. A node SSH does not reach is not waited for."""
     nodes = [n for n in lab.plan.nodes if virt.domain_state(lab.conns(n.host), n.name) == "running"]
     with progress.stage(f"wait for {len(nodes)} node(s) to finish booting"):
-        lifecycle.parallel([lambda n=n: _boot_finished(lab, n.key, timeout) for n in nodes])
+        parallel([lambda n=n: _boot_finished(lab, n.key, timeout) for n in nodes])
 
 
 def _boot_finished(lab: Lab, node_key: str, timeout: float) -> None:
@@ -314,28 +296,6 @@ def configure(lab: Lab, progress: Progress, addresses: dict[str, str] | None = N
             config.close_connections(stage)
 
 
-def down(lab: Lab, all_teams: bool = False) -> list[str]:
-    """Remove what this lab (team) owns on its hosts, found by ownership metadata."""
-    with team_lock(lab):
-        removed = []
-        for host in lab.plan.hosts:
-            removed += lifecycle.down(lab.conns, host, lab.plan.lab, None if all_teams else lab.plan.team)
-        return removed + _stop_idle_private_libvirtd(lab)
-
-
-def _stop_idle_private_libvirtd(lab: Lab) -> list[str]:
-    """Stop the private libvirtd `up` started here (state directory's) once nothing runs in
-    it, unless the inventory joins bridges there: they live in its network namespace,
-    which would go with it. An inventory's `private:` libvirtds are left running."""
-    daemon = privatelibvirtd.attach(state_root() / "libvirtd")
-    host = next((h for h in lab.plan.hosts if daemon is not None and h.uri == daemon.uri), None)
-    if host is None or host.bridges or not virt.is_idle(lab.conns(host)):
-        return []
-    lab.close()
-    privatelibvirtd.stop(daemon)
-    return ["private libvirtd (nothing left in it)"]
-
-
 def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = False) -> dict:
     """Per node: host, state, addresses, SSH; per network: bridge, active. With `ready`
     (node → address, from a wait just done) SSH is taken from it instead of probed;
@@ -362,7 +322,7 @@ def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = Fal
                       "roles_done": list(config.read_record(conn, node.name).done),
                       "age_seconds": int(time.time()) - int(created) if created.isdigit() else None})
 
-    lifecycle.parallel([lambda n=n: one(n) for n in lab.plan.nodes])
+    parallel([lambda n=n: one(n) for n in lab.plan.nodes])
     order = [n.key for n in lab.plan.nodes]
     nodes.sort(key=lambda n: order.index(n["node"]))
     networks = []

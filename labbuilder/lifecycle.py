@@ -6,20 +6,20 @@ ownership metadata; nothing about VMs is kept locally.
 
 from __future__ import annotations
 
-import re
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import locks, render, ssh, virt
+from .conns import Connections, parallel
 from .errors import HostError
-from .plan import Host, LabPlan, NetworkPlan, NodePlan
 from .progress import Progress
 
 if TYPE_CHECKING:
     from . import seed
+    from .hosts import Host
+    from .plan import LabPlan, NetworkPlan, NodePlan
 
 BASE_POOL = "labbuilder-base"
 POOL_ROOT = "/var/lib/libvirt/images/labbuilder"
@@ -54,90 +54,6 @@ def render_plan(plan: LabPlan, domain_type: str, now: float | None = None) -> De
         xml, digest = render.domain_xml(plan.lab, plan.team, node, plan.pool, domain_type, created)
         want.domains[node.name] = (node, xml, digest)
     return want
-
-
-_holding = threading.local()  # .owners: the Connections this thread holds a connection of
-
-
-class Connections:
-    """libvirt connections per host URI, opened on first use, one per thread: a job of
-    `parallel` hands its connections back when it ends, for the next job.
-
-    Not one connection shared by threads: libvirtd serves at most max_client_requests
-    calls of a connection at once (5 by default) and stops reading it beyond that, so
-    the 8 threads of an `up` of 8 waited on each other there (and one such `up` hung,
-    waiting for a reply, right after the daemon logged that limit). Opening one takes
-    about 1 ms.
-    """
-
-    def __init__(self) -> None:
-        self._held: dict[tuple[int, str], object] = {}  # (thread, URI) → its connection
-        self._idle: dict[str, list] = {}  # URI → connections no thread holds
-        self._lock = threading.Lock()
-
-    def __call__(self, host: Host):
-        key = (threading.get_ident(), host.uri)
-        with self._lock:
-            conn = self._held.get(key)
-            if conn is None and self._idle.get(host.uri):
-                conn = self._held[key] = self._idle[host.uri].pop()
-        if conn is None:
-            conn = virt.connect(host.uri)
-            with self._lock:
-                self._held[key] = conn
-        _holding.__dict__.setdefault("owners", set()).add(self)
-        return conn
-
-    def give_back(self) -> None:
-        """The calling thread is done with its connections: the next job may take them."""
-        me = threading.get_ident()
-        with self._lock:
-            for key in [k for k in self._held if k[0] == me]:
-                self._idle.setdefault(key[1], []).append(self._held.pop(key))
-
-    def close(self) -> None:
-        with self._lock:
-            conns = [*self._held.values(), *(c for idle in self._idle.values() for c in idle)]
-            self._held.clear()
-            self._idle.clear()
-        for conn in conns:
-            conn.close()
-
-
-def parallel(jobs: list) -> list:
-    """Run `jobs` (callables) in up to 8 threads; their results in order, or the error of
-    the first job that failed, once every job has ended. Each job's libvirt connections
-    go back to their Connections when it ends. Plain threads: concurrent.futures imports
-    logging, and `down` starts while booting guests take every CPU."""
-    results: list = [None] * len(jobs)
-    errors: list[BaseException | None] = [None] * len(jobs)
-    todo = iter(range(len(jobs)))
-    lock = threading.Lock()
-
-    def worker() -> None:
-        while (i := _next(todo, lock)) is not None:
-            try:
-                results[i] = jobs[i]()
-            except BaseException as e:  # handed to the caller below
-                errors[i] = e
-            finally:
-                for conns in _holding.__dict__.pop("owners", ()):
-                    conns.give_back()
-
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(8, len(jobs)))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    failed = next((e for e in errors if e is not None), None)
-    if failed is not None:
-        raise failed
-    return results
-
-
-def _next(todo, lock: threading.Lock) -> int | None:
-    with lock:
-        return next(todo, None)
 
 
 # ---- diff ----
@@ -393,19 +309,7 @@ def _wait_address(node: NodePlan, conns: Connections, watch: virt.GuestWatch, de
         watch.wait(2 if watch.agent else 10, agent=not watch.agent)
 
 
-# ---- down / reset / status ----
-
-def down(conns: Connections, host: Host, lab: str, team: int | None) -> list[str]:
-    """Remove every object this lab (team) owns on `host`; nothing else. Returns what went."""
-    owned = virt.owned_objects(conns(host), lab, team)
-    parallel([lambda o=o: virt.remove_domain(conns(host), o.name) for o in owned if o.kind == "domain"])
-    pattern = re.compile(rf"^{re.escape(lab)}-t{team if team is not None else '[0-9]+'}-pool$")
-    pools = [p for p in virt.pool_names(conns(host)) if pattern.match(p)]
-    # With the domains gone, networks and pools wait on nothing: all at once.
-    parallel([lambda o=o: virt.remove_network(conns(host), o.name) for o in owned if o.kind == "network"] +
-             [lambda p=p: virt.remove_pool(conns(host), p) for p in pools])
-    return [f"{o.kind} {o.name}" for o in owned] + [f"pool {p}" for p in pools]
-
+# ---- reset ----
 
 def reset_nodes(ctx: ApplyContext, nodes: list[NodePlan]) -> None:
     """Back to pristine: stop, new overlay (and seed) from the base image, start."""

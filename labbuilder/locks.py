@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .errors import LockedError
+
 
 @contextmanager
 def exclusive(path: Path, blocked: Callable[[], None]) -> Iterator[None]:
@@ -23,6 +25,18 @@ def exclusive(path: Path, blocked: Callable[[], None]) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # the kernel drops the lock with the last descriptor, also on SIGKILL
+
+
+@contextmanager
+def team(state: Path, lab: str, team: int) -> Iterator[None]:
+    """One up/reset/down of a lab and team at a time (`state`: its state directory);
+    other teams run in parallel. A second one fails at once."""
+    def blocked() -> None:
+        raise LockedError(f"another labbuilder run is working on {lab} team {team} "
+                          f"(lock {state / 'lock'}); try again when it ends")
+
+    with exclusive(state / "lock", blocked):
+        yield
 
 
 def _try_lock(fd: int) -> bool:

@@ -6,31 +6,15 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import Problem, TopologyError
 from .topology import Network, Node, Topology
 
+if TYPE_CHECKING:
+    from .hosts import Host
+
 MAX_TEAM = 99
-
-
-@dataclass(frozen=True)
-class Host:
-    """Where a host slot lands: a libvirt URI, and how to reach guests from here."""
-
-    uri: str
-    ssh_prefix: tuple[str, ...] = ()  # e.g. nsenter into a private libvirtd's network namespace
-    label: str = ""
-    files_prefix: tuple[str, ...] = ()  # e.g. nsenter into its mount namespace, to read its files
-    running: bool = True  # False: a private libvirtd `up` would start; nothing exists on it yet
-    bridges: tuple[tuple[str, str], ...] = ()  # (network, existing host bridge) joined on this host
-
-    @property
-    def name(self) -> str:
-        return self.label or self.uri
-
-    def joined_bridge(self, network: str) -> str | None:
-        """The host bridge the inventory joins `network` to on this host, if any."""
-        return dict(self.bridges).get(network)
 
 
 @dataclass(frozen=True)

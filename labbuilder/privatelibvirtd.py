@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sys
 import time
@@ -196,6 +195,8 @@ def _copy_host_config(etc: Path) -> None:
     """Copy the host's libvirt configuration, without its domains: the daemon starts empty."""
     if not HOST_CONFIG.is_dir():
         raise HostError(f"{HOST_CONFIG} is missing: is libvirt-daemon-system installed?")
+    import shutil  # here: `down` and `status` only attach
+
     shutil.copytree(HOST_CONFIG, etc, symlinks=True)
     for xml in (etc / "qemu").glob("*.xml"):
         xml.unlink()

@@ -8,7 +8,6 @@ The Topology keeps those marks, so later stages (the planner) can point at a lin
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network, ip_network
@@ -17,7 +16,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from .errors import Problem, TopologyError
-from .yamlcheck import IMAGE_NAME_RE, Checker, KeyPath, dotted, load_with_marks, parse_size
+from .yamlcheck import IMAGE_NAME_RE, Checker, KeyPath, closest, dotted, load_with_marks, parse_size
 
 VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
@@ -239,14 +238,9 @@ def _by_name(items: tuple | None) -> dict | None:
     return None if items is None else {i.name: i for i in items}
 
 
-def _closest(word: str, options) -> str | None:
-    found = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return found[0] if found else None
-
-
 def choice_hint(word: str, options, what: str) -> str:
     """'did you mean …?' when a choice is close, else the choices."""
-    close = _closest(word, options)
+    close = closest(word, options)
     if close:
         return f"did you mean '{close}'?"
     return f"{what}: {', '.join(options)}" if options else f"there are no {what}"
@@ -551,7 +545,7 @@ def _node_roles(c: Checker, items: list, path: KeyPath, declared: tuple[str, ...
             c.problem(path + (i,), f"role {role!r} is listed twice")
             continue
         if declared is not None and role not in declared:
-            close = _closest(role, declared)
+            close = closest(role, declared)
             c.problem(path + (i,), f"role {role!r} is not in the top-level roles",
                       f"did you mean '{close}'?" if close else "add it to the top-level roles list")
         roles.append(role)

@@ -144,7 +144,7 @@ class Checker:
         good = {}
         for key, item in value.items():
             if key not in allowed:
-                close = _closest(str(key), allowed)
+                close = closest(str(key), allowed)
                 self.problem(path + (key,), "unknown key",
                              f"did you mean '{close}'?" if close else "allowed: " + ", ".join(allowed))
             elif item is not None and self.is_type(item, allowed[key], path + (key,)):
@@ -163,8 +163,9 @@ class Checker:
             raise self.error(self.problems)
 
 
-def _closest(word: str, options) -> str | None:
-    import difflib
+def closest(word: str, options) -> str | None:
+    """The option closest to `word`, if one is close enough for a "did you mean"."""
+    import difflib  # here: only a problem needs it
 
     found = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return found[0] if found else None

@@ -11,7 +11,8 @@ import pytest
 from labbuilder import config, virt
 from labbuilder.errors import TopologyError
 from labbuilder.lab import inventory
-from labbuilder.plan import BaseImage, Host, plan_lab
+from labbuilder.hosts import Host
+from labbuilder.plan import BaseImage, plan_lab
 from labbuilder.topology import load_topology
 
 from conftest import REPO

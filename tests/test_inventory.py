@@ -217,7 +217,7 @@ def test_a_bridge_missing_on_a_host_is_reported_before_any_change(tmp_path, monk
     """Checked on local hosts (`ip` in their network namespace); libvirt itself would start
     the network and fail only at the first guest."""
     from labbuilder import hostnet, lab as lab_mod
-    from labbuilder.lifecycle import Connections
+    from labbuilder.conns import Connections
 
     plan = _joined_gridka(tmp_path)
     asked = []
@@ -252,6 +252,24 @@ def test_down_and_status_work_without_the_base_image_in_the_cache(tmp_path):
         "alpha": "absent", "beta": "absent"}
     up = lb("up")
     assert up.returncode == 2 and "base image 'debian-12' is not built" in up.stderr
+
+
+def test_down_imports_only_what_removing_needs(tmp_path):
+    """`down` runs while the lab's guests take every CPU: it plans, renders and reaches
+    no guest, so it loads none of the modules that do (and no rich)."""
+    code = ("import sys\nfrom labbuilder.cli import main\n"
+            "try:\n    main(['down', 'topologies/demo.yaml', '--connect', 'test:///default'])\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "print(' '.join(sorted(sys.modules)))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "LABBUILDER_STATE": str(tmp_path)}, check=True)
+    said, modules = proc.stdout.rstrip().rsplit("\n", 1)
+    assert said == "Nothing to remove.", proc.stdout
+    loaded = set(modules.split())
+    assert "labbuilder.teardown" in loaded
+    assert loaded & {"labbuilder.lab", "labbuilder.plan", "labbuilder.lifecycle", "labbuilder.render",
+                     "labbuilder.ssh", "labbuilder.seed", "labbuilder.accel", "labbuilder.hostnet",
+                     "jinja2", "rich", "concurrent.futures"} == set()
 
 
 def test_a_split_network_is_reported_before_a_private_libvirtd_starts(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""lifecycle.parallel: the threads every per-node step runs in."""
+"""conns.parallel: the threads every per-node step runs in."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from labbuilder.lifecycle import parallel
+from labbuilder.conns import parallel
 
 
 def test_results_come_back_in_job_order():

@@ -9,7 +9,8 @@ import subprocess
 import pytest
 
 from labbuilder import lifecycle
-from labbuilder.plan import BaseImage, Host, bridge_name, plan_lab
+from labbuilder.hosts import Host
+from labbuilder.plan import BaseImage, bridge_name, plan_lab
 from labbuilder.topology import load_topology
 
 from conftest import REPO

@@ -1,0 +1,71 @@
+"""`down`: remove every libvirt object a lab (team) owns, found by the ownership metadata
+on its hosts (no local state needed), and nothing else.
+
+`down` runs while the lab's guests take every CPU, and each module it imports is CPU
+they keep: so this loads and checks the topology and finds its hosts, and no more. It
+makes no plan and imports neither rendering, SSH, nor the accelerator probe (lab.py
+does, for the other commands).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from . import locks, privatelibvirtd, virt
+from .conns import Connections, parallel
+from .hosts import Host, resolve_hosts, state_root, team_dir
+from .request import LabRequest
+from .topology import load_topology
+
+
+@dataclass(frozen=True)
+class Teardown:
+    lab: str
+    team: int
+    hosts: tuple[Host, ...]
+    removed: tuple[str, ...]  # "domain demo-t1-alpha", "pool demo-t1-pool", …
+
+
+def down(req: LabRequest, all_teams: bool = False) -> Teardown:
+    """Remove what the lab (team; every team with `all_teams`) owns on the hosts its slots
+    land on. A private libvirtd that `up` started for this state directory is stopped too
+    once nothing runs in it. Starts nothing: no running private libvirtd is an error."""
+    topo = load_topology(req.topology)
+    slots = resolve_hosts(topo, req.connect, req.inventory, state_root(), req.private, start=False)
+    hosts = tuple({h.uri: h for h in slots.values()}.values())
+    conns = Connections()
+    try:
+        with locks.team(team_dir(topo.lab, req.team), topo.lab, req.team):
+            removed = []
+            for host in hosts:
+                removed += remove_owned(conns, host, topo.lab, None if all_teams else req.team)
+            removed += _stop_idle_private_libvirtd(conns, hosts)
+    finally:
+        conns.close()
+    return Teardown(topo.lab, req.team, hosts, tuple(removed))
+
+
+def remove_owned(conns: Connections, host: Host, lab: str, team: int | None) -> list[str]:
+    """Remove every object this lab (team) owns on `host`; nothing else. Returns what went."""
+    owned = virt.owned_objects(conns(host), lab, team)
+    parallel([lambda o=o: virt.remove_domain(conns(host), o.name) for o in owned if o.kind == "domain"])
+    pattern = re.compile(rf"^{re.escape(lab)}-t{team if team is not None else '[0-9]+'}-pool$")
+    pools = [p for p in virt.pool_names(conns(host)) if pattern.match(p)]
+    # With the domains gone, networks and pools wait on nothing: all at once.
+    parallel([lambda o=o: virt.remove_network(conns(host), o.name) for o in owned if o.kind == "network"] +
+             [lambda p=p: virt.remove_pool(conns(host), p) for p in pools])
+    return [f"{o.kind} {o.name}" for o in owned] + [f"pool {p}" for p in pools]
+
+
+def _stop_idle_private_libvirtd(conns: Connections, hosts: tuple[Host, ...]) -> list[str]:
+    """Stop the private libvirtd `up` started here (state directory's) once nothing runs in
+    it, unless the inventory joins bridges there: they live in its network namespace,
+    which would go with it. An inventory's `private:` libvirtds are left running."""
+    daemon = privatelibvirtd.attach(state_root() / "libvirtd")
+    host = next((h for h in hosts if daemon is not None and h.uri == daemon.uri), None)
+    if host is None or host.bridges or not virt.is_idle(conns(host)):
+        return []
+    conns.close()
+    privatelibvirtd.stop(daemon)
+    return ["private libvirtd (nothing left in it)"]
