@@ -168,3 +168,52 @@ def test_duplicate_keys_are_recorded_and_the_last_one_wins(tmp_path):
     assert data == {"a": {"x": 3}}  # what PyYAML itself would give
     assert marks[("a", "x")] == 5 and ("a", "y") not in marks
     assert marks.duplicates == [((), "a", 4, 1)]
+
+
+YAML_FILES = sorted(str(p.relative_to(REPO)) for d in ("topologies", "images", "tests/data")
+                    for p in (REPO / d).rglob("*.yaml"))
+EDGE_CASES = {
+    "anchors and merge keys": "a: &x {b: 1, c: [1, 2]}\nd: *x\ne:\n  <<: *x\n  b: 2\n",
+    "block scalars": "a: |\n  one\n  two\nb: >-\n  folded\n  text\n",
+    "quoting and escapes": "a: 'it''s'\nb: \"tab\\there \\u00e9\"\nc: ~\nd: yes\ne: 0o17\nf: 1_000\n",
+    "flow in block": "nodes: {a: {nics: [{network: lan, ip: 10.0.0.3}]}, b: {}}\n",
+    "comments and blank lines": "# head\n\na: 1  # trailing\n\n# between\nb:\n  - 1\n  # inside\n  - 2\n",
+    "unicode and a BOM": "\ufeffname: caf\u00e9\nnote: \u65e5\u672c\n",
+    "tab in indentation": "a:\n\tb: 1\n",
+    "unclosed flow": "a: [1, 2\nb: 3\n",
+    "two documents": "a: 1\n---\nb: 2\n",
+    "bad indentation": "a:\n  b: 1\n c: 2\n",
+}
+
+
+def _shape(node):
+    """A composed YAML node as plain data: tag, value and the line it starts on."""
+    if isinstance(node, list):
+        return [_shape(n) for n in node]
+    if isinstance(node, tuple):
+        return tuple(_shape(n) for n in node)
+    if node is None or isinstance(node, str):
+        return node
+    return (node.tag, _shape(node.value), node.start_mark.line)
+
+
+def _compose(text: str, loader):
+    import yaml
+
+    try:
+        return _shape(yaml.compose(text, Loader=loader))
+    except yaml.YAMLError:
+        return "error"
+
+
+@pytest.mark.parametrize("text", [*(REPO / p for p in YAML_FILES), *EDGE_CASES.values()],
+                         ids=[*YAML_FILES, *EDGE_CASES])
+def test_libyaml_composes_what_pyyamls_parser_does(text):
+    """Files are composed by libyaml (yamlcheck), and only a file it rejects goes through
+    PyYAML's own parser for the wording of the error: so both must read every file alike,
+    including which files are errors."""
+    import yaml
+
+    assert hasattr(yaml, "CSafeLoader"), "PyYAML without libyaml: Debian's python3-yaml has it"
+    text = text.read_text() if isinstance(text, Path) else text
+    assert _compose(text, yaml.CSafeLoader) == _compose(text, yaml.SafeLoader)
