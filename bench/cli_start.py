@@ -47,9 +47,10 @@ def timed(code: str) -> tuple[float, float]:
 
 def medians(repeat: int) -> dict[str, tuple[float, float]]:
     runs = {name: [] for name in IMPORTS}
-    for _ in range(repeat):
-        for name, code in IMPORTS.items():
-            runs[name].append(timed(code))
+    order = list(IMPORTS)
+    for i in range(repeat):
+        for name in order[i % len(order):] + order[:i % len(order)]:  # each goes first in turn
+            runs[name].append(timed(IMPORTS[name]))
     return {name: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
             for name, v in runs.items()}
 

@@ -202,6 +202,37 @@ def test_eight_jobs_at_once_stay_under_the_daemons_request_limit(private_libvirt
         assert "hit max requests limit" not in f.read()
 
 
+def test_an_upload_streams_the_file_whole_and_stays_under_the_request_limit(private_libvirtd, tmp_path):
+    """A base image reaches a host as one stream on one connection: its packets count
+    toward the daemon's limit of 5 calls in flight, so the daemon must pace it, not hit
+    the limit; and the volume holds the file's bytes."""
+    import hashlib
+
+    from labbuilder import render
+
+    log = private_libvirtd.state_dir / "log" / "libvirtd.log"
+    seen = log.stat().st_size if log.exists() else 0
+    blob = tmp_path / "blob"
+    blob.write_bytes(os.urandom(96 << 20))
+    conn = virt.connect(private_libvirtd.uri)
+    try:
+        pool = virt.ensure_pool(conn, "lbtest-upload",
+                                render.pool_xml("lbtest-upload", "/var/lib/libvirt/images/lbtest-upload"))
+        vol = virt.create_volume(pool, render.volume_xml("blob.raw", 96 << 20, "raw"))
+        virt.upload_file(conn, vol, str(blob))
+        stream, got = conn.newStream(0), hashlib.sha256()
+        vol.download(stream, 0, 0, 0)
+        stream.recvAll(lambda _s, data, _o: got.update(data), None)
+        stream.finish()
+        assert got.hexdigest() == hashlib.sha256(blob.read_bytes()).hexdigest()
+    finally:
+        virt.remove_pool(conn, "lbtest-upload")
+        conn.close()
+    with log.open() as f:
+        f.seek(seen)
+        assert "hit max requests limit" not in f.read()
+
+
 def test_a_daemon_that_stops_answering_ends_the_call_with_an_error(tmp_path_factory):
     """A call on a hung libvirtd fails once keepalive gives up, instead of waiting forever."""
     import signal
