@@ -1,4 +1,5 @@
-"""Observe → diff → apply for a LabPlan, and down / reset / status.
+"""Observe → diff → apply for a LabPlan, reset, and the wait until nodes answer on SSH
+(`down` is labbuilder.teardown).
 
 libvirt is the source of truth: what exists is read back from each host through the
 ownership metadata; nothing about VMs is kept locally.

@@ -28,7 +28,7 @@ def exclusive(path: Path, blocked: Callable[[], None]) -> Iterator[None]:
 
 
 @contextmanager
-def team(state: Path, lab: str, team: int) -> Iterator[None]:
+def team_lock(state: Path, lab: str, team: int) -> Iterator[None]:
     """One up/reset/down of a lab and team at a time (`state`: its state directory);
     other teams run in parallel. A second one fails at once."""
     def blocked() -> None:
