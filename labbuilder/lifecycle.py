@@ -106,6 +106,8 @@ def _object_actions(kind: str, wanted: list, owned: dict, host: Host) -> list[Ac
             actions.append(Action("change", kind, obj.name, host, "definition differs from the plan"))
         elif not have.active:
             actions.append(Action("start", kind, obj.name, host))
+        elif have.starting:  # an earlier run was killed while libvirt started it: wait for that
+            actions.append(Action("start", kind, obj.name, host, "its start, begun by an earlier run, is under way"))
     return actions
 
 
@@ -214,6 +216,8 @@ def _apply_node(ctx: ApplyContext, a: Action, bases: dict[str, str]) -> None:
         pool = virt.require_pool(conn, ctx.plan.pool)  # through this thread's connection
         _create_volumes(ctx, conn, pool, node, bases, fresh=a.verb == "create")
     dom = virt.define_domain(conn, xml) if a.verb != "start" else virt.lookup_domain(conn, node.name)
+    if a.verb == "start" and virt.starting(dom):
+        ctx.progress.info(f"{node.key}: a start begun by an earlier run is under way; waiting for it to end")
     virt.start_domain(dom)
     ctx.progress.step(f"{node.key} started")
 

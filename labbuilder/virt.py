@@ -190,9 +190,52 @@ def define_domain(conn: libvirt.virConnect, xml: str) -> libvirt.virDomain:
     return _call("cannot define domain", conn.defineXML, _keep_uuid(xml, lambda n: lookup_domain(conn, n)))
 
 
-def start_domain(dom: libvirt.virDomain) -> None:
+def start_domain(dom: libvirt.virDomain, timeout: float = 300.0) -> None:
+    """Start `dom`. If a start is under way already (one begun by a run that was killed
+    while libvirt started the domain), wait for that start to end, then start the domain
+    again only if it failed: `up` returns with every domain running, not paused."""
+    if starting(dom):
+        _wait_start_ended(dom, timeout)
     if not dom.isActive():
         _call(f"cannot start domain {dom.name()}", dom.create)
+
+
+# (state, reason) of a domain libvirt is starting: QEMU runs, its CPUs not yet
+_STARTING = (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_STARTING_UP)
+
+
+def starting(dom: libvirt.virDomain) -> bool:
+    """Whether libvirt is starting `dom` right now."""
+    try:
+        return tuple(dom.state()) == _STARTING
+    except libvirt.libvirtError:
+        return False  # gone meanwhile: dom.create says why
+
+
+def _wait_start_ended(dom: libvirt.virDomain, timeout: float) -> None:
+    """Until `dom` is no longer starting: woken by its lifecycle events (the start ending
+    sends one), with a state read every 2 s in case an event is lost."""
+    import time
+
+    changed = threading.Event()
+    conn = dom.connect()
+    cb_id = _call(f"cannot watch domain {dom.name()}", conn.domainEventRegisterAny, dom,
+                  libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, lambda *_: changed.set(), None)
+    try:
+        deadline = time.monotonic() + timeout
+        while starting(dom):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise HostError(f"domain {dom.name()} has been starting for over {timeout:.0f} s (a start "
+                                "begun by an earlier run): see its QEMU log on the host, or "
+                                "`labbuilder reset --node` it")
+            changed.wait(min(left, 2.0))
+            changed.clear()
+    finally:
+        try:
+            conn.domainEventDeregisterAny(cb_id)
+        except libvirt.libvirtError:
+            pass
 
 
 def network_leases(conn: libvirt.virConnect, network: str) -> dict[str, str]:
@@ -223,6 +266,7 @@ class HostObject:
     active: bool
     macs: tuple[str, ...] = ()  # of a domain's NICs
     subnets: tuple[tuple[str, str], ...] = ()  # (address, prefix or netmask) of an active network
+    starting: bool = False  # a domain libvirt is starting (paused, reason "starting up")
 
 
 def observe(conn: libvirt.virConnect) -> list[HostObject]:
@@ -233,7 +277,13 @@ def observe(conn: libvirt.virConnect) -> list[HostObject]:
     for kind, objs in (("domain", conn.listAllDomains()), ("network", conn.listAllNetworks())):
         for obj in objs:
             try:
-                doc, active = etree.fromstring(obj.XMLDesc(0).encode()), bool(obj.isActive())
+                doc = etree.fromstring(obj.XMLDesc(0).encode())
+                if kind == "domain":  # one call for both: a qemu domain is inactive iff shut off
+                    state = tuple(obj.state())
+                    active = state[0] != libvirt.VIR_DOMAIN_SHUTOFF
+                    starting = state == _STARTING
+                else:
+                    active, starting = bool(obj.isActive()), False
             except libvirt.libvirtError:
                 continue  # vanished meanwhile
             owner = doc.find(f"metadata/{{{OWNER_NS}}}owner")
@@ -242,7 +292,7 @@ def observe(conn: libvirt.virConnect) -> list[HostObject]:
                             for ip in doc.findall("ip") if active and ip.get("address")
                             and (ip.get("prefix") or ip.get("netmask")))
             found.append(HostObject(kind, obj.name(), dict(owner.attrib) if owner is not None else None,
-                                    active, macs, subnets))
+                                    active, macs, subnets, starting))
     return found
 
 
@@ -343,9 +393,11 @@ def domain_state(conn: libvirt.virConnect, name: str) -> str:
     dom = lookup_domain(conn, name)
     if dom is None:
         return "absent"
-    state = dom.state()[0]
+    state = tuple(dom.state())
+    if state == _STARTING:
+        return "starting"
     return {libvirt.VIR_DOMAIN_RUNNING: "running", libvirt.VIR_DOMAIN_SHUTOFF: "shut off",
-            libvirt.VIR_DOMAIN_PAUSED: "paused", libvirt.VIR_DOMAIN_CRASHED: "crashed"}.get(state, "other")
+            libvirt.VIR_DOMAIN_PAUSED: "paused", libvirt.VIR_DOMAIN_CRASHED: "crashed"}.get(state[0], "other")
 
 
 def network_info(conn: libvirt.virConnect, name: str) -> tuple[bool, str] | None:

@@ -243,6 +243,63 @@ def test_killed_up_converges_and_down_leaves_nothing(conn, foreign, point, priva
     assert f"demo-t{team}-pool" not in virt.pool_names(conn)
 
 
+def _qemu_of(domain):
+    """The pid of the QEMU process running `domain`, or None."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a == f"guest={domain}".encode() or a.startswith(f"guest={domain},".encode()) for a in cmdline):
+            return int(pid)
+    return None
+
+
+def test_up_after_one_killed_mid_start_waits_for_that_start(conn, foreign, private_libvirtd):
+    """`up` killed while libvirt starts a domain (kept paused, "starting up", by stopping
+    its QEMU): `plan` lists the start, and the next `up` returns only once it is running."""
+    team, name = 9, "demo-t9-alpha"  # not 8: its lan would be the foreign 192.168.147.0/24
+    first = subprocess.Popen([sys.executable, "-m", "labbuilder.cli", "up", DEMO, "--team", str(team),
+                              "--private", "--no-wait"], cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    qemu = None
+    try:
+        deadline = time.monotonic() + 300
+        while qemu is None and first.poll() is None and time.monotonic() < deadline:
+            qemu = _qemu_of(name)
+        assert qemu is not None, f"alpha's QEMU never appeared (up exited {first.poll()})"
+        os.kill(qemu, signal.SIGSTOP)  # libvirt now waits on its monitor: the start cannot end
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        assert virt.domain_state(conn, name) == "starting"
+        status = json.loads(lb("status", DEMO, "--team", str(team), "--json").stdout)
+        assert {n["node"]: n["state"] for n in status["nodes"]}["alpha"] == "starting"
+        plan = " ".join(lb("plan", DEMO, "--team", str(team)).stdout.split())
+        assert f"start domain {name} on private libvirtd (its start, begun by an earlier run, is under way)" in plan
+        second = subprocess.Popen([sys.executable, "-m", "labbuilder.cli", "up", DEMO, "--team", str(team),
+                                   "--private", "--no-wait"], cwd=REPO, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "300"})
+        seen = []
+        for line in second.stdout:  # until it says it waits, or ends
+            seen.append(line)
+            if "under way; waiting for it to end" in line:
+                break
+        assert second.poll() is None, f"up ended while {name} was still starting:\n{''.join(seen)}"
+        os.kill(qemu, signal.SIGCONT)
+        qemu = None
+        rest, _ = second.communicate(timeout=600)
+        assert second.returncode == 0, "".join(seen) + rest
+        assert virt.domain_state(conn, name) == "running"
+    finally:
+        if qemu is not None:
+            os.kill(qemu, signal.SIGCONT)
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    lb("down", DEMO, "--team", str(team))
+    assert virt.owned_objects(conn, "demo", team) == []
+
+
 def _reached(conn, point, team):
     if point == "network":
         return virt.network_info(conn, f"demo-t{team}-lan") is not None
