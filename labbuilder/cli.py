@@ -432,7 +432,8 @@ def down_cmd(all_teams, as_json, **kwargs):
     done = teardown.down(_request(**kwargs), all_teams)
     # Said once its guests are gone (until then every CPU-second is theirs or ours), with
     # click, not rich: nothing in down imports rich.
-    click.secho(f"{done.lab} team {done.team} on {', '.join(sorted(h.name for h in done.hosts))}",
+    click.secho(f"{done.lab} {'every team' if all_teams else f'team {done.team}'} on "
+                f"{', '.join(sorted(h.name for h in done.hosts))}",
                 dim=True, err=True)
     if as_json:
         click.echo(json.dumps({"removed": list(done.removed)}, indent=2))

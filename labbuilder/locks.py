@@ -13,35 +13,52 @@ from .errors import LockedError
 
 
 @contextmanager
-def exclusive(path: Path, blocked: Callable[[], None]) -> Iterator[None]:
-    """Hold an exclusive lock on `path` (created 0600) for the with-block. If another
-    process holds it, `blocked()` is called first: it raises to give up, or returns to wait."""
+def exclusive(path: Path, blocked: Callable[[], None], shared: bool = False) -> Iterator[None]:
+    """Hold an exclusive (or, with `shared`, a shared) lock on `path` (created 0600) for the
+    with-block. If another process holds it so that it cannot be had at once, `blocked()`
+    is called first: it raises to give up, or returns to wait."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     try:
-        if not _try_lock(fd):
+        if not _try_lock(fd, mode):
             blocked()
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, mode)
         yield
     finally:
         os.close(fd)  # the kernel drops the lock with the last descriptor, also on SIGKILL
 
 
 @contextmanager
-def team_lock(state: Path, lab: str, team: int) -> Iterator[None]:
-    """One up/reset/down of a lab and team at a time (`state`: its state directory);
-    other teams run in parallel. A second one fails at once."""
-    def blocked() -> None:
+def team_lock(state: Path, lab: str, team: int, every_team: bool = False) -> Iterator[None]:
+    """One up/reset/down of a lab and team at a time (`state`: its state directory, in
+    the state root); other teams run in parallel. With `every_team` (`down --all-teams`):
+    no run on any team of the lab meanwhile. A run that cannot have its lock fails at once.
+
+    Two locks: every run holds the lab's lock shared and its team's exclusive; a run on
+    every team holds the lab's exclusive."""
+    lab_lock = state.parent / "locks" / f"lab-{lab}.lock"
+
+    def lab_blocked() -> None:
+        raise LockedError(f"another labbuilder run is working on a team of {lab} (lock {lab_lock}); "
+                          "try again when it ends" if every_team else
+                          f"another labbuilder run is removing every team of {lab} (lock {lab_lock})")
+
+    def team_blocked() -> None:
         raise LockedError(f"another labbuilder run is working on {lab} team {team} "
                           f"(lock {state / 'lock'}); try again when it ends")
 
-    with exclusive(state / "lock", blocked):
-        yield
+    with exclusive(lab_lock, lab_blocked, shared=not every_team):
+        if every_team:
+            yield
+        else:
+            with exclusive(state / "lock", team_blocked):
+                yield
 
 
-def _try_lock(fd: int) -> bool:
+def _try_lock(fd: int, mode: int) -> bool:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
         return True
     except BlockingIOError:
         return False

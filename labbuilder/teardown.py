@@ -36,7 +36,7 @@ def down(req: LabRequest, all_teams: bool = False) -> Teardown:
     hosts = tuple({h.uri: h for h in slots.values()}.values())
     conns = Connections()
     try:
-        with locks.team_lock(team_dir(topo.lab, req.team), topo.lab, req.team):
+        with locks.team_lock(team_dir(topo.lab, req.team), topo.lab, req.team, every_team=all_teams):
             removed = []
             for host in hosts:
                 removed += remove_owned(conns, host, topo.lab, None if all_teams else req.team)

@@ -300,6 +300,20 @@ def test_up_after_one_killed_mid_start_waits_for_that_start(conn, foreign, priva
     assert virt.owned_objects(conn, "demo", team) == []
 
 
+def test_down_all_teams_removes_every_team_and_nothing_else(conn, foreign, private_libvirtd):
+    lb("up", DEMO, "--teams", "10-11", "--no-wait")
+    assert {o.owner["team"] for o in virt.owned_objects(conn, "demo")} >= {"10", "11"}
+    proc = lb("down", DEMO, "--all-teams")
+    assert proc.stderr.startswith("demo every team on private libvirtd"), proc.stderr
+    removed = {line[2:] for line in proc.stdout.splitlines() if line.startswith("- ")}
+    assert {f"domain demo-t{t}-{n}" for t in (10, 11) for n in ("alpha", "beta")} <= removed, proc.stdout
+    assert virt.owned_objects(conn, "demo") == []
+    assert not [p for p in virt.pool_names(conn) if p.startswith("demo-")]
+    assert virt.network_info(conn, foreign["network"]) is not None
+    assert virt.lookup_domain(conn, foreign["domain"]) is not None
+    assert "keep.qcow2" in virt.volume_names(virt.lookup_pool(conn, foreign["pool"]))
+
+
 def _reached(conn, point, team):
     if point == "network":
         return virt.network_info(conn, f"demo-t{team}-lan") is not None
