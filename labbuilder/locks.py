@@ -42,7 +42,8 @@ def team_lock(state: Path, lab: str, team: int, every_team: bool = False) -> Ite
     def lab_blocked() -> None:
         raise LockedError(f"another labbuilder run is working on a team of {lab} (lock {lab_lock}); "
                           "try again when it ends" if every_team else
-                          f"another labbuilder run is removing every team of {lab} (lock {lab_lock})")
+                          f"another labbuilder run is removing every team of {lab} (lock {lab_lock}); "
+                          "try again when it ends")
 
     def team_blocked() -> None:
         raise LockedError(f"another labbuilder run is working on {lab} team {team} "
