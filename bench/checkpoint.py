@@ -31,7 +31,10 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from labbuilder import image, progress, recipe, ssh  # noqa: E402
+from labbuilder import progress  # noqa: E402
+from labbuilder.image import build as image  # noqa: E402
+from labbuilder.model import recipe  # noqa: E402
+from labbuilder.system import ssh  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
 from lifecycle import bench_libvirtd, lb, topology  # noqa: E402

@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lifecycle import REPO, bench_libvirtd, lb, topology  # noqa: E402
 
 # What each imports before its first libvirt call (virt.observe imports lxml then).
-IMPORTS = {"labbuilder down": "import labbuilder.cli, labbuilder.teardown, lxml.etree",
-           "labbuilder up": "import labbuilder.cli, labbuilder.lab, lxml.etree",
+IMPORTS = {"labbuilder down": "import labbuilder.cli, labbuilder.lab.teardown, lxml.etree",
+           "labbuilder up": "import labbuilder.cli, labbuilder.lab.pipeline, lxml.etree",
            "floor": "import argparse, concurrent.futures, json, shlex, "
-                    "labbuilder.render, labbuilder.seed, labbuilder.ssh, labbuilder.virt",
+                    "labbuilder.lab.render, labbuilder.lab.seed, labbuilder.system.ssh, labbuilder.system.virt",
            "bare python": "pass"}
 
 

@@ -28,7 +28,8 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from labbuilder import render, seed, ssh, virt  # noqa: E402
+from labbuilder.lab import render, seed  # noqa: E402
+from labbuilder.system import ssh, virt  # noqa: E402
 
 NET = "192.168.151"
 

@@ -15,7 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from labbuilder import image, progress, recipe
+from labbuilder.image import build as image
+from labbuilder import progress
+from labbuilder.model import recipe
 
 
 def main() -> None:

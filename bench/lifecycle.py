@@ -48,7 +48,11 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from labbuilder import image, privatelibvirtd, progress, recipe, render, virt  # noqa: E402
+from labbuilder import progress  # noqa: E402
+from labbuilder.image import build as image  # noqa: E402
+from labbuilder.lab import render  # noqa: E402
+from labbuilder.model import recipe  # noqa: E402
+from labbuilder.system import privatelibvirtd, virt  # noqa: E402
 
 
 def topology(n: int) -> dict:
@@ -298,7 +302,7 @@ def main() -> None:
         elif not vagrant_installed():
             print("vagrant-libvirt: not installed (apt-get install vagrant vagrant-libvirt), not compared", flush=True)
         else:
-            from labbuilder import accel
+            from labbuilder.system import accel
             vagrant = Vagrant(daemon, state, conn, accel.detect().domain_type, args.vagrant_cpu,
                               args.vagrant_boot_timeout)
             print(f"vagrant-libvirt guest CPU: {args.vagrant_cpu}, boot_timeout {args.vagrant_boot_timeout}s",

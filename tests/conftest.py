@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from labbuilder import privatelibvirtd
+from labbuilder.system import privatelibvirtd
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -42,7 +42,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _built_image(name: str):
     """images/NAME.yaml built by our own pipeline (cached: instant once built)."""
-    from labbuilder import image, progress, recipe
+    from labbuilder.image import build as image
+    from labbuilder import progress
+    from labbuilder.model import recipe
 
     rec = recipe.load_recipe(REPO / "images" / f"{name}.yaml")
     return image.build(rec, image.default_cache_dir(), progress.Progress())

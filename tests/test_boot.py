@@ -7,7 +7,10 @@ import time
 
 import pytest
 
-from labbuilder import render, seed, ssh, virt
+from labbuilder.lab import render
+from labbuilder.lab import seed
+from labbuilder.system import ssh
+from labbuilder.system import virt
 
 pytestmark = pytest.mark.vm
 
@@ -118,7 +121,7 @@ def test_clones_have_distinct_machine_ids(booted):
 
 def test_overlay_is_a_clone_not_a_copy(booted, base_image):
     _, _, workdir = booted
-    from labbuilder import qemuimg
+    from labbuilder.system import qemuimg
 
     info = qemuimg.info(workdir / "alpha-vda.qcow2")
     assert info["backing-filename"] == str(base_image.image)

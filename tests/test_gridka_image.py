@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from labbuilder import recipe, render, seed, ssh, virt
+from labbuilder.model import recipe
+from labbuilder.lab import render
+from labbuilder.lab import seed
+from labbuilder.system import ssh
+from labbuilder.system import virt
 
 from conftest import REPO
 

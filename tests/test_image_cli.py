@@ -12,7 +12,7 @@ import pytest
 
 from click.testing import CliRunner
 
-from labbuilder import accel
+from labbuilder.system import accel
 from labbuilder.cli import main
 
 from conftest import REPO

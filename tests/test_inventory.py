@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from labbuilder import lifecycle, seed
-from labbuilder.errors import TopologyError
-from labbuilder.hosts import resolve_hosts
-from labbuilder.plan import BaseImage, plan_lab
-from labbuilder.topology import load_topology
+from labbuilder.lab import lifecycle
+from labbuilder.lab import seed
+from labbuilder.model.errors import TopologyError
+from labbuilder.lab.hosts import resolve_hosts
+from labbuilder.lab.plan import BaseImage, plan_lab
+from labbuilder.model.topology import load_topology
 
 from conftest import REPO
 
@@ -38,7 +39,7 @@ JOINED = """hosts:
 
 def _hosts(topology, inventory: Path, start=None, root=Path("/nonexistent")):
     """Host per slot as `up` finds them before starting anything, checked like open_lab does."""
-    from labbuilder.plan import check_host_networks
+    from labbuilder.lab.plan import check_host_networks
 
     hosts = resolve_hosts(topology, None, inventory, root, private=True, start=start)
     check_host_networks(topology, hosts)
@@ -216,8 +217,9 @@ def test_plan_text_lists_the_networks_per_host_with_their_bridges(tmp_path):
 def test_a_bridge_missing_on_a_host_is_reported_before_any_change(tmp_path, monkeypatch):
     """Checked on local hosts (`ip` in their network namespace); libvirt itself would start
     the network and fail only at the first guest."""
-    from labbuilder import hostnet, lab as lab_mod
-    from labbuilder.conns import Connections
+    from labbuilder.system import hostnet
+    from labbuilder.lab import pipeline as lab_mod
+    from labbuilder.system.connections import Connections
 
     plan = _joined_gridka(tmp_path)
     asked = []
@@ -266,16 +268,17 @@ def test_down_imports_only_what_removing_needs(tmp_path):
     said, modules = proc.stdout.rstrip().rsplit("\n", 1)
     assert said == "Nothing to remove.", proc.stdout
     loaded = set(modules.split())
-    assert "labbuilder.teardown" in loaded
-    assert loaded & {"labbuilder.lab", "labbuilder.plan", "labbuilder.lifecycle", "labbuilder.render",
-                     "labbuilder.ssh", "labbuilder.seed", "labbuilder.accel", "labbuilder.hostnet",
+    assert "labbuilder.lab.teardown" in loaded
+    assert loaded & {"labbuilder.lab.pipeline", "labbuilder.lab.plan", "labbuilder.lab.lifecycle",
+                     "labbuilder.lab.render", "labbuilder.system.ssh", "labbuilder.lab.seed",
+                     "labbuilder.system.accel", "labbuilder.system.hostnet",
                      "jinja2", "rich", "concurrent.futures"} == set()
 
 
 def test_a_split_network_is_reported_before_a_private_libvirtd_starts(tmp_path, monkeypatch):
     """resolve_hosts hands where each slot lands to `check` before it starts anything."""
-    from labbuilder import privatelibvirtd
-    from labbuilder.plan import check_host_networks
+    from labbuilder.system import privatelibvirtd
+    from labbuilder.lab.plan import check_host_networks
 
     started = []
     monkeypatch.setattr(privatelibvirtd, "ensure", lambda d: started.append(d))

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from labbuilder import virt
-from labbuilder.run import run
+from labbuilder.system import virt
+from labbuilder.system.run import run
 
 from conftest import REPO
 
@@ -76,7 +76,8 @@ def test_teams_racing_for_the_base_image_upload_it_once(private_libvirtd, base_i
     base pool is empty) beside the session's; first in this file: no lab boots beside it."""
     import fcntl
 
-    from labbuilder import locks, privatelibvirtd
+    from labbuilder.system import locks
+    from labbuilder.system import privatelibvirtd
 
     state = Path(tempfile.mkdtemp(prefix="lbrace-"))
     daemon = privatelibvirtd.start(state / "libvirtd")

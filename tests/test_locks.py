@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from labbuilder.errors import LockedError
-from labbuilder.locks import team_lock
+from labbuilder.model.errors import LockedError
+from labbuilder.system.locks import team_lock
 
 from conftest import REPO
 

@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labbuilder import privatelibvirtd, virt
-from labbuilder.run import run
+from labbuilder.system import privatelibvirtd
+from labbuilder.system import virt
+from labbuilder.system.run import run
 
 from conftest import REPO
 

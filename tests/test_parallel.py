@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from labbuilder.conns import parallel
+from labbuilder.system.connections import parallel
 
 
 def test_results_come_back_in_job_order():

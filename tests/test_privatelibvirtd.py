@@ -9,9 +9,10 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from labbuilder import privatelibvirtd, virt
-from labbuilder.errors import HostError
-from labbuilder.run import run
+from labbuilder.system import privatelibvirtd
+from labbuilder.system import virt
+from labbuilder.model.errors import HostError
+from labbuilder.system.run import run
 
 pytestmark = pytest.mark.vm
 
@@ -178,8 +179,8 @@ def test_eight_jobs_at_once_stay_under_the_daemons_request_limit(private_libvirt
     serves at most 5 calls of one connection at once (its default, which the private
     daemon keeps, as a lab host's does) and stops reading the connection beyond that; an
     `up` of 8 once waited forever there. Each job has a connection of its own."""
-    from labbuilder.conns import Connections, parallel
-    from labbuilder.hosts import Host
+    from labbuilder.system.connections import Connections, parallel
+    from labbuilder.lab.hosts import Host
 
     log = private_libvirtd.state_dir / "log" / "libvirtd.log"
     seen = log.stat().st_size if log.exists() else 0
@@ -208,7 +209,7 @@ def test_an_upload_streams_the_file_whole_and_stays_under_the_request_limit(priv
     the limit; and the volume holds the file's bytes."""
     import hashlib
 
-    from labbuilder import render
+    from labbuilder.lab import render
 
     log = private_libvirtd.state_dir / "log" / "libvirtd.log"
     seen = log.stat().st_size if log.exists() else 0

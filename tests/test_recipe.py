@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from labbuilder.cli import main
-from labbuilder.errors import RecipeError
-from labbuilder.recipe import load_recipe, parse_size
+from labbuilder.model.errors import RecipeError
+from labbuilder.model.recipe import load_recipe, parse_size
 
 DATA = Path(__file__).parent / "data" / "recipes"
 REPO = Path(__file__).resolve().parent.parent
@@ -151,7 +151,7 @@ def test_vagrant_box_holds_the_image_and_what_vagrant_libvirt_reads(tmp_path):
     import subprocess
     import tarfile
 
-    from labbuilder import image
+    from labbuilder.image import build as image
 
     disk = tmp_path / "d.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "3G"], check=True)

@@ -8,10 +8,10 @@ import subprocess
 
 import pytest
 
-from labbuilder import lifecycle
-from labbuilder.hosts import Host
-from labbuilder.plan import BaseImage, bridge_name, plan_lab
-from labbuilder.topology import load_topology
+from labbuilder.lab import lifecycle
+from labbuilder.lab.hosts import Host
+from labbuilder.lab.plan import BaseImage, bridge_name, plan_lab
+from labbuilder.model.topology import load_topology
 
 from conftest import REPO
 
@@ -88,8 +88,8 @@ def test_plan_hash_is_stable_and_follows_the_definition():
 
 
 def test_missing_base_image_names_file_line_and_key(tmp_path, golden, monkeypatch):
-    from labbuilder.errors import TopologyError
-    from labbuilder.lab import find_images
+    from labbuilder.model.errors import TopologyError
+    from labbuilder.lab.pipeline import find_images
 
     monkeypatch.chdir(REPO)
     topo = load_topology("topologies/demo.yaml")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from labbuilder.errors import TopologyError
-from labbuilder.topology import Topology, load_topology, shift_ip
-from labbuilder.yamlcheck import load_with_marks
+from labbuilder.model.errors import TopologyError
+from labbuilder.model.topology import Topology, load_topology, shift_ip
+from labbuilder.model.yamlread import load_with_marks
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path("tests/data/topologies")

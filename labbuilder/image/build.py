@@ -12,11 +12,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__, accel as accel_mod, diskfs, qemuimg
-from .errors import ImageError, LabError
-from .progress import Progress
-from .recipe import Recipe
-from .run import run
+from labbuilder import __version__
+from labbuilder.system import accel as accel_mod
+from labbuilder.system import guestfs
+from labbuilder.system import qemuimg
+from labbuilder.model.errors import ImageError, LabError
+from labbuilder.progress import Progress
+from labbuilder.model.recipe import Recipe
+from labbuilder.system.run import run
 
 CACHE_ENV = "LABBUILDER_IMAGE_CACHE"
 
@@ -89,9 +92,9 @@ def _build_in(recipe: Recipe, work: Path, log: Path, progress: Progress, accel) 
     with progress.stage("mmdebstrap"):
         bootstrap(recipe, tarball, log)
     with progress.stage("disk"):
-        spec = diskfs.DiskSpec(recipe.size_bytes, recipe.kernel_cmdline, recipe.files,
+        spec = guestfs.DiskSpec(recipe.size_bytes, recipe.kernel_cmdline, recipe.files,
                                recipe.enable, recipe.mask, recipe.disable)
-        diskfs.make_bootable_disk(tarball, raw, spec, force_tcg=not accel.kvm, step=progress.step)
+        guestfs.make_bootable_disk(tarball, raw, spec, force_tcg=not accel.kvm, step=progress.step)
         tarball.unlink()
     with progress.stage("sysprep"):
         sysprep(raw, recipe.sysprep_operations, log, accel)

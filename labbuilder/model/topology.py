@@ -15,8 +15,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from .errors import Problem, TopologyError
-from .yamlcheck import IMAGE_NAME_RE, Checker, KeyPath, closest, dotted, load_with_marks, parse_size
+from labbuilder.model.errors import Problem, TopologyError
+from labbuilder.model.yamlread import IMAGE_NAME_RE, Checker, KeyPath, closest, dotted, load_with_marks, parse_size
 
 VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")

@@ -5,12 +5,13 @@ and the same bytes can be uploaded to a remote host through the storage API)."""
 from __future__ import annotations
 
 import io
+from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-BASE_USER_DATA = Path(__file__).resolve().parent.parent / "cloud_init" / "user-data.yaml"
+BASE_USER_DATA = resources.files("labbuilder") / "templates" / "user-data.yaml"
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,14 @@ import json
 import time
 from dataclasses import dataclass
 
-from . import qemuimg, ssh, virt
-from .conns import Connections, parallel
-from .errors import HostError, LabError
-from .lifecycle import node_address
-from .plan import LabPlan, NodePlan
-from .progress import Progress
+from labbuilder.system import qemuimg
+from labbuilder.system import ssh
+from labbuilder.system import virt
+from labbuilder.system.connections import Connections, parallel
+from labbuilder.model.errors import HostError, LabError
+from labbuilder.lab.lifecycle import node_address
+from labbuilder.lab.plan import LabPlan, NodePlan
+from labbuilder.progress import Progress
 
 MARK = "labbuilder-checkpoint"
 

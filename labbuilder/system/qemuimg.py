@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .run import run
+from labbuilder.system.run import run
 
 
 def info(path: Path | str, prefix: tuple[str, ...] = ()) -> dict:

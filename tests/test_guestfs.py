@@ -2,10 +2,10 @@
 
 import pytest
 
-from labbuilder import diskfs
-from labbuilder.errors import ToolError
+from labbuilder.system import guestfs
+from labbuilder.model.errors import ToolError
 
-SPEC = diskfs.DiskSpec(1 << 30, "console=ttyS0")
+SPEC = guestfs.DiskSpec(1 << 30, "console=ttyS0")
 
 
 def _failing(messages):
@@ -23,9 +23,9 @@ def _failing(messages):
 def test_the_grub_cross_disk_flake_is_built_again_in_a_new_appliance(tmp_path, monkeypatch):
     flake = "grub-install: error: embedding is not possible, but this is required for cross-disk install."
     make_disk, calls = _failing([flake])
-    monkeypatch.setattr(diskfs, "_make_disk", make_disk)
+    monkeypatch.setattr(guestfs, "_make_disk", make_disk)
     steps = []
-    diskfs.make_bootable_disk(tmp_path / "root.tar", tmp_path / "disk.qcow2", SPEC, force_tcg=True, step=steps.append)
+    guestfs.make_bootable_disk(tmp_path / "root.tar", tmp_path / "disk.qcow2", SPEC, force_tcg=True, step=steps.append)
     assert calls == [False, False]  # the half-made disk was removed before the second try
     assert steps == ["grub-install took the wrong disk; once more in a new appliance"]
 
@@ -34,7 +34,7 @@ def test_the_grub_cross_disk_flake_is_built_again_in_a_new_appliance(tmp_path, m
     "required for cross-disk install", "required for cross-disk install"]])
 def test_other_failures_and_a_second_flake_are_errors(tmp_path, monkeypatch, messages):
     make_disk, calls = _failing(list(messages))
-    monkeypatch.setattr(diskfs, "_make_disk", make_disk)
+    monkeypatch.setattr(guestfs, "_make_disk", make_disk)
     with pytest.raises(ToolError, match="libguestfs failed"):
-        diskfs.make_bootable_disk(tmp_path / "root.tar", tmp_path / "disk.qcow2", SPEC, force_tcg=True)
+        guestfs.make_bootable_disk(tmp_path / "root.tar", tmp_path / "disk.qcow2", SPEC, force_tcg=True)
     assert len(calls) == len(messages)

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .errors import LockedError
+from labbuilder.model.errors import LockedError
 
 
 @contextmanager

@@ -9,7 +9,7 @@ import ipaddress
 import json
 from dataclasses import dataclass
 
-from .run import run
+from labbuilder.system.run import run
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import Problem, TopologyError
-from .topology import Network, Node, Topology
+from labbuilder.model.errors import Problem, TopologyError
+from labbuilder.model.topology import Network, Node, Topology
 
 if TYPE_CHECKING:
-    from .hosts import Host
+    from labbuilder.lab.hosts import Host
 
 MAX_TEAM = 99
 

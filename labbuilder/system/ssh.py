@@ -9,8 +9,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import HostError
-from .run import run
+from labbuilder.model.errors import HostError
+from labbuilder.system.run import run
 
 _OPTIONS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"]
@@ -130,7 +130,7 @@ def ssh_config(entries: list[tuple[str, str, tuple[str, ...]]], key: Path) -> st
         lines = [f"Host {name}", f"  HostName {address}", "  User root", f"  IdentityFile {key}",
                  "  StrictHostKeyChecking no", "  UserKnownHostsFile /dev/null", "  LogLevel ERROR"]
         if prefix:
-            proxy = [*prefix, sys.executable, "-m", "labbuilder.netcat", "%h", "%p"]
+            proxy = [*prefix, sys.executable, "-m", "labbuilder.system.netcat", "%h", "%p"]
             lines.append("  ProxyCommand " + shlex.join(proxy).replace("'%h'", "%h").replace("'%p'", "%p"))
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"

@@ -12,15 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import locks, render, ssh, virt
-from .conns import Connections, parallel
-from .errors import HostError
-from .progress import Progress
+from labbuilder.system import locks
+from labbuilder.lab import render
+from labbuilder.system import ssh
+from labbuilder.system import virt
+from labbuilder.system.connections import Connections, parallel
+from labbuilder.model.errors import HostError
+from labbuilder.progress import Progress
 
 if TYPE_CHECKING:
-    from . import seed
-    from .hosts import Host
-    from .plan import LabPlan, NetworkPlan, NodePlan
+    from labbuilder.lab import seed
+    from labbuilder.lab.hosts import Host
+    from labbuilder.lab.plan import LabPlan, NetworkPlan, NodePlan
 
 BASE_POOL = "labbuilder-base"
 POOL_ROOT = "/var/lib/libvirt/images/labbuilder"
@@ -236,7 +239,7 @@ def _create_volumes(ctx: ApplyContext, conn, pool, node: NodePlan, bases: dict[s
         if d.volume not in have:
             virt.create_volume(pool, render.volume_xml(d.volume, d.size_bytes, "qcow2"))
     if node.seed_volume not in have:
-        from . import seed  # here: `down`, `status` and `ssh` make no seeds and start sooner without it
+        from labbuilder.lab import seed  # here: `down`, `status` and `ssh` make no seeds and start sooner without it
 
         iso = seed.seed_iso(node_seed(ctx.plan, node, ctx.pubkey))
         vol = virt.create_volume(pool, render.volume_xml(node.seed_volume, len(iso), "raw"))
@@ -245,7 +248,7 @@ def _create_volumes(ctx: ApplyContext, conn, pool, node: NodePlan, bases: dict[s
 
 def node_seed(plan: LabPlan, node: NodePlan, pubkey: str) -> seed.Seed:
     """The node's identity: hostname, the lab key, its NICs, every lab node in /etc/hosts."""
-    from . import seed
+    from labbuilder.lab import seed
 
     nics = tuple(seed.SeedNic(n.guest_name, n.mac,
                               addresses=(f"{n.ip}/{n.prefix}",) if n.ip and not n.dhcp else (),

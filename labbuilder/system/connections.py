@@ -6,10 +6,10 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from . import virt
+from labbuilder.system import virt
 
 if TYPE_CHECKING:
-    from .hosts import Host
+    from labbuilder.lab.hosts import Host
 
 
 _holding = threading.local()  # .owners: the Connections this thread holds a connection of

@@ -7,7 +7,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from .errors import ToolError
+from labbuilder.model.errors import ToolError
 
 
 def run(

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from .errors import InputError, Problem
+from labbuilder.model.errors import InputError, Problem
 
 KeyPath = tuple  # of str | int
 

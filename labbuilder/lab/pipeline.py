@@ -13,18 +13,23 @@ import yaml
 
 # checkpoint (qemu.qmp, asyncio), config and the image pipeline are imported where they
 # are used: `status` and `ssh` start sooner without them (`down` is labbuilder.teardown).
-from . import accel, hostnet, lifecycle, locks, ssh, virt
-from .conns import Connections, parallel
-from .errors import LabError, TopologyError
-from .hosts import Host, resolve_hosts, state_root, team_dir
-from .lifecycle import Action, ApplyContext
-from .plan import BaseImage, LabPlan, check_host_networks, plan_lab
-from .request import LabRequest
-from .progress import Progress
-from .topology import Topology, load_topology
+from labbuilder.system import accel
+from labbuilder.system import hostnet
+from labbuilder.lab import lifecycle
+from labbuilder.system import locks
+from labbuilder.system import ssh
+from labbuilder.system import virt
+from labbuilder.system.connections import Connections, parallel
+from labbuilder.model.errors import LabError, TopologyError
+from labbuilder.lab.hosts import Host, resolve_hosts, state_root, team_dir
+from labbuilder.lab.lifecycle import Action, ApplyContext
+from labbuilder.lab.plan import BaseImage, LabPlan, check_host_networks, plan_lab
+from labbuilder.model.request import LabRequest
+from labbuilder.progress import Progress
+from labbuilder.model.topology import Topology, load_topology
 
 if TYPE_CHECKING:
-    from .checkpoint import Checkpoint
+    from labbuilder.lab.checkpoint import Checkpoint
 
 
 @dataclass
@@ -81,7 +86,7 @@ def find_images(topo: Topology, cache: Path | None, required: bool = True) -> di
         names.setdefault(name, path)  # a problem names the first use
     if not required:
         return {name: BaseImage(name, "", "", 0, 0) for name in names}
-    from . import image as image_mod
+    from labbuilder.image import build as image_mod
 
     cache = cache or image_mod.default_cache_dir()
     built = {b.name: b for b in image_mod.list_images(cache)}
@@ -201,7 +206,7 @@ def wait(lab: Lab, progress: Progress) -> dict[str, str]:
 def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:
     """Nodes (default: all) back to a fresh overlay of the base image, running, on SSH.
     Their checkpoints go with the old overlays."""
-    from . import checkpoint
+    from labbuilder.lab import checkpoint
 
     targets = [lab.plan.node(n) for n in nodes] if nodes else list(lab.plan.nodes)
     with team_lock(lab):
@@ -218,7 +223,7 @@ def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:
 def reset_to(lab: Lab, name: str, nodes: list[str], progress: Progress, cold: bool = False) -> dict[str, str]:
     """Nodes (default: all) back to checkpoint `name`: warm (memory state, no boot, clocks
     set) or `cold` (its disks, then a boot); running and answering on SSH."""
-    from . import checkpoint
+    from labbuilder.lab import checkpoint
 
     targets = [lab.plan.node(n) for n in nodes] if nodes else list(lab.plan.nodes)
     with team_lock(lab):
@@ -237,7 +242,7 @@ def take_checkpoint(lab: Lab, name: str, progress: Progress, role: str | None = 
 
 
 def _checkpoint(lab: Lab, name: str, progress: Progress, role: str | None) -> Checkpoint:
-    from . import checkpoint
+    from labbuilder.lab import checkpoint
 
     settle_boots(lab, progress)
     return checkpoint.create(lab.plan, lab.conns, name, progress, role)
@@ -261,16 +266,16 @@ def _boot_finished(lab: Lab, node_key: str, timeout: float) -> None:
 
 
 def checkpoints(lab: Lab) -> list[Checkpoint]:
-    from . import checkpoint
+    from labbuilder.lab import checkpoint
 
     return checkpoint.listing(lab.plan, lab.conns)
 
 
 def check_config(lab: Lab) -> None:
     """The config stage's roles exist (before `up` changes anything)."""
-    from . import config
+    from labbuilder.lab import config_stage
 
-    config.load_roles(lab.topology, lab.plan)
+    config_stage.load_roles(lab.topology, lab.plan)
 
 
 def configure(lab: Lab, progress: Progress, addresses: dict[str, str] | None = None, *,
@@ -278,29 +283,29 @@ def configure(lab: Lab, progress: Progress, addresses: dict[str, str] | None = N
               driver: str = "builtin", checkpoints_after: bool = False) -> list[str]:
     """Run the config stage on the team's nodes (they must answer on SSH); return the
     roles run. With `checkpoints_after`, checkpoint `after-<role>` after each role."""
-    from . import config
+    from labbuilder.lab import config_stage
 
     with team_lock(lab):
         addresses = addresses or {n.key: ssh_target(lab, n.key).address for n in lab.plan.nodes}
         files = write_handoff(lab, addresses)
         after = (lambda role: _checkpoint(lab, f"after-{role}", progress, role)) if checkpoints_after else None
-        stage = config.Stage(lab.topology, lab.plan, lab.conns,
+        stage = config_stage.Stage(lab.topology, lab.plan, lab.conns,
                              {n.key: ssh.SshTarget(addresses[n.key], lab.key, prefix=n.host.ssh_prefix)
                               for n in lab.plan.nodes},
                              inventory(lab.plan, addresses), lab.state / "config", progress, after)
         if driver == "ansible":
-            return config.ansible_stage(stage, files["inventory"], files["ssh_config"], start, until, only)
+            return config_stage.ansible_stage(stage, files["inventory"], files["ssh_config"], start, until, only)
         try:
-            return config.run_stage(stage, start, until, only)
+            return config_stage.run_stage(stage, start, until, only)
         finally:
-            config.close_connections(stage)
+            config_stage.close_connections(stage)
 
 
 def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = False) -> dict:
     """Per node: host, state, addresses, SSH; per network: bridge, active. With `ready`
     (node → address, from a wait just done) SSH is taken from it instead of probed;
     `probe_rest` still probes the nodes it does not name."""
-    from . import config
+    from labbuilder.lab import config_stage
 
     nodes = []
     owners = {o.name: o.owner for h in lab.plan.hosts for o in virt.owned_objects(lab.conns(h), lab.plan.lab, lab.plan.team)}
@@ -319,7 +324,7 @@ def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = Fal
         created = owners.get(node.name, {}).get("created", "")
         nodes.append({"node": node.key, "domain": node.name, "host": node.host.name, "state": state,
                       "addresses": ips, "ssh": reachable, "roles": list(node.roles),
-                      "roles_done": list(config.read_record(conn, node.name).done),
+                      "roles_done": list(config_stage.read_record(conn, node.name).done),
                       "age_seconds": int(time.time()) - int(created) if created.isdigit() else None})
 
     parallel([lambda n=n: one(n) for n in lab.plan.nodes])

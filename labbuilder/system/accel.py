@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ToolError
-from .run import run
+from labbuilder.model.errors import ToolError
+from labbuilder.system.run import run
 
 # mov al,'K' ; out 0xf4,al  (isa-debug-exit: QEMU exits with status (al << 1) | 1)
 _RESET_CODE = bytes([0xB0, 0x4B, 0xE6, 0xF4, 0xF4])

@@ -12,11 +12,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from . import locks, privatelibvirtd, virt
-from .conns import Connections, parallel
-from .hosts import Host, resolve_hosts, state_root, team_dir
-from .request import LabRequest
-from .topology import load_topology
+from labbuilder.system import locks
+from labbuilder.system import privatelibvirtd
+from labbuilder.system import virt
+from labbuilder.system.connections import Connections, parallel
+from labbuilder.lab.hosts import Host, resolve_hosts, state_root, team_dir
+from labbuilder.model.request import LabRequest
+from labbuilder.model.topology import load_topology
 
 
 @dataclass(frozen=True)

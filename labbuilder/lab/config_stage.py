@@ -22,13 +22,14 @@ from lxml import etree
 if TYPE_CHECKING:
     import jinja2
 
-from . import ssh, virt
-from .errors import LabError, TopologyError
-from .conns import parallel
-from .plan import LabPlan, NodePlan
-from .progress import Progress
-from .run import run
-from .topology import Topology
+from labbuilder.system import ssh
+from labbuilder.system import virt
+from labbuilder.model.errors import LabError, TopologyError
+from labbuilder.system.connections import parallel
+from labbuilder.lab.plan import LabPlan, NodePlan
+from labbuilder.progress import Progress
+from labbuilder.system.run import run
+from labbuilder.model.topology import Topology
 
 CONFIG_NS = "urn:labbuilder:config:1"
 STEP_RE = re.compile(r"^[0-9][0-9A-Za-z_.-]*$")  # steps run in file-name order: 10-…, 20-…

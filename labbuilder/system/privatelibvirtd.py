@@ -26,9 +26,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import virt
-from .errors import HostError
-from .run import run
+from labbuilder.system import virt
+from labbuilder.model.errors import HostError
+from labbuilder.system.run import run
 
 HOST_CONFIG = Path("/etc/libvirt")
 START_TIMEOUT = 20.0

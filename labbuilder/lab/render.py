@@ -1,4 +1,4 @@
-"""Render libvirt XML from the Jinja2 templates in domain_templates/.
+"""Render libvirt XML from the Jinja2 templates in labbuilder/templates/ (package data).
 
 Autoescape and StrictUndefined: no user text reaches XML unescaped, and a missing value
 is an error naming the template and line, not an empty attribute.
@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     import jinja2
 
 OWNER_NS = "urn:labbuilder:owner:1"
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "domain_templates"
 
 
 @cache
@@ -25,7 +24,7 @@ def _env() -> jinja2.Environment:
     import jinja2  # on first use: commands that render nothing (down, status) start faster
 
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        loader=jinja2.PackageLoader("labbuilder", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import libvirt
 
-from .errors import HostError
+from labbuilder.model.errors import HostError
 
 # Undefine a domain together with everything libvirt keeps beside its definition.
 _UNDEFINE_FLAGS = (

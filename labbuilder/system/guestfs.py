@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .errors import ToolError
+from labbuilder.model.errors import ToolError
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .errors import LabError
-from .progress import RichProgress
-from .request import LabRequest
+from labbuilder import __version__
+from labbuilder.model.errors import LabError
+from labbuilder.progress import RichProgress
+from labbuilder.model.request import LabRequest
 
 
 class _LazyConsole:
@@ -49,7 +49,7 @@ class _LazyLab:
     its planning, rendering and SSH while the guests it stops take the CPU."""
 
     def __getattr__(self, name: str):
-        from . import lab
+        from labbuilder.lab import pipeline as lab
 
         return getattr(lab, name)
 
@@ -108,8 +108,8 @@ def image():
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def image_build(recipe, cache, as_json):
     """Build RECIPE (e.g. images/debian-12.yaml) into the cache; instant if already built."""
-    from . import image as image_mod  # the image commands only: lab commands start without it
-    from .recipe import load_recipe
+    from labbuilder.image import build as image_mod  # the image commands only: lab commands start without it
+    from labbuilder.model.recipe import load_recipe
 
     rec = load_recipe(recipe)
     cache = cache or image_mod.default_cache_dir()
@@ -122,7 +122,7 @@ def image_build(recipe, cache, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def image_list(cache, as_json):
     """List the images in the cache."""
-    from . import image as image_mod
+    from labbuilder.image import build as image_mod
 
     images = image_mod.list_images(cache or image_mod.default_cache_dir())
     if as_json:
@@ -143,7 +143,8 @@ def image_list(cache, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print manifest and qemu-img info as JSON.")
 def image_info(name, cache, as_json):
     """Show the manifest of image NAME and what qemu-img says about its file."""
-    from . import image as image_mod, qemuimg
+    from labbuilder.image import build as image_mod
+    from labbuilder.system import qemuimg
 
     built = image_mod.find_image(cache or image_mod.default_cache_dir(), name)
     _print_image(built, as_json, qemu_info=qemuimg.info(built.image))
@@ -427,7 +428,7 @@ def status_cmd(as_json, **kwargs):
 @click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
 def down_cmd(all_teams, as_json, **kwargs):
     """Remove every object labbuilder owns for this lab and team, and nothing else."""
-    from . import teardown
+    from labbuilder.lab import teardown
 
     done = teardown.down(_request(**kwargs), all_teams)
     # Said once its guests are gone (until then every CPU-second is theirs or ours), with
@@ -535,6 +536,3 @@ def _print_reach(lab) -> None:
     console.print(f"Reach a node:  labbuilder ssh {topo} {first}{team} [-- COMMAND]", highlight=False)
     console.print(f"ssh config:    ssh -F {lab.state / 'ssh_config'} {first}", highlight=False)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

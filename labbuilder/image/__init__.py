@@ -1,0 +1,1 @@
+"""The image pipeline: build, cache, outputs."""
