@@ -5,7 +5,7 @@ APT_PKGS := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients \
             libguestfs-tools python3-guestfs python3-libvirt python3-venv dnsmasq-base \
             mmdebstrap iptables libxml2-utils openssh-client util-linux iproute2
 
-.PHONY: setup compile lab test unit bench clean
+.PHONY: setup compile lab test unit lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -29,8 +29,11 @@ lab: setup compile
 	$(VENV)/bin/labbuilder image build images/debian-12.yaml
 	$(VENV)/bin/labbuilder up topologies/demo.yaml
 
-test: setup compile
+test: setup compile lint
 	$(VENV)/bin/pytest -ra
+
+lint: setup
+	$(VENV)/bin/ruff check .
 
 unit: setup
 	$(VENV)/bin/pytest -ra -m 'not vm and not image'

@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from labbuilder.image import build as image
 from labbuilder import progress
+from labbuilder.image import build as image
 from labbuilder.model import recipe
 
 
@@ -40,7 +40,8 @@ def main() -> None:
     for stage, seconds in p.timings.items():
         print(f"  {stage:<12} {seconds:8.1f} s")
     m = built.manifest["image"]
-    print(f"  {'cold total':<12} {cold:8.1f} s   image {m['size'] / 2**20:.0f} MiB of {m['virtual_size'] / 2**30:.0f} GiB virtual")
+    size, virtual = m["size"] / 2**20, m["virtual_size"] / 2**30
+    print(f"  {'cold total':<12} {cold:8.1f} s   image {size:.0f} MiB of {virtual:.0f} GiB virtual")
     print(f"  {'cached':<12} {warm:8.3f} s   ({cold / warm:,.0f}x faster than the cold build)")
 
 

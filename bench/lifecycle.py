@@ -8,7 +8,8 @@ too. "reset" is the cold reset to the base image: destroy, fresh overlays, boot,
 
 Runs against a private libvirtd it starts in its own namespaces (nothing on the host is
 touched) and the cached debian-12 image. "up" is the orchestration time until every
-domain runs (`up --no-wait`), "down" until all is removed, medians of --repeat runs; "ssh" the time from the start of `up` until every node
+domain runs (`up --no-wait`), "down" until all is removed, medians of --repeat runs;
+"ssh" the time from the start of `up` until every node
 answers on SSH, and "reset", medians of --ssh-repeat runs. The first up's base image upload is a warm-up, not counted.
 
 vagrant-libvirt (Debian's `vagrant` and `vagrant-libvirt`) is measured too if it is
@@ -32,8 +33,8 @@ import argparse
 import json
 import os
 import shlex
-import statistics
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile

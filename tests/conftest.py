@@ -42,8 +42,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _built_image(name: str):
     """images/NAME.yaml built by our own pipeline (cached: instant once built)."""
-    from labbuilder.image import build as image
     from labbuilder import progress
+    from labbuilder.image import build as image
     from labbuilder.model import recipe
 
     rec = recipe.load_recipe(REPO / "images" / f"{name}.yaml")

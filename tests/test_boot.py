@@ -7,10 +7,8 @@ import time
 
 import pytest
 
-from labbuilder.lab import render
-from labbuilder.lab import seed
-from labbuilder.system import ssh
-from labbuilder.system import virt
+from labbuilder.lab import render, seed
+from labbuilder.system import ssh, virt
 
 pytestmark = pytest.mark.vm
 

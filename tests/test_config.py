@@ -8,16 +8,15 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from labbuilder.lab import config_stage
-from labbuilder.system import virt
-from labbuilder.model.errors import TopologyError
-from labbuilder.lab.pipeline import inventory
 from labbuilder.lab.hosts import Host
+from labbuilder.lab.pipeline import inventory
 from labbuilder.lab.plan import BaseImage, plan_lab
+from labbuilder.model.errors import TopologyError
 from labbuilder.model.topology import load_topology
-
-from conftest import REPO
+from labbuilder.system import virt
 
 IMAGE = BaseImage("gridka-base", "/cache/gridka-base.qcow2", "cd" * 32, 300 << 20, 3 << 30)
 

@@ -11,10 +11,9 @@ import sys
 import time
 
 import pytest
+from conftest import REPO
 
 from labbuilder.system import virt
-
-from conftest import REPO
 
 pytestmark = pytest.mark.vm
 

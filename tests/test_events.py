@@ -3,12 +3,11 @@ gets a host of its own: the `test:///default` driver is one in-memory host per p
 so a domain one test shut off would still be off in the next."""
 
 import threading
-import time
 
 import pytest
 
-from labbuilder.system import virt
 from labbuilder.model.errors import HostError
+from labbuilder.system import virt
 
 HOST = """<node>
   <domain type="test">

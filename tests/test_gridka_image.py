@@ -5,14 +5,11 @@ starts them they work (no internet in the guest)."""
 from __future__ import annotations
 
 import pytest
-
-from labbuilder.model import recipe
-from labbuilder.lab import render
-from labbuilder.lab import seed
-from labbuilder.system import ssh
-from labbuilder.system import virt
-
 from conftest import REPO
+
+from labbuilder.lab import render, seed
+from labbuilder.model import recipe
+from labbuilder.system import ssh, virt
 
 pytestmark = [pytest.mark.image, pytest.mark.vm]
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from labbuilder.system import guestfs
 from labbuilder.model.errors import ToolError
+from labbuilder.system import guestfs
 
 SPEC = guestfs.DiskSpec(1 << 30, "console=ttyS0")
 

@@ -9,13 +9,11 @@ import sys
 import time
 
 import pytest
-
 from click.testing import CliRunner
-
-from labbuilder.system import accel
-from labbuilder.cli import main
-
 from conftest import REPO
+
+from labbuilder.cli import main
+from labbuilder.system import accel
 
 pytestmark = pytest.mark.image
 

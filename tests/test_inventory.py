@@ -13,15 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
-from labbuilder.lab import lifecycle
-from labbuilder.lab import seed
-from labbuilder.model.errors import TopologyError
+from labbuilder.lab import lifecycle, seed
 from labbuilder.lab.hosts import resolve_hosts
 from labbuilder.lab.plan import BaseImage, plan_lab
+from labbuilder.model.errors import TopologyError
 from labbuilder.model.topology import load_topology
-
-from conftest import REPO
 
 DATA = Path("tests/data")
 INVENTORIES = sorted(p.stem for p in (REPO / DATA / "inventories").glob("*.yaml"))
@@ -217,8 +215,8 @@ def test_plan_text_lists_the_networks_per_host_with_their_bridges(tmp_path):
 def test_a_bridge_missing_on_a_host_is_reported_before_any_change(tmp_path, monkeypatch):
     """Checked on local hosts (`ip` in their network namespace); libvirt itself would start
     the network and fail only at the first guest."""
-    from labbuilder.system import hostnet
     from labbuilder.lab import pipeline as lab_mod
+    from labbuilder.system import hostnet
     from labbuilder.system.connections import Connections
 
     plan = _joined_gridka(tmp_path)
@@ -277,8 +275,8 @@ def test_down_imports_only_what_removing_needs(tmp_path):
 
 def test_a_split_network_is_reported_before_a_private_libvirtd_starts(tmp_path, monkeypatch):
     """resolve_hosts hands where each slot lands to `check` before it starts anything."""
-    from labbuilder.system import privatelibvirtd
     from labbuilder.lab.plan import check_host_networks
+    from labbuilder.system import privatelibvirtd
 
     started = []
     monkeypatch.setattr(privatelibvirtd, "ensure", lambda d: started.append(d))

@@ -15,11 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from labbuilder.system import virt
 from labbuilder.system.run import run
-
-from conftest import REPO
 
 pytestmark = pytest.mark.vm
 
@@ -76,8 +75,7 @@ def test_teams_racing_for_the_base_image_upload_it_once(private_libvirtd, base_i
     base pool is empty) beside the session's; first in this file: no lab boots beside it."""
     import fcntl
 
-    from labbuilder.system import locks
-    from labbuilder.system import privatelibvirtd
+    from labbuilder.system import locks, privatelibvirtd
 
     state = Path(tempfile.mkdtemp(prefix="lbrace-"))
     daemon = privatelibvirtd.start(state / "libvirtd")

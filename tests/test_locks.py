@@ -8,11 +8,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO
 
 from labbuilder.model.errors import LockedError
 from labbuilder.system.locks import team_lock
-
-from conftest import REPO
 
 
 def test_teams_run_in_parallel_and_a_second_run_on_a_team_fails(tmp_path):

@@ -19,12 +19,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from labbuilder.system import privatelibvirtd
-from labbuilder.system import virt
-from labbuilder.system.run import run
-
 from conftest import REPO
+
+from labbuilder.system import privatelibvirtd, virt
+from labbuilder.system.run import run
 
 pytestmark = pytest.mark.vm
 

@@ -9,9 +9,8 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from labbuilder.system import privatelibvirtd
-from labbuilder.system import virt
 from labbuilder.model.errors import HostError
+from labbuilder.system import privatelibvirtd, virt
 from labbuilder.system.run import run
 
 pytestmark = pytest.mark.vm
@@ -179,8 +178,8 @@ def test_eight_jobs_at_once_stay_under_the_daemons_request_limit(private_libvirt
     serves at most 5 calls of one connection at once (its default, which the private
     daemon keeps, as a lab host's does) and stops reading the connection beyond that; an
     `up` of 8 once waited forever there. Each job has a connection of its own."""
-    from labbuilder.system.connections import Connections, parallel
     from labbuilder.lab.hosts import Host
+    from labbuilder.system.connections import Connections, parallel
 
     log = private_libvirtd.state_dir / "log" / "libvirtd.log"
     seen = log.stat().st_size if log.exists() else 0

@@ -7,13 +7,13 @@ import shutil
 import subprocess
 
 import pytest
+from conftest import REPO
 
 from labbuilder.lab import lifecycle
 from labbuilder.lab.hosts import Host
-from labbuilder.lab.plan import BaseImage, bridge_name, plan_lab
+from labbuilder.lab.plan import BaseImage, plan_lab
+from labbuilder.model.names import bridge_name
 from labbuilder.model.topology import load_topology
-
-from conftest import REPO
 
 IMAGE = BaseImage("debian-12", "/cache/debian-12.qcow2", "ab" * 32, 171245568, 3 << 30)
 COURSE = {"db-node": "10.0.0.3", "auth-node": "10.0.0.4", "image-node": "10.0.0.5",
@@ -88,8 +88,8 @@ def test_plan_hash_is_stable_and_follows_the_definition():
 
 
 def test_missing_base_image_names_file_line_and_key(tmp_path, golden, monkeypatch):
-    from labbuilder.model.errors import TopologyError
     from labbuilder.lab.pipeline import find_images
+    from labbuilder.model.errors import TopologyError
 
     monkeypatch.chdir(REPO)
     topo = load_topology("topologies/demo.yaml")

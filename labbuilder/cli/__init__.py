@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
 from labbuilder import __version__
 from labbuilder.model.errors import LabError
-from labbuilder.progress import RichProgress
 from labbuilder.model.request import LabRequest
+from labbuilder.progress import RichProgress
 
 
 class _LazyConsole:
@@ -191,7 +190,7 @@ def lab_options(f):
         click.option("--connect", metavar="URI", help="libvirt URI for every host slot (default: "
                      "the local libvirtd, or a private one in its own namespaces if none runs)."),
         click.option("--hosts", "inventory", type=click.Path(path_type=Path),
-                     help="Host inventory YAML: per host slot a libvirt URI, or {uri|private, bridges} (README: two-host teams)."),
+                     help="Host inventory YAML: per host slot a libvirt URI, or {uri|private, bridges} (README)."),
         click.option("--private/--system", "private", default=None,
                      help="Force a private libvirtd in its own namespaces, or the system one."),
         click.option("--memory-scale", type=click.FloatRange(0.1, 4), default=1.0,

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labbuilder import __version__
-from labbuilder.system import accel as accel_mod
-from labbuilder.system import guestfs
-from labbuilder.system import qemuimg
 from labbuilder.model.errors import ImageError, LabError
-from labbuilder.progress import Progress
 from labbuilder.model.recipe import Recipe
+from labbuilder.progress import Progress
+from labbuilder.system import accel as accel_mod
+from labbuilder.system import guestfs, qemuimg
 from labbuilder.system.run import run
 
 CACHE_ENV = "LABBUILDER_IMAGE_CACHE"

@@ -13,14 +13,13 @@ import json
 import time
 from dataclasses import dataclass
 
-from labbuilder.system import qemuimg
-from labbuilder.system import ssh
-from labbuilder.system import virt
-from labbuilder.system.connections import Connections, parallel
-from labbuilder.model.errors import HostError, LabError
 from labbuilder.lab.lifecycle import node_address
 from labbuilder.lab.plan import LabPlan, NodePlan
+from labbuilder.model.errors import HostError, LabError
+from labbuilder.model.names import is_local_uri
 from labbuilder.progress import Progress
+from labbuilder.system import qemuimg, ssh, virt
+from labbuilder.system.connections import Connections, parallel
 
 MARK = "labbuilder-checkpoint"
 
@@ -100,7 +99,7 @@ def _memory_sizes(plan: LabPlan, conns: Connections) -> dict[str, int]:
     qemu-img (local hosts only: a remote host's files are not visible here)."""
     sizes: dict[str, int] = {}
     for node in plan.nodes:
-        if not node.host.uri.startswith(("qemu:///", "qemu+unix:///")):
+        if not is_local_uri(node.host.uri):
             continue
         pool = virt.lookup_pool(conns(node.host), plan.pool)
         try:

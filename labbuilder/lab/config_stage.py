@@ -22,14 +22,13 @@ from lxml import etree
 if TYPE_CHECKING:
     import jinja2
 
-from labbuilder.system import ssh
-from labbuilder.system import virt
-from labbuilder.model.errors import LabError, TopologyError
-from labbuilder.system.connections import parallel
 from labbuilder.lab.plan import LabPlan, NodePlan
-from labbuilder.progress import Progress
-from labbuilder.system.run import run
+from labbuilder.model.errors import LabError, TopologyError
 from labbuilder.model.topology import Topology
+from labbuilder.progress import Progress
+from labbuilder.system import ssh, virt
+from labbuilder.system.connections import parallel
+from labbuilder.system.run import run
 
 CONFIG_NS = "urn:labbuilder:config:1"
 STEP_RE = re.compile(r"^[0-9][0-9A-Za-z_.-]*$")  # steps run in file-name order: 10-…, 20-…

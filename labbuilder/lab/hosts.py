@@ -9,10 +9,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from labbuilder.system import privatelibvirtd
-from labbuilder.model.errors import TopologyError, Problem
+from labbuilder.model.errors import Problem, TopologyError
 from labbuilder.model.topology import BRIDGE_HINT, BRIDGE_RE, URI_RE, Topology, choice_hint
 from labbuilder.model.yamlread import Checker, KeyPath, load_with_marks
+from labbuilder.system import privatelibvirtd
 
 SYSTEM_SOCKET = Path("/run/libvirt/libvirt-sock")
 SYSTEM_URI = "qemu:///system"

@@ -12,13 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from labbuilder.system import locks
 from labbuilder.lab import render
-from labbuilder.system import ssh
-from labbuilder.system import virt
-from labbuilder.system.connections import Connections, parallel
 from labbuilder.model.errors import HostError
 from labbuilder.progress import Progress
+from labbuilder.system import locks, ssh, virt
+from labbuilder.system.connections import Connections, parallel
 
 if TYPE_CHECKING:
     from labbuilder.lab import seed

@@ -11,22 +11,20 @@ from typing import TYPE_CHECKING, ContextManager
 
 import yaml
 
-# checkpoint (qemu.qmp, asyncio), config and the image pipeline are imported where they
-# are used: `status` and `ssh` start sooner without them (`down` is labbuilder.teardown).
-from labbuilder.system import accel
-from labbuilder.system import hostnet
 from labbuilder.lab import lifecycle
-from labbuilder.system import locks
-from labbuilder.system import ssh
-from labbuilder.system import virt
-from labbuilder.system.connections import Connections, parallel
-from labbuilder.model.errors import LabError, TopologyError
 from labbuilder.lab.hosts import Host, resolve_hosts, state_root, team_dir
 from labbuilder.lab.lifecycle import Action, ApplyContext
 from labbuilder.lab.plan import BaseImage, LabPlan, check_host_networks, plan_lab
+from labbuilder.model.errors import LabError, TopologyError
+from labbuilder.model.names import is_local_uri
 from labbuilder.model.request import LabRequest
-from labbuilder.progress import Progress
 from labbuilder.model.topology import Topology, load_topology
+from labbuilder.progress import Progress
+
+# checkpoint (qemu.qmp, asyncio), config and the image pipeline are imported where they
+# are used: `status` and `ssh` start sooner without them (`down` is labbuilder.teardown).
+from labbuilder.system import accel, hostnet, locks, ssh, virt
+from labbuilder.system.connections import Connections, parallel
 
 if TYPE_CHECKING:
     from labbuilder.lab.checkpoint import Checkpoint
@@ -103,12 +101,8 @@ def find_images(topo: Topology, cache: Path | None, required: bool = True) -> di
     return found
 
 
-def _is_local(uri: str) -> bool:
-    return uri.startswith("qemu:///") or uri.startswith("qemu+unix:///")
-
-
 def _domain_type(plan: LabPlan) -> tuple[str, str]:
-    if all(_is_local(h.uri) for h in plan.hosts):
+    if all(is_local_uri(h.uri) for h in plan.hosts):
         found = accel.detect()
         return found.domain_type, found.reason
     return "kvm", "remote lab hosts are expected to have KVM"
@@ -126,7 +120,7 @@ def check_hosts(lab: Lab) -> dict[str, list[virt.HostObject]]:
         networks = [(o.name, ipaddress.ip_interface(f"{addr}/{prefix}").network)
                     for o in observed[host.uri] if o.kind == "network" for addr, prefix in o.subnets]
         existing = [(f"network {name!r} ({subnet})", subnet) for name, subnet in networks if name not in ours]
-        if host.running and _is_local(host.uri):  # a remote host's routes are not visible from here
+        if host.running and is_local_uri(host.uri):  # a remote host's routes are not visible from here
             libvirt_subnets = {subnet for _, subnet in networks}
             existing += [(f"route {r.network} dev {r.dev}", r.network) for r in hostnet.routes(host.ssh_prefix)
                          if r.network not in libvirt_subnets]

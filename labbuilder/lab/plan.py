@@ -3,18 +3,17 @@ name, MAC, IP, bridge and volume. Pure: no libvirt, no files."""
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from labbuilder.model.errors import Problem, TopologyError
+from labbuilder.model.names import bridge_name, derived_mac, libvirt_name, pool_name
 from labbuilder.model.topology import Network, Node, Topology
 
 if TYPE_CHECKING:
     from labbuilder.lab.hosts import Host
 
-MAX_TEAM = 99
 
 
 @dataclass(frozen=True)
@@ -119,20 +118,6 @@ class LabPlan:
         return next(n for n in self.nodes if n.key == key)
 
 
-def object_name(lab: str, team: int, name: str) -> str:
-    return f"{lab}-t{team}-{name}"
-
-
-def bridge_name(lab: str, team: int, network: str) -> str:
-    """Linux bridge names fit 15 characters: derived from a hash, never user text."""
-    return "lb" + hashlib.sha256(f"{lab}/{team}/{network}".encode()).hexdigest()[:10]
-
-
-def derived_mac(lab: str, team: int, node: str, nic: int) -> str:
-    digest = hashlib.sha256(f"{lab}/{team}/{node}/{nic}".encode()).digest()
-    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
-
-
 def _network_plan(topo: Topology, net: Network, team: int, host: Host) -> NetworkPlan:
     shifted = net.for_team(team)
     joined = host.joined_bridge(net.name)
@@ -146,7 +131,7 @@ def _network_plan(topo: Topology, net: Network, team: int, host: Host) -> Networ
                     statics.append((_mac(topo, team, node, nic.index),
                                     str(net.shift_ip(nic.ip, team)), node.name))
     return NetworkPlan(
-        key=net.name, name=object_name(topo.lab, team, net.name), host=host, mode=net.mode,
+        key=net.name, name=libvirt_name(topo.lab, team, net.name), host=host, mode=net.mode,
         bridge=net.bridge if net.mode == "bridge" else bridge_name(topo.lab, team, net.name),
         subnet=shifted.subnet, gateway=shifted.gateway, dhcp=shifted.dhcp,
         domain=net.domain or "", static_hosts=tuple(statics))
@@ -156,7 +141,7 @@ def _joined_network_plan(topo: Topology, shifted: Network, team: int, host: Host
     """A network joined to an existing host bridge: a bridge-mode libvirt network, no
     gateway or DHCP of libvirt's; the guests set their addresses in `shifted.subnet`."""
     return NetworkPlan(
-        key=shifted.name, name=object_name(topo.lab, team, shifted.name), host=host, mode="bridge",
+        key=shifted.name, name=libvirt_name(topo.lab, team, shifted.name), host=host, mode="bridge",
         bridge=bridge, subnet=shifted.subnet, gateway=None, dhcp=None, domain="", static_hosts=())
 
 
@@ -170,7 +155,7 @@ def _nic_plan(topo: Topology, team: int, node: Node, nic, host: Host) -> NicPlan
     shifted = net.for_team(team)
     joined = host.joined_bridge(net.name) is not None
     return NicPlan(
-        guest_name=nic.guest_name, network_key=net.name, network=object_name(topo.lab, team, net.name),
+        guest_name=nic.guest_name, network_key=net.name, network=libvirt_name(topo.lab, team, net.name),
         mac=_mac(topo, team, node, nic.index),
         ip=net.shift_ip(nic.ip, team) if nic.ip else None,
         prefix=shifted.subnet.prefixlen if shifted.subnet else None,
@@ -181,7 +166,7 @@ def _node_plan(topo: Topology, team: int, node: Node, host: Host, image: BaseIma
                memory_scale: float) -> NodePlan:
     domain = next((n.domain for n in topo.networks if n.domain), None)
     return NodePlan(
-        key=node.name, name=object_name(topo.lab, team, node.name), host=host, roles=node.roles,
+        key=node.name, name=libvirt_name(topo.lab, team, node.name), host=host, roles=node.roles,
         memory_mib=max(256, int(node.memory_mib * memory_scale)), vcpus=node.vcpus, image=image,
         nics=tuple(_nic_plan(topo, team, node, nic, host) for nic in node.nics),
         disks=tuple(DiskPlan(d.target, f"{node.name}-{d.target}.qcow2", d.size_bytes, d.bus)
@@ -252,5 +237,5 @@ def plan_lab(topo: Topology, team: int, hosts: dict[str, Host], images: dict[str
     nodes = tuple(_node_plan(topo, team, node, hosts[node.host], images[node.image], memory_scale)
                   for node in topo.nodes)
     note = "" if memory_scale == 1.0 else f"memory scaled by {memory_scale:g} (--memory-scale)"
-    return LabPlan(topo.lab, team, str(topo.path), object_name(topo.lab, team, "pool"),
+    return LabPlan(topo.lab, team, str(topo.path), pool_name(topo.lab, team),
                    networks, nodes, note)

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import hashlib
 from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lxml import etree
 
+from labbuilder.model.names import OWNER_NS
+
 if TYPE_CHECKING:
     import jinja2
 
-OWNER_NS = "urn:labbuilder:owner:1"
 
 
 @cache

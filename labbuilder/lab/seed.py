@@ -5,9 +5,8 @@ and the same bytes can be uploaded to a remote host through the storage API)."""
 from __future__ import annotations
 
 import io
-from importlib import resources
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib import resources
 
 import yaml
 

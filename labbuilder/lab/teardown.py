@@ -9,16 +9,14 @@ does, for the other commands).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from labbuilder.system import locks
-from labbuilder.system import privatelibvirtd
-from labbuilder.system import virt
-from labbuilder.system.connections import Connections, parallel
 from labbuilder.lab.hosts import Host, resolve_hosts, state_root, team_dir
+from labbuilder.model import names
 from labbuilder.model.request import LabRequest
 from labbuilder.model.topology import load_topology
+from labbuilder.system import locks, privatelibvirtd, virt
+from labbuilder.system.connections import Connections, parallel
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,7 @@ def remove_owned(conns: Connections, host: Host, lab: str, team: int | None) -> 
     """Remove every object this lab (team) owns on `host`; nothing else. Returns what went."""
     owned = virt.owned_objects(conns(host), lab, team)
     parallel([lambda o=o: virt.remove_domain(conns(host), o.name) for o in owned if o.kind == "domain"])
-    pattern = re.compile(rf"^{re.escape(lab)}-t{team if team is not None else '[0-9]+'}-pool$")
+    pattern = names.pool_pattern(lab, team)
     pools = [p for p in virt.pool_names(conns(host)) if pattern.match(p)]
     # With the domains gone, networks and pools wait on nothing: all at once.
     parallel([lambda o=o: virt.remove_network(conns(host), o.name) for o in owned if o.kind == "network"] +

@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from labbuilder.model.errors import RecipeError
-from labbuilder.model.yamlread import IMAGE_NAME_RE as NAME_RE, Checker, load_with_marks, parse_size
+from labbuilder.model.yamlread import IMAGE_NAME_RE as NAME_RE
+from labbuilder.model.yamlread import Checker, load_with_marks, parse_size
 
 # Bump when the build code changes what a recipe produces, so old cache entries are not reused.
 PIPELINE_VERSION = 1

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from labbuilder.model.errors import Problem, TopologyError
+from labbuilder.model.names import MAX_TEAM, libvirt_name
 from labbuilder.model.yamlread import IMAGE_NAME_RE, Checker, KeyPath, closest, dotted, load_with_marks, parse_size
 
 VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -28,7 +29,6 @@ DOMAIN_RE = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.
 MAC_RE = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
 URI_RE = re.compile(r"^[a-z][a-z0-9+.-]*:/")  # qemu:///system, qemu+ssh://host/system
 
-MAX_TEAM = 99
 MAX_LAB_NAME = 20
 MAX_LIBVIRT_NAME = 60
 MAX_NICS = 4
@@ -166,11 +166,6 @@ class Topology:
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
-
-
-def libvirt_name(lab: str, team: int, name: str) -> str:
-    """The libvirt name of a lab object: `<lab>-t<team>-<name>`."""
-    return f"{lab}-t{team}-{name}"
 
 
 def _check_team(team: int) -> None:
@@ -387,7 +382,8 @@ def _routed_network(c: Checker, name: str, mode: str, n: dict, raw: dict, path: 
 
 def _subnet(c: Checker, n: dict, raw: dict, path: KeyPath, mode: str) -> IPv4Network | None:
     if raw.get("subnet") is None:
-        c.problem(path, "missing required key 'subnet'", f"{'an' if mode[0] in 'aeiou' else 'a'} {mode} network needs an IPv4 subnet, e.g. 192.168.130.0/24")
+        article = "an" if mode[0] in "aeiou" else "a"
+        c.problem(path, "missing required key 'subnet'", f"{article} {mode} network needs an IPv4 subnet, e.g. 192.168.130.0/24")
         return None
     if "subnet" not in n:
         return None

@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from labbuilder.system import virt
 from labbuilder.model.errors import HostError
+from labbuilder.system import virt
 from labbuilder.system.run import run
 
 HOST_CONFIG = Path("/etc/libvirt")

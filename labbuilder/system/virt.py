@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import libvirt
 
 from labbuilder.model.errors import HostError
+from labbuilder.model.names import OWNER_NS
 
 # Undefine a domain together with everything libvirt keeps beside its definition.
 _UNDEFINE_FLAGS = (
@@ -253,7 +254,6 @@ def network_leases(conn: libvirt.virConnect, network: str) -> dict[str, str]:
 
 # ---- ownership: every domain and network labbuilder defines carries <lb:owner …/> ----
 
-OWNER_NS = "urn:labbuilder:owner:1"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,44 @@
+"""Every naming rule for what labbuilder creates on a libvirt host, in one place.
+
+Pure: topology validation (how long a name may be), plan (what to name each object),
+render (the owner element) and teardown (what is ours) all read these rules here."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+OWNER_NS = "urn:labbuilder:owner:1"  # <lb:owner lab= team= node|network= plan=> in <metadata>
+MAX_TEAM = 99
+LOCAL_URI_PREFIXES = ("qemu:///", "qemu+unix:///")
+
+
+def libvirt_name(lab: str, team: int, name: str) -> str:
+    """The libvirt name of a lab's node or network: `<lab>-t<team>-<name>`."""
+    return f"{lab}-t{team}-{name}"
+
+
+def pool_name(lab: str, team: int) -> str:
+    """The storage pool of a lab's team: `<lab>-t<team>-pool`."""
+    return libvirt_name(lab, team, "pool")
+
+
+def pool_pattern(lab: str, team: int | None) -> re.Pattern:
+    """Matches the pool names of one team of `lab`, or of every team when team is None."""
+    return re.compile(rf"^{re.escape(lab)}-t{team if team is not None else '[0-9]+'}-pool\Z")
+
+
+def bridge_name(lab: str, team: int, network: str) -> str:
+    """Linux bridge names fit 15 characters: derived from a hash, never user text."""
+    return "lb" + hashlib.sha256(f"{lab}/{team}/{network}".encode()).hexdigest()[:10]
+
+
+def derived_mac(lab: str, team: int, node: str, nic: int) -> str:
+    """A stable MAC inside 52:54:00:xx:xx:xx for a NIC the topology gives none."""
+    digest = hashlib.sha256(f"{lab}/{team}/{node}/{nic}".encode()).digest()
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+def is_local_uri(uri: str) -> bool:
+    """A libvirt URI of this machine's own daemon (system or private)."""
+    return uri.startswith(LOCAL_URI_PREFIXES)
