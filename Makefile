@@ -29,8 +29,10 @@ lab: setup compile
 	$(VENV)/bin/labbuilder image build images/debian-12.yaml
 	$(VENV)/bin/labbuilder up topologies/demo.yaml
 
+# Unit tests in random order (pytest-randomly); the VM tests in file order, sharing booted labs.
 test: setup compile lint
-	$(VENV)/bin/pytest -ra
+	$(VENV)/bin/pytest -ra -m 'not vm and not image'
+	$(VENV)/bin/pytest -ra -p no:randomly -m 'vm or image'
 
 lint: setup
 	$(VENV)/bin/ruff check .

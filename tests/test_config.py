@@ -14,7 +14,7 @@ from labbuilder.lab import config_stage
 from labbuilder.lab.hosts import Host
 from labbuilder.lab.pipeline import inventory
 from labbuilder.lab.plan import BaseImage, plan_lab
-from labbuilder.model.errors import TopologyError
+from labbuilder.model.errors import ConfigError, TopologyError
 from labbuilder.model.topology import load_topology
 from labbuilder.system import virt
 
@@ -58,7 +58,7 @@ def test_from_until_and_only_run_roles_again_even_if_done():
 
 
 def test_an_unknown_role_is_a_clear_error():
-    with pytest.raises(config_stage.ConfigError) as e:
+    with pytest.raises(ConfigError) as e:
         config_stage.select(ROLES, {n: config_stage.Record() for n in "abc"}, start="dbnode")
     assert e.value.lines() == ["no role 'dbnode' in this lab", "roles in order: common, db, network, compute"]
 
@@ -125,7 +125,7 @@ def test_an_undefined_template_name_names_the_file_and_line(tmp_path):
     topo, plan = _lab(path)
     role_dir = Path(topo.role_dir)
     ctx = config_stage.template_context(inventory(plan, {}), "db-node", "db", dict(topo.vars))
-    with pytest.raises(config_stage.ConfigError) as e:
+    with pytest.raises(ConfigError) as e:
         config_stage.render_step(config_stage.step_env(role_dir), step, role_dir, ctx)
     assert e.value.lines()[0] == f"{step}:3: 'dict object' has no attribute 'rabbit_pasword' (node db-node)"
 

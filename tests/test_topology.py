@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from labbuilder.model.errors import TopologyError
+from labbuilder.model.errors import TeamError, TopologyError
 from labbuilder.model.topology import Topology, load_topology, shift_ip
 from labbuilder.model.yamlread import load_with_marks
 
@@ -114,7 +114,7 @@ def test_team_shift_shared_network_stays():
 
 @pytest.mark.parametrize("team", [0, 100])
 def test_team_out_of_range(team):
-    with pytest.raises(ValueError):
+    with pytest.raises(TeamError, match="is not in 1..99"):
         shipped("demo").network("lan").for_team(team)
 
 

@@ -75,7 +75,7 @@ class LabGroup(click.Group):
                 # Escaped: user text such as "[a-z0-9-]" in a message is not rich markup.
                 text = "[red]error:[/red] " + _escape(line) if i == 0 else line
                 console.print(text, highlight=False, markup=i == 0, soft_wrap=True)
-            log = getattr(e, "log", None)
+            log = e.log
             if log and not any("full log" in l for l in e.lines()):
                 console.print(f"full log: {log}", highlight=False)
             ctx.exit(e.exit_code)

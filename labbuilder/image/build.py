@@ -78,7 +78,7 @@ def build(recipe: Recipe, cache: Path, progress: Progress, accel: accel_mod.Acce
         (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         work.rename(final)
     except LabError as e:
-        if getattr(e, "log", None) is None:
+        if e.log is None:
             e.log = str(log)
         raise
     finally:

@@ -15,17 +15,13 @@ from dataclasses import dataclass
 
 from labbuilder.lab.lifecycle import node_address
 from labbuilder.lab.plan import LabPlan, NodePlan
-from labbuilder.model.errors import HostError, LabError
+from labbuilder.model.errors import CheckpointError, HostError, LabError
 from labbuilder.model.names import is_local_uri
 from labbuilder.progress import Progress
 from labbuilder.system import qemuimg, ssh, virt
 from labbuilder.system.connections import Connections, parallel
 
 MARK = "labbuilder-checkpoint"
-
-
-class CheckpointError(LabError):
-    """A checkpoint is missing, incomplete or cannot be taken."""
 
 
 @dataclass(frozen=True)

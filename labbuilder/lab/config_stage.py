@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import jinja2
 
 from labbuilder.lab.plan import LabPlan, NodePlan
-from labbuilder.model.errors import LabError, TopologyError
+from labbuilder.model.errors import ConfigError, TopologyError
 from labbuilder.model.topology import Topology
 from labbuilder.progress import Progress
 from labbuilder.system import ssh, virt
@@ -35,17 +35,6 @@ STEP_RE = re.compile(r"^[0-9][0-9A-Za-z_.-]*$")  # steps run in file-name order:
 REMOTE_DIR = "/var/lib/labbuilder/steps"
 STEP_TIMEOUT = 1800.0
 TAIL_LINES = 12
-
-
-class ConfigError(LabError):
-    """A step failed: node, role, step, exit status and the tail of its log."""
-
-    def __init__(self, lines: list[str]):
-        self._lines = lines
-        super().__init__(lines[0])
-
-    def lines(self) -> list[str]:
-        return self._lines
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ class LabError(Exception):
     """Base of every error a user can see. `exit_code` is what the CLI exits with."""
 
     exit_code = 1
+    log: str | None = None  # the full log of what failed, shown after the message
 
     def lines(self) -> list[str]:
         return [str(self)]
@@ -79,3 +80,24 @@ class ImageError(LabError):
 
 class LockedError(LabError):
     """Another labbuilder run holds the lock for this lab and team."""
+
+
+class TeamError(LabError):
+    """A team number outside 1..MAX_TEAM."""
+
+    exit_code = 2
+
+
+class ConfigError(LabError):
+    """A step failed: node, role, step, exit status and the tail of its log."""
+
+    def __init__(self, lines: list[str]):
+        self._lines = lines
+        super().__init__(lines[0])
+
+    def lines(self) -> list[str]:
+        return self._lines
+
+
+class CheckpointError(LabError):
+    """A checkpoint is missing, incomplete or cannot be taken."""

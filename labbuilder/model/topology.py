@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from labbuilder.model.errors import Problem, TopologyError
+from labbuilder.model.errors import Problem, TeamError, TopologyError
 from labbuilder.model.names import MAX_TEAM, libvirt_name
 from labbuilder.model.yamlread import IMAGE_NAME_RE, Checker, KeyPath, closest, dotted, load_with_marks, parse_size
 
@@ -170,7 +170,7 @@ class Topology:
 
 def _check_team(team: int) -> None:
     if not 1 <= team <= MAX_TEAM:
-        raise ValueError(f"team {team} is not in 1..{MAX_TEAM}")
+        raise TeamError(f"team {team} is not in 1..{MAX_TEAM}")
 
 
 # ---------------------------------------------------------------------------- loading
