@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from labbuilder.lab import lifecycle, seed
+from labbuilder.lab import apply, diff, seed
 from labbuilder.lab.hosts import resolve_hosts
 from labbuilder.lab.plan import BaseImage, plan_lab
 from labbuilder.model.errors import TopologyError
@@ -140,17 +140,17 @@ def test_gridka_joined_on_both_hosts_plans_bridge_networks_and_static_addresses(
 def test_the_seed_of_a_node_on_a_joined_network_sets_its_address_itself(tmp_path):
     plan = _joined_gridka(tmp_path)
     node = plan.node("compute-1")
-    config = seed.network_config(lifecycle.node_seed(plan, node, "ssh-ed25519 AAAA test"))
+    config = seed.network_config(apply.node_seed(plan, node, "ssh-ed25519 AAAA test"))
     assert config["ethernets"]["eth0"]["dhcp4"] is True
     assert config["ethernets"]["eth1"] == {"match": {"macaddress": node.nics[1].mac}, "set-name": "eth1",
                                            "addresses": ["10.0.0.20/24"]}
-    hosts = seed.hosts_file(lifecycle.node_seed(plan, node, "k"))
+    hosts = seed.hosts_file(apply.node_seed(plan, node, "k"))
     assert "10.0.0.3 db-node" in hosts and "10.0.0.21 compute-2" in hosts
 
 
 def _joined_xml(tmp_path):
-    want = lifecycle.render_plan(_joined_gridka(tmp_path), "kvm", now=0)
-    return {(n.host.uri, n.name): xml for n, xml, _ in want.networks.values()}
+    want = diff.render_plan(_joined_gridka(tmp_path), "kvm", now=0)
+    return {(r.plan.host.uri, r.plan.name): r.xml for r in want.networks.values()}
 
 
 def test_a_joined_network_renders_as_a_bridge_network_owned_by_the_lab(tmp_path, golden):
@@ -267,7 +267,8 @@ def test_down_imports_only_what_removing_needs(tmp_path):
     assert said == "Nothing to remove.", proc.stdout
     loaded = set(modules.split())
     assert "labbuilder.lab.teardown" in loaded
-    assert loaded & {"labbuilder.lab.pipeline", "labbuilder.lab.plan", "labbuilder.lab.lifecycle",
+    assert loaded & {"labbuilder.lab.pipeline", "labbuilder.lab.plan", "labbuilder.lab.apply",
+                     "labbuilder.lab.diff", "labbuilder.lab.wait",
                      "labbuilder.lab.render", "labbuilder.system.ssh", "labbuilder.lab.seed",
                      "labbuilder.system.accel", "labbuilder.system.hostnet",
                      "jinja2", "rich", "concurrent.futures"} == set()

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from conftest import REPO
 
-from labbuilder.lab import lifecycle
+from labbuilder.lab import diff
 from labbuilder.lab.hosts import Host
 from labbuilder.lab.plan import BaseImage, plan_lab
 from labbuilder.model.names import bridge_name
@@ -56,9 +56,9 @@ def test_rdo_course_keeps_its_fixed_macs_and_leases():
 
 def _rendered(name, team=1):
     plan = _plan(name, team)
-    want = lifecycle.render_plan(plan, "qemu", now=0)
-    return ({n.name: xml for n, xml, _ in want.networks.values()},
-            {n.name: xml for n, xml, _ in want.domains.values()})
+    want = diff.render_plan(plan, "qemu", now=0)
+    return ({r.plan.name: r.xml for r in want.networks.values()},
+            {r.plan.name: r.xml for r in want.domains.values()})
 
 
 @pytest.mark.skipif(shutil.which("virt-xml-validate") is None, reason="virt-xml-validate missing")
@@ -80,11 +80,11 @@ def test_gridka_xml_matches_golden_files(golden):
 
 
 def test_plan_hash_is_stable_and_follows_the_definition():
-    a = lifecycle.render_plan(_plan("demo"), "qemu", now=1)
-    b = lifecycle.render_plan(_plan("demo"), "qemu", now=1)
-    assert [d for *_, d in a.domains.values()] == [d for *_, d in b.domains.values()]
-    c = lifecycle.render_plan(_plan("demo"), "kvm", now=2)
-    assert [d for *_, d in a.domains.values()] != [d for *_, d in c.domains.values()]
+    a = diff.render_plan(_plan("demo"), "qemu", now=1)
+    b = diff.render_plan(_plan("demo"), "qemu", now=1)
+    assert [r.digest for r in a.domains.values()] == [r.digest for r in b.domains.values()]
+    c = diff.render_plan(_plan("demo"), "kvm", now=2)
+    assert [r.digest for r in a.domains.values()] != [r.digest for r in c.domains.values()]
 
 
 def test_missing_base_image_names_file_line_and_key(tmp_path, golden, monkeypatch):

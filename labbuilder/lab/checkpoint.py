@@ -13,8 +13,8 @@ import json
 import time
 from dataclasses import dataclass
 
-from labbuilder.lab.lifecycle import node_address
 from labbuilder.lab.plan import LabPlan, NodePlan
+from labbuilder.lab.wait import node_address
 from labbuilder.model.errors import CheckpointError, HostError, LabError
 from labbuilder.model.names import is_local_uri
 from labbuilder.progress import Progress

@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, ContextManager
 
 import yaml
 
-from labbuilder.lab import lifecycle
+from labbuilder.lab import apply, diff, observe
+from labbuilder.lab import wait as wait_for
+from labbuilder.lab.apply import ApplyContext
+from labbuilder.lab.diff import Action, ObjectKind
 from labbuilder.lab.hosts import Host, resolve_hosts, state_root, team_dir
-from labbuilder.lab.lifecycle import Action, ApplyContext
 from labbuilder.lab.plan import BaseImage, LabPlan, check_host_networks, plan_lab
 from labbuilder.model.errors import LabError, TopologyError
 from labbuilder.model.names import is_local_uri
@@ -171,28 +173,29 @@ def team_lock(lab: Lab) -> ContextManager[None]:
 
 def _context(lab: Lab, progress: Progress) -> ApplyContext:
     pubkey = ssh.ensure_keypair(lab.key)
-    return ApplyContext(lab.plan, lifecycle.render_plan(lab.plan, lab.domain_type), lab.conns, pubkey, progress,
+    return ApplyContext(lab.plan, diff.render_plan(lab.plan, lab.domain_type), lab.conns, pubkey, progress,
                         state_root() / "locks")
 
 
 def changes(lab: Lab) -> list[Action]:
     """What `up` would do (used by `plan`); changes nothing."""
-    return lifecycle.diff(lab.plan, lifecycle.render_plan(lab.plan, lab.domain_type), lab.conns, lab.observed)
+    want = diff.render_plan(lab.plan, lab.domain_type)
+    return diff.diff(lab.plan, want, observe.observe_hosts(lab.plan, lab.conns, lab.observed))
 
 
 def up(lab: Lab, progress: Progress) -> list[Action]:
     """Converge the hosts to the plan (no waiting: see `wait`); return what was done."""
     with team_lock(lab):
         ctx = _context(lab, progress)
-        actions = lifecycle.diff(lab.plan, ctx.want, lab.conns)
-        lifecycle.apply(ctx, actions)
+        actions = diff.diff(lab.plan, ctx.want, observe.observe_hosts(lab.plan, lab.conns))
+        apply.apply(ctx, actions)
         write_handoff(lab, {})
     return actions
 
 
 def wait(lab: Lab, progress: Progress) -> dict[str, str]:
     """Wait until every node answers on SSH; refresh the hand-off files with the addresses."""
-    ready = lifecycle.wait_ready(lab.plan, lab.conns, lab.key, progress)
+    ready = wait_for.wait_ready(lab.plan, lab.conns, lab.key, progress)
     write_handoff(lab, ready)
     return ready
 
@@ -205,13 +208,14 @@ def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:
     targets = [lab.plan.node(n) for n in nodes] if nodes else list(lab.plan.nodes)
     with team_lock(lab):
         ctx = _context(lab, progress)
-        lifecycle.apply(ctx, [a for a in lifecycle.diff(lab.plan, ctx.want, lab.conns)
-                              if a.kind in ("image", "network", "pool")])
+        infrastructure = (ObjectKind.IMAGE, ObjectKind.NETWORK, ObjectKind.POOL)
+        actions = diff.diff(lab.plan, ctx.want, observe.observe_hosts(lab.plan, lab.conns))
+        apply.apply(ctx, [a for a in actions if a.kind in infrastructure])
         dropped = checkpoint.drop(lab.conns, targets)
         if dropped:
             progress.info(f"Checkpoints of the reset nodes are gone with their disks: {', '.join(dropped)}")
-        lifecycle.reset_nodes(ctx, targets)
-        return lifecycle.wait_ready(lab.plan, lab.conns, lab.key, progress, targets)
+        apply.reset_nodes(ctx, targets)
+        return wait_for.wait_ready(lab.plan, lab.conns, lab.key, progress, targets)
 
 
 def reset_to(lab: Lab, name: str, nodes: list[str], progress: Progress, cold: bool = False) -> dict[str, str]:
@@ -225,7 +229,7 @@ def reset_to(lab: Lab, name: str, nodes: list[str], progress: Progress, cold: bo
             checkpoint.revert(lab.plan, lab.conns, lab.key, name, targets, progress)
             return {n.key: ssh_target(lab, n.key).address for n in targets}
         checkpoint.revert_cold(lab.plan, lab.conns, name, targets, progress)
-        return lifecycle.wait_ready(lab.plan, lab.conns, lab.key, progress, targets)
+        return wait_for.wait_ready(lab.plan, lab.conns, lab.key, progress, targets)
 
 
 def take_checkpoint(lab: Lab, name: str, progress: Progress, role: str | None = None) -> Checkpoint:
@@ -307,7 +311,7 @@ def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = Fal
     def one(node):
         conn = lab.conns(node.host)
         state = virt.domain_state(conn, node.name)
-        leases = lifecycle.node_leases(lab.conns, node)
+        leases = wait_for.node_leases(lab.conns, node)
         ips = {nic.guest_name: leases.get(nic.mac) or (str(nic.ip) if nic.ip else None) for nic in node.nics}
         address = node.ssh_ip or next((ip for ip in ips.values() if ip), None)
         if ready is not None and (node.key in ready or not probe_rest):
@@ -338,7 +342,7 @@ def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = Fal
 
 def ssh_target(lab: Lab, node_key: str) -> ssh.SshTarget:
     node = lab.plan.node(node_key)
-    address = lifecycle.node_address(lab.conns, node)
+    address = wait_for.node_address(lab.conns, node)
     if address is None:
         raise TopologyError([lab.topology.problem(("nodes", node_key), "node has no known address yet")])
     return ssh.SshTarget(address, lab.key, prefix=node.host.ssh_prefix)

@@ -11,6 +11,9 @@ import re
 OWNER_NS = "urn:labbuilder:owner:1"  # <lb:owner lab= team= node|network= plan=> in <metadata>
 MAX_TEAM = 99
 LOCAL_URI_PREFIXES = ("qemu:///", "qemu+unix:///")
+BASE_POOL = "labbuilder-base"  # the base images on each host, shared by every lab
+POOL_ROOT = "/var/lib/libvirt/images/labbuilder"
+DONE_SUFFIX = ".complete"  # marker volume: the upload before it finished
 
 
 def libvirt_name(lab: str, team: int, name: str) -> str:

@@ -1,0 +1,114 @@
+"""Diff: what must happen on each host for it to match a plan. Pure: it reads the
+rendered objects (render_plan) and what observe found on each host, and returns actions."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from labbuilder.lab import render
+from labbuilder.model.names import DONE_SUFFIX
+
+if TYPE_CHECKING:
+    from labbuilder.lab.hosts import Host
+    from labbuilder.lab.observe import HostState
+    from labbuilder.lab.plan import LabPlan, NetworkPlan, NodePlan
+
+
+class ObjectKind(StrEnum):
+    IMAGE = "image"
+    NETWORK = "network"
+    POOL = "pool"
+    DOMAIN = "domain"
+
+
+class Verb(StrEnum):
+    CREATE = "create"
+    CHANGE = "change"
+    START = "start"
+    REMOVE = "remove"
+    UPLOAD = "upload"
+
+
+@dataclass(frozen=True)
+class Action:
+    """One change on one host: `verb` the `kind` object `name` (a libvirt name)."""
+
+    verb: Verb
+    kind: ObjectKind
+    name: str
+    host: Host
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A network or domain of the plan, its XML and the hash of its plan."""
+
+    plan: NetworkPlan | NodePlan
+    xml: str
+    digest: str
+
+
+@dataclass
+class Desired:
+    """Every network (keyed by host URI and libvirt name) and domain (by libvirt name)."""
+
+    networks: dict[tuple[str, str], Rendered] = field(default_factory=dict)
+    domains: dict[str, Rendered] = field(default_factory=dict)
+
+
+def render_plan(plan: LabPlan, domain_type: str, now: float | None = None) -> Desired:
+    """XML and plan hash of every network and domain; `now` stamps domain definitions."""
+    created = int(time.time() if now is None else now)
+    want = Desired()
+    for net in plan.networks:
+        want.networks[(net.host.uri, net.name)] = Rendered(net, *render.network_xml(plan.lab, plan.team, net))
+    for node in plan.nodes:
+        xml, digest = render.domain_xml(plan.lab, plan.team, node, plan.pool, domain_type, created)
+        want.domains[node.name] = Rendered(node, xml, digest)
+    return want
+
+
+def diff(plan: LabPlan, want: Desired, states: dict[str, HostState]) -> list[Action]:
+    """The actions that make each host of `plan` match `want`, given what observe found
+    there (`states`, per host URI)."""
+    actions: list[Action] = []
+    for host in plan.hosts:
+        state = states[host.uri]
+        owned = {o.name: o for o in state.owned}
+        networks = [r for r in want.networks.values() if r.plan.host == host]
+        domains = [r for r in want.domains.values() if r.plan.host == host]
+        actions += _image_actions(plan, host, state.base_volumes)
+        actions += _object_actions(ObjectKind.NETWORK, networks, owned, host)
+        if not state.pool_exists:
+            actions.append(Action(Verb.CREATE, ObjectKind.POOL, plan.pool, host))
+        actions += _object_actions(ObjectKind.DOMAIN, domains, owned, host)
+        wanted = {r.plan.name for r in networks + domains}
+        actions += [Action(Verb.REMOVE, ObjectKind(o.kind), o.name, host, "not in the topology")
+                    for o in owned.values() if o.name not in wanted]
+    return actions
+
+
+def _image_actions(plan: LabPlan, host: Host, have: set[str]) -> list[Action]:
+    images = {n.image.volume: n.image for n in plan.nodes if n.host == host}
+    return [Action(Verb.UPLOAD, ObjectKind.IMAGE, vol, host, f"{img.size / 2**20:.0f} MiB from {img.path}")
+            for vol, img in images.items() if vol + DONE_SUFFIX not in have]
+
+
+def _object_actions(kind: ObjectKind, wanted: list[Rendered], owned: dict, host: Host) -> list[Action]:
+    actions = []
+    for r in wanted:
+        obj, digest = r.plan, r.digest
+        have = owned.get(obj.name)
+        if have is None:
+            actions.append(Action(Verb.CREATE, kind, obj.name, host))
+        elif have.owner.get("plan") != digest:
+            actions.append(Action(Verb.CHANGE, kind, obj.name, host, "definition differs from the plan"))
+        elif not have.active:
+            actions.append(Action(Verb.START, kind, obj.name, host))
+        elif have.starting:  # an earlier run was killed while libvirt started it: wait for that
+            actions.append(Action(Verb.START, kind, obj.name, host, "its start, begun by an earlier run, is under way"))
+    return actions
