@@ -1,0 +1,91 @@
+"""The image commands: build, list, info."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from labbuilder.cli import cache_option, main
+from labbuilder.cli.output import RichProgress, console, new_table, out, size_text
+
+
+@main.group()
+def image():
+    """Build base images from recipes in images/, list and inspect them."""
+
+
+@image.command("build")
+@click.argument("recipe", type=click.Path(path_type=Path))
+@cache_option
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def image_build(recipe, cache, as_json):
+    """Build RECIPE (e.g. images/debian-12.yaml) into the cache; instant if already built."""
+    from labbuilder.image import build as image_mod  # the image commands only: lab commands start without it
+    from labbuilder.model.recipe import load_recipe
+
+    rec = load_recipe(recipe)
+    cache = cache or image_mod.default_cache_dir()
+    built = image_mod.build(rec, cache, RichProgress(console.real))
+    _print_image(built, as_json)
+
+
+@image.command("list")
+@cache_option
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def image_list(cache, as_json):
+    """List the images in the cache."""
+    from labbuilder.image import build as image_mod
+
+    images = image_mod.list_images(cache or image_mod.default_cache_dir())
+    if as_json:
+        out.print_json(json.dumps([{"name": b.name, "path": str(b.image), **b.manifest["image"]}
+                                   for b in images]))
+        return
+    table = new_table("name", "recipe hash", "built", "virtual", "on disk", "path")
+    for b in images:
+        m = b.manifest
+        table.add_row(b.name, m["recipe_hash"][:12], m["built_at"], size_text(m["image"]["virtual_size"]),
+                      size_text(m["image"]["size"]), str(b.image))
+    out.print(table)
+
+
+@image.command("info")
+@click.argument("name")
+@cache_option
+@click.option("--json", "as_json", is_flag=True, help="Print manifest and qemu-img info as JSON.")
+def image_info(name, cache, as_json):
+    """Show the manifest of image NAME and what qemu-img says about its file."""
+    from labbuilder.image import build as image_mod
+    from labbuilder.system import qemuimg
+
+    built = image_mod.find_image(cache or image_mod.default_cache_dir(), name)
+    _print_image(built, as_json, qemu_info=qemuimg.info(built.image))
+
+
+def _print_image(built, as_json: bool, qemu_info: dict | None = None) -> None:
+    data = {"path": str(built.image), "cached": built.cached, "manifest": built.manifest}
+    if qemu_info is not None:
+        data["qemu_img_info"] = qemu_info
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    m = built.manifest
+    table = new_table(show_header=False, box=None)
+    rows = [("name", m["name"]), ("path", str(built.image)), ("recipe hash", m["recipe_hash"]),
+            ("built", m["built_at"]), ("format", m["image"]["format"]),
+            ("virtual size", size_text(m["image"]["virtual_size"])), ("on disk", size_text(m["image"]["size"])),
+            ("sha256", m["image"]["sha256"]), ("md5", m["image"]["md5"])]
+    rows += [(f"glance {k}", str(v)) for k, v in m["glance"].items() if k not in ("checksum", "os_hash_value")]
+    if qemu_info is not None:
+        rows += [("qemu-img format", qemu_info["format"]),
+                 ("qemu-img compat", str(qemu_info.get("format-specific", {}).get("data", {}).get("compat", ""))),
+                 ("backing file", qemu_info.get("backing-filename", "none"))]
+    for k, v in rows:
+        table.add_row(f"[bold]{k}[/bold]", v)
+    out.print(table)
+
+
+# ---- labs ----
+

@@ -1,0 +1,124 @@
+"""What the CLI prints: the consoles (rich, imported on first use), tables, the error
+edge's lines, progress, actions and status."""
+
+from __future__ import annotations
+
+import json
+
+from labbuilder.progress import Progress
+
+
+class _LazyConsole:
+    """rich's Console, imported on first use: importing rich costs ≈ 0.4 s on a host busy
+    with booting guests, and `down` should have stopped them by then."""
+
+    def __init__(self, **options) -> None:
+        self._options = options
+        self._console = None
+
+    @property
+    def real(self):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str):
+        return getattr(self.real, name)
+
+
+def new_table(*columns, **options):
+    from rich.table import Table
+
+    return Table(*columns, **options)
+
+
+console = _LazyConsole(stderr=True)
+out = _LazyConsole()
+
+
+def size_text(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+SYMBOL = {"create": "[green]+[/green]", "upload": "[green]+[/green]", "change": "[yellow]~[/yellow]",
+           "start": "[cyan]>[/cyan]", "remove": "[red]-[/red]"}
+
+
+def print_actions(actions) -> None:
+    for a in actions:
+        detail = f" [dim]({a.detail})[/dim]" if a.detail else ""
+        out.print(f"{SYMBOL[a.verb]} {a.verb} {a.kind} {a.name} on {a.host.name}{detail}", highlight=False)
+    counts = {v: sum(a.verb == v for a in actions) for v in ("create", "upload", "change", "start", "remove")}
+    out.print("Plan: " + ", ".join(f"{n} to {v}" for v, n in counts.items() if n) if actions
+              else "No changes: the hosts match the topology.")
+
+
+def print_status(data: dict, as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    table = new_table("node", "host", "state", "addresses", "ssh", "roles done", "age",
+                  title=f"{data['lab']} team {data['team']}")
+    for n in data["nodes"]:
+        addrs = " ".join(f"{k}={v}" for k, v in n["addresses"].items() if v) or "-"
+        done = [r for r in n["roles"] if r in n["roles_done"]]
+        table.add_row(n["node"], n["host"], n["state"], addrs, "[green]yes[/green]" if n["ssh"] else "[red]no[/red]",
+                      f"{len(done)}/{len(n['roles'])}" if n["roles"] else "-", age(n["age_seconds"]))
+    out.print(table)
+    nets = new_table("network", "name", "subnet", "bridge", "active")
+    for n in data["networks"]:
+        nets.add_row(n["network"], n["name"], n["subnet"] or "-", n["bridge"] or "-",
+                     "yes" if n["active"] else ("no" if n["exists"] else "absent"))
+    out.print(nets)
+
+
+def age(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+class RichProgress(Progress):
+    """One spinner line per stage with elapsed time, then a ✓ line with its duration."""
+
+    def __init__(self, console) -> None:
+        super().__init__()
+        from rich.progress import Progress as Bar
+        from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.console = console
+        self.bar = Bar(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                       console=console, transient=True)
+        self.task = None
+        self.name = ""
+
+    def _begin(self, name: str) -> None:
+        self.name = name
+        self.bar.start()
+        self.task = self.bar.add_task(name)
+
+    def _end(self, name: str) -> None:
+        self.bar.remove_task(self.task)
+        self.bar.stop()
+        self.console.print(f"[green]✓[/green] {name} [dim]{self.timings[name]:.1f}s[/dim]")
+
+    def step(self, text: str) -> None:
+        if self.task is not None:
+            self.bar.update(self.task, description=f"{self.name}: {text}")
+
+    def info(self, text: str) -> None:
+        self.console.print(text)
