@@ -23,7 +23,7 @@ from labbuilder.model.request import LabRequest
 from labbuilder.model.topology import Topology, load_topology
 from labbuilder.progress import Progress
 
-# checkpoint (qemu.qmp, asyncio), config and the image pipeline are imported where they
+# checkpoint, config and the image pipeline are imported where they
 # are used: `status` and `ssh` start sooner without them (`down` is labbuilder.teardown).
 from labbuilder.system import accel, hostnet, locks, ssh, virt
 from labbuilder.system.connections import Connections, parallel
