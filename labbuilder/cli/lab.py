@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from labbuilder.cli import cache_option, main
-from labbuilder.cli.output import RichProgress, age, console, new_table, out, print_actions, print_status, size_text
+from labbuilder.cli.output import RichProgress, age, console, new_table, out, print_actions, print_checks, print_status, size_text
 from labbuilder.model.request import LabRequest
 
 
@@ -136,8 +136,9 @@ def _team_range(ctx, param, value):
 @click.option("--no-wait", is_flag=True, help="Do not wait for the nodes to answer on SSH (implies --no-config).")
 @click.option("--no-config", is_flag=True, help="Stop after the physical layer: do not run the roles.")
 @click.option("--checkpoints", is_flag=True, help="Checkpoint the team after each role (after-<role>).")
+@click.option("--check", "checks", is_flag=True, help="Run each role's checks after it; a failing check stops.")
 @click.option("--json", "as_json", is_flag=True, help="Print the resulting status as JSON.")
-def up_cmd(teams, no_wait, no_config, checkpoints, as_json, **kwargs):
+def up_cmd(teams, no_wait, no_config, checkpoints, checks, as_json, **kwargs):
     """Bring the lab up for a team: networks, volumes, seeds, domains; wait for SSH;
     then run the config stage (the topology's roles, in order)."""
     labs = [_open({**kwargs, "team": t}) for t in (teams or [kwargs["team"]])]
@@ -153,13 +154,31 @@ def up_cmd(teams, no_wait, no_config, checkpoints, as_json, **kwargs):
             if not actions:
                 console.print(f"Nothing to do: {lab.plan.lab} team {lab.plan.team} already matches the topology.")
             if run_config:
-                ran = lab_mod.configure(lab, progress, ready, checkpoints_after=checkpoints)
+                ran = lab_mod.configure(lab, progress, ready, checkpoints_after=checkpoints, checks_after=checks)
                 console.print(f"Config stage: {'ran ' + ', '.join(ran) if ran else 'every role already done'}.")
             print_status(lab_mod.status(lab, ready if ready is not None else {}), as_json)
         _print_reach(labs[0])
     finally:
         for lab in labs:
             lab.close()
+
+
+@main.command("check")
+@lab_options
+@click.option("--role", metavar="ROLE", help="Run the checks of ROLE only.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.pass_context
+def check_cmd(ctx, role, as_json, **kwargs):
+    """Run each role's checks (<role_dir>/<role>/checks/) on its nodes: pass or fail per
+    role, node and check, with the failing output's tail. Exit status 1 if any fails."""
+    lab = _open(kwargs, start_private=False, check=False)
+    try:
+        results = lab_mod.check(lab, RichProgress(console.real), role)
+    finally:
+        lab.close()
+    print_checks(results, as_json)
+    if any(not r.passed for r in results):
+        ctx.exit(1)
 
 
 @main.command("configure")
@@ -170,7 +189,8 @@ def up_cmd(teams, no_wait, no_config, checkpoints, as_json, **kwargs):
 @click.option("--driver", type=click.Choice(["builtin", "ansible"]), default="builtin", show_default=True,
               help="builtin: roles/<role>/ step scripts over SSH; ansible: ansible-playbook <role>.yml.")
 @click.option("--checkpoints", is_flag=True, help="Checkpoint the team after each role (after-<role>).")
-def configure_cmd(start, until, only, driver, checkpoints, **kwargs):
+@click.option("--check", "checks", is_flag=True, help="Run each role's checks after it; a failing check stops.")
+def configure_cmd(start, until, only, driver, checkpoints, checks, **kwargs):
     """Run the config stage: the topology's roles in order, resuming after the last
     finished one (recorded on the libvirt host)."""
     if only and (start or until):
@@ -178,7 +198,7 @@ def configure_cmd(start, until, only, driver, checkpoints, **kwargs):
     lab = _open(kwargs, start_private=False, check=False)
     try:
         ran = lab_mod.configure(lab, RichProgress(console.real), start=start, until=until, only=only,
-                                driver=driver, checkpoints_after=checkpoints)
+                                driver=driver, checkpoints_after=checkpoints, checks_after=checks)
     finally:
         lab.close()
     console.print(f"Config stage: {'ran ' + ', '.join(ran) if ran else 'every role already done, nothing to run'}.")

@@ -83,6 +83,28 @@ def print_status(data: dict, as_json: bool) -> None:
     out.print(nets)
 
 
+def print_checks(results: list, as_json: bool) -> None:
+    """A line per role, node and check; the failing ones' output tail after the table."""
+    if as_json:
+        out.print_json(json.dumps([{"role": r.role, "node": r.node, "check": r.check, "passed": r.passed,
+                                    "status": r.status, "tail": list(r.tail), "log": r.log} for r in results]))
+        return
+    if not results:
+        out.print("No checks: the lab's roles have no checks/ directory.")
+        return
+    table = new_table("role", "node", "check", "result")
+    for r in results:
+        table.add_row(r.role, r.node, r.check, "[green]pass[/green]" if r.passed else f"[red]FAIL ({r.status})[/red]")
+    out.print(table)
+    for r in results:
+        if not r.passed:
+            out.print(f"[red]{r.role} / {r.node} / {r.check}[/red] (log: {escape(r.log)})", highlight=False)
+            for line in r.tail:
+                out.print(f"  | {escape(line)}", highlight=False)
+    failed = sum(not r.passed for r in results)
+    out.print(f"{len(results) - failed} passed, {failed} failed")
+
+
 def age(seconds: int | None) -> str:
     if seconds is None:
         return "-"

@@ -17,7 +17,7 @@ from labbuilder.lab.apply import ApplyContext
 from labbuilder.lab.diff import Action, ObjectKind
 from labbuilder.lab.hosts import Host, resolve_hosts, state_root, team_dir
 from labbuilder.lab.plan import BaseImage, LabPlan, check_host_networks, plan_lab
-from labbuilder.model.errors import LabError, TopologyError
+from labbuilder.model.errors import ConfigError, LabError, TopologyError
 from labbuilder.model.names import is_local_uri
 from labbuilder.model.request import LabRequest
 from labbuilder.model.topology import Topology, load_topology
@@ -278,25 +278,62 @@ def check_config(lab: Lab) -> None:
 
 def configure(lab: Lab, progress: Progress, addresses: dict[str, str] | None = None, *,
               start: str | None = None, until: str | None = None, only: str | None = None,
-              driver: str = "builtin", checkpoints_after: bool = False) -> list[str]:
+              driver: str = "builtin", checkpoints_after: bool = False, checks_after: bool = False) -> list[str]:
     """Run the config stage on the team's nodes (they must answer on SSH); return the
-    roles run. With `checkpoints_after`, checkpoint `after-<role>` after each role."""
+    roles run. With `checks_after`, each role's checks run after it and a failing one
+    stops the stage; with `checkpoints_after`, checkpoint `after-<role>` after each role."""
     from labbuilder.lab import config_stage
 
     with team_lock(lab):
         addresses = addresses or {n.key: ssh_target(lab, n.key).address for n in lab.plan.nodes}
         files = write_handoff(lab, addresses)
-        after = (lambda role: _checkpoint(lab, f"after-{role}", progress, role)) if checkpoints_after else None
-        stage = config_stage.Stage(lab.topology, lab.plan, lab.conns,
-                             {n.key: ssh.SshTarget(addresses[n.key], lab.key, prefix=n.host.ssh_prefix)
-                              for n in lab.plan.nodes},
-                             inventory(lab.plan, addresses), lab.state / "config", progress, after)
+        def after(role: str) -> None:
+            if checks_after:
+                _require_checks(stage, role)
+            if checkpoints_after:
+                _checkpoint(lab, f"after-{role}", progress, role)
+
+        stage = _stage(lab, addresses, progress, after if checks_after or checkpoints_after else None)
         if driver == "ansible":
             return config_stage.ansible_stage(stage, files["inventory"], files["ssh_config"], start, until, only)
         try:
             return config_stage.run_stage(stage, start, until, only)
         finally:
             config_stage.close_connections(stage)
+
+
+def check(lab: Lab, progress: Progress, role: str | None = None) -> list:
+    """Run the checks of every role (or of `role`) on the team's nodes; a CheckResult per
+    node and check. The nodes must answer on SSH."""
+    from labbuilder.lab import checks
+
+    addresses = {n.key: ssh_target(lab, n.key).address for n in lab.plan.nodes}
+    stage = _stage(lab, addresses, progress)
+    try:
+        return checks.run_checks(stage, checks.load_checks(stage, role))
+    finally:
+        from labbuilder.lab import config_stage
+
+        config_stage.close_connections(stage)
+
+
+def _require_checks(stage, role: str) -> None:
+    from labbuilder.lab import checks
+
+    failed = [r for r in checks.run_checks(stage, checks.load_checks(stage, role)) if not r.passed]
+    if failed:
+        f = failed[0]
+        raise ConfigError([f"check {f.check} of role {role} failed on {f.node} (exit status {f.status})",
+                           *[f"  | {line}" for line in f.tail], f"full log: {f.log}",
+                           f"{len(failed)} check(s) failed in all; `labbuilder check` shows every one"])
+
+
+def _stage(lab: Lab, addresses: dict[str, str], progress: Progress, after=None):
+    from labbuilder.lab import config_stage
+
+    targets = {n.key: ssh.SshTarget(addresses[n.key], lab.key, prefix=n.host.ssh_prefix) for n in lab.plan.nodes}
+    return config_stage.Stage(lab.topology, lab.plan, lab.conns, targets, inventory(lab.plan, addresses),
+                              lab.state / "config", progress, after)
 
 
 def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = False) -> dict:
