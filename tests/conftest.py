@@ -39,6 +39,28 @@ def private_libvirtd(lab_state):
 
 REPO = Path(__file__).resolve().parent.parent
 
+# libvirt's test driver reads a host from a file: one running domain, `test`, and nothing
+# else (no `default` network: a topology's subnets clash with nothing there).
+TEST_HOST = """<node>
+  <domain type="test">
+    <name>test</name>
+    <memory>8388608</memory>
+    <vcpu>2</vcpu>
+    <os><type>hvm</type></os>
+  </domain>
+</node>
+"""
+
+
+@pytest.fixture
+def test_host(tmp_path) -> str:
+    """The URI of a fresh in-memory libvirt host of this test's own (`test://FILE`): every
+    connection to it starts from TEST_HOST. `test:///default` is one host shared by every
+    test in the process, so what one test changed there another would see."""
+    driver = tmp_path / "test-host.xml"
+    driver.write_text(TEST_HOST)
+    return f"test://{driver}"
+
 
 def _built_image(name: str):
     """images/NAME.yaml built by our own pipeline (cached: instant once built)."""

@@ -1,6 +1,6 @@
 """The config stage without guests: which roles run (resume, --from/--until/--only), the
 step templates of the shipped roles rendered for every node, template and role errors
-with file and line, and the host-side record (libvirt's test driver)."""
+with file and line, and the host-side record (libvirt's test driver, a host of its own)."""
 
 from __future__ import annotations
 
@@ -130,8 +130,8 @@ def test_an_undefined_template_name_names_the_file_and_line(tmp_path):
     assert e.value.lines()[0] == f"{step}:3: 'dict object' has no attribute 'rabbit_pasword' (node db-node)"
 
 
-def test_the_record_of_finished_roles_lives_in_the_domain_metadata():
-    conn = virt.connect("test:///default")
+def test_the_record_of_finished_roles_lives_in_the_domain_metadata(test_host):
+    conn = virt.connect(test_host)
     assert config_stage.read_record(conn, "test") == config_stage.Record()
     failed = {"role": "network", "step": "20-br100.sh", "node": "network-node", "status": "1"}
     config_stage.write_record(conn, "test", config_stage.Record(("common", "db"), failed))

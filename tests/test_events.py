@@ -1,6 +1,6 @@
 """Boot events through libvirt's event loop (test:/// driver: fast, no guests). Each test
-gets a host of its own: the `test:///default` driver is one in-memory host per process,
-so a domain one test shut off would still be off in the next."""
+gets a host of its own (the `test_host` fixture): `test:///default` is one in-memory host
+per process, so a domain one test shut off would still be off in the next."""
 
 import threading
 
@@ -9,23 +9,11 @@ import pytest
 from labbuilder.model.errors import HostError
 from labbuilder.system import virt
 
-HOST = """<node>
-  <domain type="test">
-    <name>test</name>
-    <memory>8388608</memory>
-    <vcpu>2</vcpu>
-    <os><type>hvm</type></os>
-  </domain>
-</node>
-"""
-
 
 @pytest.fixture
-def conn(tmp_path):
-    """A fresh in-memory libvirt host with one running domain, `test`."""
-    driver = tmp_path / "host.xml"
-    driver.write_text(HOST)
-    conn = virt.connect(f"test://{driver}")
+def conn(test_host):
+    """A connection to a fresh in-memory libvirt host with one running domain, `test`."""
+    conn = virt.connect(test_host)
     assert conn.lookupByName("test").isActive()
     yield conn
     conn.close()

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.image  # plan needs the built debian-12 image (cached)
 
 
-def test_a_non_editable_install_plans_the_demo_lab_from_another_directory(tmp_path, base_image):
+def test_a_non_editable_install_plans_the_demo_lab_from_another_directory(tmp_path, base_image, test_host):
     venv = tmp_path / "venv"
     # --system-site-packages: libvirt's Python binding comes from Debian, as in the README.
     subprocess.run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", str(venv)], check=True)
@@ -29,7 +29,7 @@ def test_a_non_editable_install_plans_the_demo_lab_from_another_directory(tmp_pa
     subprocess.run([str(venv / "bin" / "python"), "-c", "from labbuilder.lab import seed; seed.BASE_USER_DATA.read_text()"],
                    cwd=elsewhere, env=env, check=True)  # the NoCloud template, used by up
     proc = subprocess.run([str(venv / "bin" / "labbuilder"), "plan", str(REPO / "topologies" / "demo.yaml"),
-                           "--connect", "test:///default", "--json"],
+                           "--connect", test_host, "--json"],
                           cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     actions = {(a["verb"], a["kind"], a["name"]) for a in json.loads(proc.stdout)["actions"]}

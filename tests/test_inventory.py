@@ -179,11 +179,11 @@ def _fake_cache(path: Path) -> Path:
     return path
 
 
-def _plan_cli(tmp_path, *args):
+def _plan_cli(tmp_path, test_host, *args):
     """`labbuilder plan gridka` with host-a on libvirt's test driver (in-process: no daemon)
     and host-b on a private libvirtd that is not running (plan must not start it)."""
     (tmp_path / "hosts.yaml").write_text(
-        "hosts:\n  host-a:\n    uri: test:///default\n    bridges: {internal: lbjoin0}\n"
+        f"hosts:\n  host-a:\n    uri: {test_host}\n    bridges: {{internal: lbjoin0}}\n"
         "  host-b:\n    private: hostb\n    bridges: {internal: lbjoin0}\n")
     env = {**os.environ, "LABBUILDER_STATE": str(tmp_path / "state"), "COLUMNS": "250"}
     proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", "plan", "topologies/gridka.yaml",
@@ -194,20 +194,21 @@ def _plan_cli(tmp_path, *args):
     return proc.stdout.replace(str(tmp_path), "<tmp>")
 
 
-def test_plan_json_shows_the_joined_network_as_a_bridge_network_on_each_host(tmp_path, golden):
-    out = _plan_cli(tmp_path, "--json")
+def test_plan_json_shows_the_joined_network_as_a_bridge_network_on_each_host(tmp_path, test_host, golden):
+    out = _plan_cli(tmp_path, test_host, "--json")
     golden("plan-gridka-joined.json", out)
     hostb = "qemu+unix:///system?socket=<tmp>/hostb/run/libvirt-sock"
     networks = {(n["network"], n["host"]): (n["mode"], n["bridge"]) for n in json.loads(out)["networks"]}
-    assert networks[("internal", "test:///default")] == networks[("internal", hostb)] == ("bridge", "lbjoin0")
+    hosta = "test://<tmp>/test-host.xml"
+    assert networks[("internal", hosta)] == networks[("internal", hostb)] == ("bridge", "lbjoin0")
     assert networks[("nat", hostb)][0] == "nat"
 
 
-def test_plan_text_lists_the_networks_per_host_with_their_bridges(tmp_path):
-    rows = [line.split("│")[1:-1] for line in _plan_cli(tmp_path).splitlines()
+def test_plan_text_lists_the_networks_per_host_with_their_bridges(tmp_path, test_host):
+    rows = [line.split("│")[1:-1] for line in _plan_cli(tmp_path, test_host).splitlines()
             if "│ gridka-t1-internal " in line]
     assert [[cell.strip() for cell in row] for row in rows] == [
-        ["internal", "gridka-t1-internal", "test:///default", "bridge", "lbjoin0", "10.0.0.0/24"],
+        ["internal", "gridka-t1-internal", "test://<tmp>/test-host.xml", "bridge", "lbjoin0", "10.0.0.0/24"],
         ["internal", "gridka-t1-internal", "private libvirtd <tmp>/hostb (not started yet)", "bridge", "lbjoin0",
          "10.0.0.0/24"]]
 
@@ -232,7 +233,7 @@ def test_a_bridge_missing_on_a_host_is_reported_before_any_change(tmp_path, monk
         "or name another)"]
 
 
-def test_down_and_status_work_without_the_base_image_in_the_cache(tmp_path):
+def test_down_and_status_work_without_the_base_image_in_the_cache(tmp_path, test_host):
     """Only up and reset to the base need the image: a cleared cache, or another machine
     with just the topology, can still see and remove a lab (test driver: nothing there)."""
     env = {**os.environ, "LABBUILDER_STATE": str(tmp_path / "state")}
@@ -241,7 +242,7 @@ def test_down_and_status_work_without_the_base_image_in_the_cache(tmp_path):
 
     def lb(*args):
         return subprocess.run([sys.executable, "-m", "labbuilder.cli", *args, "topologies/demo.yaml",
-                               "--connect", "test:///default", "--cache", str(empty)],
+                               "--connect", test_host, "--cache", str(empty)],
                               cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
 
     down = lb("down")
@@ -254,11 +255,11 @@ def test_down_and_status_work_without_the_base_image_in_the_cache(tmp_path):
     assert up.returncode == 2 and "base image 'debian-12' is not built" in up.stderr
 
 
-def test_down_imports_only_what_removing_needs(tmp_path):
+def test_down_imports_only_what_removing_needs(tmp_path, test_host):
     """`down` runs while the lab's guests take every CPU: it plans, renders and reaches
     no guest, so it loads none of the modules that do (and no rich)."""
     code = ("import sys\nfrom labbuilder.cli import main\n"
-            "try:\n    main(['down', 'topologies/demo.yaml', '--connect', 'test:///default'])\n"
+            f"try:\n    main(['down', 'topologies/demo.yaml', '--connect', {test_host!r}])\n"
             "except SystemExit as e:\n    assert not e.code, e.code\n"
             "print(' '.join(sorted(sys.modules)))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,

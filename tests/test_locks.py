@@ -39,9 +39,9 @@ def test_every_team_waits_for_no_run_and_holds_off_every_team(tmp_path):
             pass
 
 
-def test_down_all_teams_fails_at_once_while_a_team_runs(tmp_path):
+def test_down_all_teams_fails_at_once_while_a_team_runs(tmp_path, test_host):
     env = {**os.environ, "LABBUILDER_STATE": str(tmp_path)}
-    argv = [sys.executable, "-m", "labbuilder.cli", "down", "topologies/demo.yaml", "--connect", "test:///default"]
+    argv = [sys.executable, "-m", "labbuilder.cli", "down", "topologies/demo.yaml", "--connect", test_host]
     with team_lock(tmp_path / "demo-t3", "demo", 3):
         proc = subprocess.run([*argv, "--all-teams"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 1
