@@ -94,6 +94,8 @@ def _plan_json(lab, actions):
                       "bridge": n.bridge, "subnet": str(n.subnet) if n.subnet else None,
                       "static_hosts": [list(h) for h in n.static_hosts]} for n in lab.plan.networks],
         "nodes": lab_mod.inventory(lab.plan, {})["all"]["hosts"],
+        "packages": {"source": lab.plan.packages,
+                     "proxies": {n.key: lab_mod.node_proxy(lab, n) for n in lab.plan.nodes}},
     }
 
 
@@ -113,6 +115,8 @@ def plan_cmd(as_json, **kwargs):
         return
     out.print(_node_rows(lab))
     out.print(_network_rows(lab))
+    for line in lab_mod.package_source(lab):
+        out.print(line, highlight=False)
     print_actions(actions)
 
 

@@ -29,6 +29,7 @@ class Host:
     files_prefix: tuple[str, ...] = ()  # e.g. nsenter into its mount namespace, to read its files
     running: bool = True  # False: a private libvirtd `up` would start; nothing exists on it yet
     bridges: tuple[tuple[str, str], ...] = ()  # (network, existing host bridge) joined on this host
+    netns: str | None = None  # a private libvirtd's network namespace (/proc/PID/ns/net); None: the host's
 
     @property
     def name(self) -> str:
@@ -71,7 +72,7 @@ def private_host(state_dir: Path, start: bool | None = True, label: str = "priva
     if daemon is None:
         return None
     return Host(daemon.uri, tuple(daemon.nsenter_argv()), label=label,
-                files_prefix=tuple(daemon.nsenter_files_argv()))
+                files_prefix=tuple(daemon.nsenter_files_argv()), netns=daemon.netns)
 
 
 def _private_uri(state_dir: Path) -> str:

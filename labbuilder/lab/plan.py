@@ -106,6 +106,7 @@ class LabPlan:
     networks: tuple[NetworkPlan, ...]
     nodes: tuple[NodePlan, ...]
     memory_note: str = ""
+    packages: str = "cache"  # the guests' package source (Topology.packages)
 
     @property
     def hosts(self) -> tuple[Host, ...]:
@@ -238,4 +239,4 @@ def plan_lab(topo: Topology, team: int, hosts: dict[str, Host], images: dict[str
                   for node in topo.nodes)
     note = "" if memory_scale == 1.0 else f"memory scaled by {memory_scale:g} (--memory-scale)"
     return LabPlan(topo.lab, team, str(topo.path), pool_name(topo.lab, team),
-                   networks, nodes, note)
+                   networks, nodes, note, topo.packages)

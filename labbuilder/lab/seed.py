@@ -10,6 +10,7 @@ from importlib import resources
 
 import yaml
 
+APT_PROXY_FILE = "/etc/apt/apt.conf.d/90labbuilder-proxy"
 BASE_USER_DATA = resources.files("labbuilder") / "templates" / "user-data.yaml"
 
 
@@ -30,6 +31,7 @@ class Seed:
     authorized_keys: tuple[str, ...]
     nics: tuple[SeedNic, ...]
     hosts: tuple[tuple[str, str], ...] = ()  # (ip, name) lines for /etc/hosts
+    apt_proxy: str | None = None  # http://GATEWAY:3142, the lab host's package cache
     extra: dict = field(default_factory=dict)
 
 
@@ -41,6 +43,9 @@ def user_data(seed: Seed) -> dict:
     doc = yaml.safe_load(BASE_USER_DATA.read_text())
     doc.update(hostname=seed.hostname, fqdn=seed.fqdn, ssh_authorized_keys=list(seed.authorized_keys))
     doc["write_files"] = [{"path": "/etc/hosts", "permissions": "0644", "content": hosts_file(seed)}]
+    if seed.apt_proxy:  # a file, not cloud-init's apt module: the lab images leave that out (boot time)
+        doc["write_files"].append({"path": APT_PROXY_FILE, "permissions": "0644",
+                                   "content": f'Acquire::http::Proxy "{seed.apt_proxy}";\n'})
     doc.update(seed.extra)
     return doc
 

@@ -36,6 +36,7 @@ MAX_DISKS = 25  # vdb … vdz
 MIN_MEMORY_MIB = 128
 MIN_DISK_BYTES = 1 << 20
 MODES = ("nat", "isolated", "bridge")
+PACKAGE_SOURCES = ("cache", "direct", "none")
 BUSES = ("virtio", "scsi", "sata")
 PRIVATE_BLOCKS = tuple(IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 UNICAST_END = IPv4Address("223.255.255.255")
@@ -145,6 +146,7 @@ class Topology:
     roles: tuple[str, ...]  # config stage, in order
     role_dir: str = ""  # where roles/<role>/ step scripts live (absolute)
     vars: Mapping[str, Any] = field(default_factory=dict)  # role variables for the config stage
+    packages: str = "cache"  # the guests' package source: cache | direct | none (PACKAGE_SOURCES)
     marks: Mapping[KeyPath, int] = field(default_factory=dict, compare=False, repr=False)
 
     def problem(self, path: KeyPath, message: str, hint: str = "") -> Problem:
@@ -176,7 +178,7 @@ def _check_team(team: int) -> None:
 # ---------------------------------------------------------------------------- loading
 
 _TOP = {"lab": str, "description": str, "image": str, "hosts": dict, "networks": dict,
-        "nodes": dict, "roles": list, "role_dir": str, "vars": dict}
+        "nodes": dict, "roles": list, "role_dir": str, "vars": dict, "packages": str}
 _NETWORK = {"mode": str, "subnet": str, "gateway": str, "dhcp": list, "domain": str,
             "per_team": bool, "bridge": str}
 _NODE = {"host": str, "roles": list, "memory": int, "vcpus": int, "image": str, "nics": list,
@@ -212,9 +214,18 @@ def load_topology(path: Path | str) -> Topology:
     nodes = _nodes(c, _section(data, top, "nodes", None), declared)
     role_dir = _role_dir(c, Path(path), top.get("role_dir"), lab)
     role_vars = _vars(c, top.get("vars", {}))
+    packages = _packages(c, top.get("packages", "cache"))
     c.done()
     return Topology(str(path), lab, top.get("description", ""), image, hosts, networks, nodes,
-                    roles, role_dir, MappingProxyType(role_vars), MappingProxyType(dict(marks)))
+                    roles, role_dir, MappingProxyType(role_vars), packages, MappingProxyType(dict(marks)))
+
+
+def _packages(c: Checker, value: str) -> str:
+    if value not in PACKAGE_SOURCES:
+        c.problem(("packages",), f"{value!r} is not a package source",
+                  "cache (the lab host's apt-cacher-ng, the default), direct (the guests' own sources) "
+                  "or none (start no cache)")
+    return value
 
 
 def _section(data: Any, top: dict, key: str, default: Any) -> Any:
