@@ -89,12 +89,21 @@ GOLDEN = Path(__file__).parent / "golden"
 
 def pytest_addoption(parser):
     parser.addoption("--regen-golden", action="store_true",
-                     help="rewrite tests/golden/* from what the code produces now")
+                     help="rewrite tests/golden/* from what the code produces now (refused when CI is set)")
+
+
+def pytest_configure(config):
+    """In CI a golden file is a fixed expectation: rewriting it would pass any change."""
+    asked = config.getoption("--regen-golden") or os.environ.get("LABBUILDER_REGEN_GOLDEN")
+    if asked and os.environ.get("CI"):
+        raise pytest.UsageError("golden files are not rewritten in CI (CI is set): "
+                                "regenerate them with --regen-golden on a work machine and commit them")
 
 
 @pytest.fixture
 def golden(request):
-    """Compare text with tests/golden/NAME (rewritten with --regen-golden)."""
+    """Compare text with tests/golden/NAME (rewritten with --regen-golden; a missing one
+    written with LABBUILDER_REGEN_GOLDEN=1; neither when CI is set)."""
     regen = request.config.getoption("--regen-golden")
 
     def check(name: str, text: str) -> None:

@@ -121,9 +121,7 @@ def test_reset_to_a_checkpoint_brings_back_disk_and_memory_without_a_boot(failed
     boots = {n: on(topo, n, "cat", "/proc/sys/kernel/random/boot_id").stdout for n in NODES}
     on(topo, "db-node", "mysql -e 'DROP DATABASE keystone'")
     on(topo, "compute-1", "touch", "/root/written-after-checkpoint")
-    start = time.monotonic()
-    lb("reset", topo, "--to", "after-db")
-    took = time.monotonic() - start
+    lb("reset", topo, "--to", "after-db")  # how long it takes: bench/checkpoint.py
     assert on(topo, "db-node", "mysql -N -e \"SHOW DATABASES LIKE 'keystone'\"").stdout.strip() == "keystone"
     assert on(topo, "compute-1", "test", "-e", "/root/written-after-checkpoint", check=False).returncode == 1
     for n in NODES:  # the same boot: memory state restored, no boot
@@ -135,8 +133,6 @@ def test_reset_to_a_checkpoint_brings_back_disk_and_memory_without_a_boot(failed
     assert before - 1 < clock < time.time() + 1, "the guest clock was not set after the restore"
     # The record of finished roles is the checkpoint's: the next configure resumes after db.
     assert _status(topo)["compute-1"]["roles_done"] == ["common"]
-    print(f"reset --to of {len(NODES)} nodes, all answering on SSH: {took:.1f}s")
-    assert took < 120
 
 
 def test_cold_reset_to_a_checkpoint_boots_from_its_disks(failed_up, topo):
