@@ -29,16 +29,17 @@ lab: setup compile
 	$(VENV)/bin/labbuilder image build images/debian-12.yaml
 	$(VENV)/bin/labbuilder up topologies/demo.yaml
 
-# Unit tests in random order (pytest-randomly); the VM tests in file order, sharing booted labs.
+# Unit tests in random order (pytest-randomly); the tests that boot QEMU, need an image or a
+# private libvirtd in file order, sharing booted labs (markers: pyproject.toml).
 test: setup compile lint
-	$(VENV)/bin/pytest -ra -m 'not vm and not image'
-	$(VENV)/bin/pytest -ra -p no:randomly -m 'vm or image'
+	$(VENV)/bin/pytest -ra -m 'not vm and not image and not libvirtd'
+	$(VENV)/bin/pytest -ra -p no:randomly -m 'vm or image or libvirtd'
 
 lint: setup
 	$(VENV)/bin/ruff check .
 
 unit: setup
-	$(VENV)/bin/pytest -ra -m 'not vm and not image'
+	$(VENV)/bin/pytest -ra -m 'not vm and not image and not libvirtd'
 
 bench: setup compile
 	$(PY) bench/image_build.py

@@ -11,7 +11,7 @@ from labbuilder.lab import render, seed
 from labbuilder.model import recipe
 from labbuilder.system import ssh, virt
 
-pytestmark = [pytest.mark.image, pytest.mark.vm]
+pytestmark = pytest.mark.image
 
 NET, BRIDGE, SUBNET = "lbgridka-net", "lbgridka0", "192.168.161"
 NAME, MAC, IP = "db-node", "52:54:00:be:01:03", f"{SUBNET}.3"
@@ -63,6 +63,7 @@ def test_image_records_its_parent(gridka_image):
     assert gridka_image.manifest["extends"] == "debian-12"
 
 
+@pytest.mark.vm
 def test_heavy_services_are_installed_but_not_started_at_boot(db_node):
     assert {"mariadb.service", "rabbitmq-server.service", "chrony.service"} <= set(DISABLED)
     for unit in DISABLED:
@@ -72,6 +73,7 @@ def test_heavy_services_are_installed_but_not_started_at_boot(db_node):
     assert failed.strip() == "", failed
 
 
+@pytest.mark.vm
 def test_a_role_can_start_mariadb_rabbitmq_and_iscsid(db_node):
     ssh.ssh_run(db_node, ["systemctl", "start", "mariadb", "rabbitmq-server", "iscsid"], timeout=600)
     assert ssh.ssh_run(db_node, ["mysql", "-N", "-e", "select 1"]).stdout.strip() == "1"
@@ -80,6 +82,7 @@ def test_a_role_can_start_mariadb_rabbitmq_and_iscsid(db_node):
     assert "Status of node rabbit@db-node" in status.stdout + status.stderr
 
 
+@pytest.mark.vm
 def test_clone_made_its_own_erlang_cookie_and_iscsi_name(db_node):
     """Both were made once by a postinst in the image build; a clone must not share them."""
     ssh.ssh_run(db_node, ["systemctl", "start", "rabbitmq-server", "iscsid"], timeout=600)

@@ -1,4 +1,5 @@
-"""The image commands as a user runs them, on the real image built by the pipeline."""
+"""The image commands as a user runs them: on the real image built by the pipeline (marked
+`image`), and their errors and options without one."""
 
 from __future__ import annotations
 
@@ -6,15 +7,15 @@ import hashlib
 import json
 import subprocess
 import sys
+import traceback
 
 import pytest
 from click.testing import CliRunner
 from conftest import REPO
 
 from labbuilder.cli import main
+from labbuilder.model.errors import LabError
 from labbuilder.system import accel
-
-pytestmark = pytest.mark.image
 
 
 def _sha256(path):
@@ -28,6 +29,7 @@ def _entry_files(built):
     return {p: p.stat().st_mtime_ns for p in cache.rglob("*") if name in str(p.relative_to(cache))}
 
 
+@pytest.mark.image
 def test_second_build_is_a_cache_hit_that_touches_nothing(base_image):
     """A hit reads the manifest and stops: no accelerator probe, no log, no work directory,
     nothing rewritten. (How fast that is: bench/image_build.py, "cached".)"""
@@ -42,6 +44,7 @@ def test_second_build_is_a_cache_hit_that_touches_nothing(base_image):
     assert _entry_files(base_image) == before
 
 
+@pytest.mark.image
 def test_info_sha256_agrees_with_sha256sum(base_image):
     result = CliRunner().invoke(main, ["image", "info", "debian-12", "--json",
                                        "--cache", str(base_image.dir.parent)])
@@ -55,6 +58,7 @@ def test_info_sha256_agrees_with_sha256sum(base_image):
     assert glance["checksum"] == hashlib.md5(base_image.image.read_bytes()).hexdigest()
 
 
+@pytest.mark.image
 def test_list_shows_the_image(base_image):
     result = CliRunner().invoke(main, ["image", "list", "--json", "--cache", str(base_image.dir.parent)])
     assert result.exit_code == 0
@@ -69,8 +73,14 @@ def test_info_of_unknown_image_is_one_clear_line(tmp_path):
 
 
 def test_debug_shows_traceback(tmp_path):
-    result = CliRunner().invoke(main, ["--debug", "image", "info", "nosuch", "--cache", str(tmp_path)])
-    assert result.exit_code != 0 and result.exception is not None
+    """Without --debug the error ends in one line and exit status 1; with it the error itself
+    leaves the command, so Python prints its traceback."""
+    args = ["image", "info", "nosuch", "--cache", str(tmp_path)]
+    plain = CliRunner().invoke(main, args)
+    assert plain.exit_code == 1 and isinstance(plain.exception, SystemExit)
+    debug = CliRunner().invoke(main, ["--debug", *args])
+    assert isinstance(debug.exception, LabError) and "no built image named 'nosuch'" in str(debug.exception)
+    assert "Traceback (most recent call last)" in "".join(traceback.format_exception(*debug.exc_info))
 
 
 def test_version():
@@ -78,6 +88,7 @@ def test_version():
     assert result.exit_code == 0 and "labbuilder" in result.output
 
 
+@pytest.mark.vm  # the probe boots the host's kernel in QEMU (where /dev/kvm is usable)
 def test_accelerator_detection_matches_a_real_guest_run():
     found = accel.detect()
     assert found.domain_type in ("kvm", "qemu") and found.reason

@@ -11,7 +11,8 @@ import sys
 import pytest
 from conftest import REPO
 
-pytestmark = pytest.mark.vm  # accelerator detection may boot the host kernel once
+# plan needs the built image; accelerator detection (a local host) may boot the host kernel in QEMU
+pytestmark = [pytest.mark.image, pytest.mark.vm]
 
 
 def test_plan_without_a_running_libvirtd_starts_nothing(tmp_path, base_image):

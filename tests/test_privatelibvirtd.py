@@ -1,4 +1,6 @@
-"""A private libvirtd runs real networks and QEMU domains, isolated from the host."""
+"""A private libvirtd runs real networks and QEMU domains, isolated from the host. Tests that
+boot a QEMU domain are marked `vm`; those that only start the daemon (or use the session's)
+`libvirtd`."""
 
 from __future__ import annotations
 
@@ -12,8 +14,6 @@ import pytest
 from labbuilder.model.errors import HostError
 from labbuilder.system import privatelibvirtd, virt
 from labbuilder.system.run import run
-
-pytestmark = pytest.mark.vm
 
 NETWORK_XML = """\
 <network>
@@ -105,6 +105,7 @@ def nat_network(conn):
     net.undefine()
 
 
+@pytest.mark.libvirtd
 def test_nat_network_lives_in_the_namespace(private_libvirtd, nat_network):
     inside = _in_namespace(private_libvirtd, "ip", "-o", "addr", "show", "dev", "lbtest0")
     assert inside.returncode == 0, inside.stderr
@@ -119,6 +120,7 @@ def test_nat_network_lives_in_the_namespace(private_libvirtd, nat_network):
     assert "dnsmasq" in programs.values()
 
 
+@pytest.mark.vm
 def test_qemu_domain_starts_on_the_network(private_libvirtd, conn, nat_network):
     dom = conn.defineXML(DOMAIN_XML)
     dom.create()
@@ -136,6 +138,7 @@ def test_qemu_domain_starts_on_the_network(private_libvirtd, conn, nat_network):
     dom.undefine()
 
 
+@pytest.mark.libvirtd
 def test_attach_finds_the_running_daemon(private_libvirtd):
     assert privatelibvirtd.attach(private_libvirtd.state_dir) == private_libvirtd
     assert privatelibvirtd.ensure(private_libvirtd.state_dir) == private_libvirtd
@@ -143,6 +146,7 @@ def test_attach_finds_the_running_daemon(private_libvirtd):
         privatelibvirtd.start(private_libvirtd.state_dir)
 
 
+@pytest.mark.vm
 def test_stop_leaves_nothing_behind(tmp_path_factory, private_libvirtd, nat_network):
     """A second daemon, with the same bridge and subnet as the session's at the same time."""
     state_dir = tmp_path_factory.mktemp("stop")
@@ -173,6 +177,7 @@ def test_start_refuses_a_state_dir_too_long_for_a_socket(tmp_path):
         privatelibvirtd.start(tmp_path / ("x" * 100))
 
 
+@pytest.mark.libvirtd
 def test_eight_jobs_at_once_stay_under_the_daemons_request_limit(private_libvirtd):
     """labbuilder does a node's calls in a thread each (8 at once for 8 nodes). libvirtd
     serves at most 5 calls of one connection at once (its default, which the private
@@ -202,6 +207,7 @@ def test_eight_jobs_at_once_stay_under_the_daemons_request_limit(private_libvirt
         assert "hit max requests limit" not in f.read()
 
 
+@pytest.mark.libvirtd
 def test_an_upload_streams_the_file_whole_and_stays_under_the_request_limit(private_libvirtd, tmp_path):
     """A base image reaches a host as one stream on one connection: its packets count
     toward the daemon's limit of 5 calls in flight, so the daemon must pace it, not hit
@@ -233,6 +239,7 @@ def test_an_upload_streams_the_file_whole_and_stays_under_the_request_limit(priv
         assert "hit max requests limit" not in f.read()
 
 
+@pytest.mark.libvirtd
 def test_a_daemon_that_stops_answering_ends_the_call_with_an_error(tmp_path_factory):
     """A call on a hung libvirtd fails once keepalive gives up (1 s × 3 here), instead of
     waiting forever: the call runs in a thread that a watchdog waits for."""
