@@ -1,15 +1,88 @@
-"""Fixtures shared by the test suite."""
+"""Fixtures shared by the test suite.
+
+Markers (pyproject.toml) say what a test does: `vm` boots QEMU, `image` builds an image or
+needs a built one, `libvirtd` starts a private libvirtd and boots no guest. A test with
+none of them is a unit test (`make unit`), and `unit_test_guard` fails it if it
+
+- starts a process (subprocess.Popen, os.system, os.fork/forkpty, os.posix_spawn[p],
+  os.exec*) other than the programs its `subprocess` mark names, exactly as it runs them:
+  `@pytest.mark.subprocess(sys.executable)` for `python -m labbuilder.cli`,
+  `@pytest.mark.subprocess("virt-xml-validate")`; nothing else is allowed by default;
+- opens a libvirt connection other than libvirt's test driver on a file of its own
+  (the `test_host` fixture): `test:///default` is shared by every test in the process,
+  anything else is a real host.
+
+A unit test that uses private_libvirtd, base_image or gridka_image without the mark they
+need fails too. The process started by an allowed program is not guarded (another process).
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
+import libvirt
 import pytest
 
 from labbuilder.system import privatelibvirtd
+
+NOT_UNIT = {"vm", "image", "libvirtd"}
+FIXTURE_MARKS = {"private_libvirtd": {"vm", "libvirtd"}, "base_image": {"image"}, "gridka_image": {"image"}}
+PROCESS_CALLS = ("system", "fork", "forkpty", "posix_spawn", "posix_spawnp", "execv", "execve")
+
+
+@pytest.fixture(autouse=True)
+def unit_test_guard(request, monkeypatch):
+    """Fail a unit test that starts a process its `subprocess` mark does not name, or opens a
+    libvirt connection other than a test:// host of its own (see the module docstring)."""
+    marks = {m.name for m in request.node.iter_markers()}
+    for fixture, wanted in FIXTURE_MARKS.items():
+        if fixture in request.fixturenames and not marks & wanted:
+            pytest.fail(f"a test that uses {fixture} is marked {' or '.join(sorted(wanted))}", pytrace=False)
+    if marks & NOT_UNIT:
+        yield
+        return
+    allowed = {program for m in request.node.iter_markers("subprocess") for program in m.args}
+    refused: list[tuple[str, bool]] = []  # (what, in the test's own thread)
+
+    def refuse(what: str):
+        refused.append((what, threading.current_thread() is threading.main_thread()))
+        # pytest.fail raises a BaseException: an `except Exception` in the code under test
+        # cannot swallow it.
+        pytest.fail(f"a unit test {what} (tests/conftest.py: unit_test_guard)", pytrace=False)
+
+    popen_init = subprocess.Popen.__init__
+
+    def guarded_popen(self, args, *rest, **kwargs):
+        argv = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
+        program = "/bin/sh" if kwargs.get("shell") else os.fsdecode(argv[0]) if argv else ""
+        if program not in allowed:
+            refuse(f"started {program!r}; allowed by its subprocess mark: {sorted(allowed)}")
+        popen_init(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded_popen)
+    for name in PROCESS_CALLS:
+        if hasattr(os, name):
+            monkeypatch.setattr(os, name, lambda *a, _name=name, **k: refuse(f"called os.{_name}"))
+    for name in ("open", "openAuth", "openReadOnly"):
+        monkeypatch.setattr(libvirt, name, _guarded_libvirt_open(getattr(libvirt, name), name, refuse))
+    yield
+    missed = [what for what, in_test_thread in refused if not in_test_thread]
+    if missed:  # refused in a thread whose error may not have reached the test
+        pytest.fail(f"a unit test {missed[0]} (in a thread; tests/conftest.py: unit_test_guard)", pytrace=False)
+
+
+def _guarded_libvirt_open(real, name, refuse):
+    def guarded(uri=None, *rest, **kwargs):
+        if not (uri or "").startswith("test://") or uri == "test:///default":
+            refuse(f"opened libvirt connection {uri!r} (libvirt.{name}; a unit test uses the test_host fixture)")
+        return real(uri, *rest, **kwargs)
+
+    return guarded
 
 
 @pytest.fixture(scope="session", autouse=True)

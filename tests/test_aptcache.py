@@ -12,6 +12,7 @@ import hashlib
 import os
 import random
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +27,8 @@ GUEST_MIRROR = "http://deb.debian.org/debian"  # what a Debian cloud image's sou
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 needs_acng = pytest.mark.skipif(not aptcache.BINARY.exists(), reason="apt-cacher-ng is not installed")
+# What the tests with a real cache and namespace run (tests/conftest.py guards unit tests).
+runs_cache = pytest.mark.subprocess(str(aptcache.BINARY), sys.executable, "ip", "apt-cache")
 
 
 # --- the host's mirrors and the configuration (no processes) ------------------------------
@@ -166,6 +169,7 @@ def fetched_upstream(cache: aptcache.AptCache, path: str) -> int:
 
 @needs_root
 @needs_acng
+@runs_cache
 def test_guest_gets_a_deb_through_the_relay_then_from_the_cache(cache, netns, tmp_path):
     filename, sha256 = indexed_deb("hello")
     relay = aptcache.relay_into_namespace(cache, f"/run/netns/{netns}", GATEWAY)
@@ -184,6 +188,7 @@ def test_guest_gets_a_deb_through_the_relay_then_from_the_cache(cache, netns, tm
 
 @needs_root
 @needs_acng
+@runs_cache
 def test_guest_reaches_nothing_but_debian_through_the_cache(cache, netns, tmp_path):
     aptcache.relay_into_namespace(cache, f"/run/netns/{netns}", GATEWAY)
     assert fetch(netns, "http://example.com/index.html", tmp_path / "x") == "403"
@@ -195,6 +200,7 @@ def test_guest_reaches_nothing_but_debian_through_the_cache(cache, netns, tmp_pa
 
 @needs_root
 @needs_acng
+@runs_cache
 def test_a_running_cache_is_used_and_only_the_owner_stops_it(cache, netns, tmp_path):
     assert aptcache.ensure_running(cache.state_dir, port=cache.port) == cache
     foreign = aptcache.ensure_running(tmp_path / "other", port=cache.port)
@@ -218,6 +224,7 @@ def test_a_running_cache_is_used_and_only_the_owner_stops_it(cache, netns, tmp_p
 
 @needs_root
 @needs_acng
+@runs_cache
 def test_a_relay_ends_with_its_namespace(cache, netns):
     relay = aptcache.relay_into_namespace(cache, f"/run/netns/{netns}", GATEWAY)
     run(["ip", "netns", "del", netns])

@@ -162,6 +162,7 @@ def test_a_joined_network_renders_as_a_bridge_network_owned_by_the_lab(tmp_path,
 
 
 @pytest.mark.skipif(shutil.which("virt-xml-validate") is None, reason="virt-xml-validate missing")
+@pytest.mark.subprocess("virt-xml-validate")
 def test_joined_network_xml_passes_libvirt_schemas(tmp_path):
     for (uri, name), xml in _joined_xml(tmp_path).items():
         path = tmp_path / f"{name}-{len(uri)}.xml"
@@ -194,6 +195,7 @@ def _plan_cli(tmp_path, test_host, *args):
     return proc.stdout.replace(str(tmp_path), "<tmp>")
 
 
+@pytest.mark.subprocess(sys.executable)
 def test_plan_json_shows_the_joined_network_as_a_bridge_network_on_each_host(tmp_path, test_host, golden):
     out = _plan_cli(tmp_path, test_host, "--json")
     golden("plan-gridka-joined.json", out)
@@ -204,6 +206,7 @@ def test_plan_json_shows_the_joined_network_as_a_bridge_network_on_each_host(tmp
     assert networks[("nat", hostb)][0] == "nat"
 
 
+@pytest.mark.subprocess(sys.executable)
 def test_plan_text_lists_the_networks_per_host_with_their_bridges(tmp_path, test_host):
     rows = [line.split("│")[1:-1] for line in _plan_cli(tmp_path, test_host).splitlines()
             if "│ gridka-t1-internal " in line]
@@ -233,6 +236,7 @@ def test_a_bridge_missing_on_a_host_is_reported_before_any_change(tmp_path, monk
         "or name another)"]
 
 
+@pytest.mark.subprocess(sys.executable)
 def test_down_and_status_work_without_the_base_image_in_the_cache(tmp_path, test_host):
     """Only up and reset to the base need the image: a cleared cache, or another machine
     with just the topology, can still see and remove a lab (test driver: nothing there)."""
@@ -255,6 +259,7 @@ def test_down_and_status_work_without_the_base_image_in_the_cache(tmp_path, test
     assert up.returncode == 2 and "base image 'debian-12' is not built" in up.stderr
 
 
+@pytest.mark.subprocess(sys.executable)
 def test_down_imports_only_what_removing_needs(tmp_path, test_host):
     """`down` runs while the lab's guests take every CPU: it plans, renders and reaches
     no guest, so it loads none of the modules that do (and no rich)."""

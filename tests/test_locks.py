@@ -39,6 +39,7 @@ def test_every_team_waits_for_no_run_and_holds_off_every_team(tmp_path):
             pass
 
 
+@pytest.mark.subprocess(sys.executable)
 def test_down_all_teams_fails_at_once_while_a_team_runs(tmp_path, test_host):
     env = {**os.environ, "LABBUILDER_STATE": str(tmp_path)}
     argv = [sys.executable, "-m", "labbuilder.cli", "down", "topologies/demo.yaml", "--connect", test_host]

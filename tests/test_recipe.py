@@ -146,6 +146,7 @@ def test_vagrant_recipe_extends_debian_12_and_adds_the_box_output():
     assert key.content.startswith("ssh-rsa AAAAB3NzaC1yc2EAAAABIwAAAQEA6NF8iallvQVp22WDkTkyrtvp9eWW6A8")
 
 
+@pytest.mark.subprocess("qemu-img")
 def test_vagrant_box_holds_the_image_and_what_vagrant_libvirt_reads(tmp_path):
     import json
     import subprocess

@@ -62,6 +62,7 @@ def _rendered(name, team=1):
 
 
 @pytest.mark.skipif(shutil.which("virt-xml-validate") is None, reason="virt-xml-validate missing")
+@pytest.mark.subprocess("virt-xml-validate")
 @pytest.mark.parametrize("lab", ["gridka", "rdo-course", "diablo-aio", "demo"])
 def test_rendered_xml_passes_libvirt_schemas(lab, tmp_path):
     networks, domains = _rendered(lab)
