@@ -12,8 +12,9 @@ none of them is a unit test (`make unit`), and `unit_test_guard` fails it if it
   (the `test_host` fixture): `test:///default` is shared by every test in the process,
   anything else is a real host.
 
-A unit test that uses private_libvirtd, base_image or gridka_image without the mark they
-need fails too. The process started by an allowed program is not guarded (another process).
+A unit test that uses private_libvirtd (for vm or libvirtd tests), base_image or
+gridka_image (image tests) fails too. What an allowed program starts in turn is not
+guarded (another process).
 """
 
 from __future__ import annotations
@@ -40,12 +41,12 @@ def unit_test_guard(request, monkeypatch):
     """Fail a unit test that starts a process its `subprocess` mark does not name, or opens a
     libvirt connection other than a test:// host of its own (see the module docstring)."""
     marks = {m.name for m in request.node.iter_markers()}
-    for fixture, wanted in FIXTURE_MARKS.items():
-        if fixture in request.fixturenames and not marks & wanted:
-            pytest.fail(f"a test that uses {fixture} is marked {' or '.join(sorted(wanted))}", pytrace=False)
     if marks & NOT_UNIT:
         yield
         return
+    for fixture, wanted in FIXTURE_MARKS.items():
+        if fixture in request.fixturenames:
+            pytest.fail(f"a test that uses {fixture} is marked {' or '.join(sorted(wanted))}", pytrace=False)
     allowed = {program for m in request.node.iter_markers("subprocess") for program in m.args}
     refused: list[tuple[str, bool]] = []  # (what, in the test's own thread)
 

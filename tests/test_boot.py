@@ -10,7 +10,7 @@ import pytest
 from labbuilder.lab import render, seed
 from labbuilder.system import ssh, virt
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.image]
 
 NET, BRIDGE, SUBNET = "lbboot-net", "lbboot0", "192.168.160"
 NODES = {"alpha": ("52:54:00:be:00:0a", f"{SUBNET}.10"), "beta": ("52:54:00:be:00:0b", f"{SUBNET}.11")}

@@ -24,7 +24,7 @@ from conftest import REPO
 from labbuilder.system import privatelibvirtd, virt
 from labbuilder.system.run import run
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.image]
 
 BRIDGE = "lbjoin0"
 TOPOLOGY = """\
