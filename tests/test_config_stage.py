@@ -1,166 +1,141 @@
-"""The config stage and checkpoints on real guests: the GridKa course's infrastructure
-roles on four nodes (topologies/gridka-mini.yaml on the gridka-base image), a step that
-fails and a resume, then checkpoints and resets. Driven through the `labbuilder` command."""
+"""The config stage without guests: which roles run (resume, --from/--until/--only), the
+step templates of the shipped roles rendered for every node, template and role errors
+with file and line, and the host-side record (libvirt's test driver, a host of its own)."""
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sys
-import time
+from pathlib import Path
 
 import pytest
 from conftest import REPO
 
+from labbuilder.lab import config_stage
+from labbuilder.lab.hosts import Host
+from labbuilder.lab.pipeline import inventory
+from labbuilder.lab.plan import BaseImage, plan_lab
+from labbuilder.model.errors import ConfigError, TopologyError
+from labbuilder.model.topology import load_topology
 from labbuilder.system import virt
 
-pytestmark = [pytest.mark.vm, pytest.mark.image]
-
-NODES = ("db-node", "network-node", "volume-node", "compute-1")
+IMAGE = BaseImage("gridka-base", "/cache/gridka-base.qcow2", "cd" * 32, 300 << 20, 3 << 30)
 
 
-@pytest.fixture(scope="module")
-def topo(tmp_path_factory):
-    """gridka-mini with its own copy of the roles, so a test can break and mend a step."""
-    root = tmp_path_factory.mktemp("gridka-mini")
-    shutil.copytree(REPO / "topologies" / "roles", root / "roles")
-    (root / "gridka-mini.yaml").write_text((REPO / "topologies" / "gridka-mini.yaml").read_text())
-    return root / "gridka-mini.yaml"
+def _lab(path):
+    topo = load_topology(path)
+    hosts = {h.name: Host("qemu:///system") for h in topo.hosts}
+    return topo, plan_lab(topo, 1, hosts, {topo.image: IMAGE})
 
 
-def lb(*args, check=True, timeout=2400):
-    proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", args[0], "--private", *args[1:]],
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        pytest.fail(f"labbuilder {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+def _roles(*spec):
+    return [config_stage.Role(name, (), tuple(nodes)) for name, nodes in spec]
 
 
-@pytest.fixture(scope="module")
-def keep_daemon(private_libvirtd):
-    """A network labbuilder does not own, so `down` keeps the session's private libvirtd."""
-    conn = virt.connect(private_libvirtd.uri)
-    virt.define_network(conn, "<network><name>keep-config-stage</name><bridge name='keepcs0'/></network>")
-    yield
-    virt.remove_network(conn, "keep-config-stage")
+ROLES = _roles(("common", ["a", "b", "c"]), ("db", ["a"]), ("network", ["b"]), ("compute", ["c"]))
+
+
+def _picked(selection):
+    return [(role.name, list(nodes)) for role, nodes in selection]
+
+
+def test_a_fresh_lab_runs_every_role_in_order():
+    records = {n: config_stage.Record() for n in "abc"}
+    assert _picked(config_stage.select(ROLES, records)) == [
+        ("common", ["a", "b", "c"]), ("db", ["a"]), ("network", ["b"]), ("compute", ["c"])]
+
+
+def test_resume_skips_finished_roles_and_finished_nodes():
+    records = {"a": config_stage.Record(("common", "db")), "b": config_stage.Record(("common",)), "c": config_stage.Record()}
+    assert _picked(config_stage.select(ROLES, records)) == [
+        ("common", ["c"]), ("network", ["b"]), ("compute", ["c"])]
+
+
+def test_from_until_and_only_run_roles_again_even_if_done():
+    done = {n: config_stage.Record(("common", "db", "network", "compute")) for n in "abc"}
+    assert config_stage.select(ROLES, done) == []
+    assert _picked(config_stage.select(ROLES, done, start="db", until="network")) == [("db", ["a"]), ("network", ["b"])]
+    assert _picked(config_stage.select(ROLES, done, only="network")) == [("network", ["b"])]
+
+
+def test_an_unknown_role_is_a_clear_error():
+    with pytest.raises(ConfigError) as e:
+        config_stage.select(ROLES, {n: config_stage.Record() for n in "abc"}, start="dbnode")
+    assert e.value.lines() == ["no role 'dbnode' in this lab", "roles in order: common, db, network, compute"]
+
+
+@pytest.mark.parametrize("lab", ["gridka", "gridka-mini", "demo"])
+def test_every_step_of_the_shipped_roles_renders_for_every_node(lab):
+    topo, plan = _lab(REPO / "topologies" / f"{lab}.yaml")
+    inv = inventory(plan, {})
+    roles = config_stage.load_roles(topo, plan)
+    env = config_stage.step_env(Path(topo.role_dir))
+    for role in roles:
+        for node in role.nodes:
+            for step in role.steps:
+                text = config_stage.render_step(env, step, Path(topo.role_dir),
+                                          config_stage.template_context(inv, node, role.name, dict(topo.vars)))
+                assert text.strip(), f"{step} renders empty for {node}"
+
+
+def _render(lab, role, step, node):
+    topo, plan = _lab(REPO / "topologies" / f"{lab}.yaml")
+    role_dir = Path(topo.role_dir)
+    ctx = config_stage.template_context(inventory(plan, {}), node, role, dict(topo.vars))
+    return config_stage.render_step(config_stage.step_env(role_dir), role_dir / role / step, role_dir, ctx)
+
+
+def test_gridka_steps_carry_the_course_values():
+    sql = _render("gridka", "db", "20-databases.sh", "db-node")
+    assert "CREATE USER IF NOT EXISTS 'keystoneUser'@'%' IDENTIFIED BY 'keystonePass';" in sql
+    assert "GRANT ALL PRIVILEGES ON cinder.* TO 'cinderUser'@'%';" in sql
+    compute = _render("gridka", "compute", "10-br100.sh", "compute-2")
+    assert "nic=eth1" in compute and "Address=10.0.0.21/24" in compute
+    assert "flat=eth3" in _render("gridka", "network", "20-br100.sh", "network-node")
+    assert "disk=/dev/vdb" in _render("gridka", "volume", "10-lvm.sh", "volume-node")
+    hosts = _render("gridka", "common", "10-hosts.sh", "auth-node")
+    assert 'echo "10.0.0.3 db-node"' in hosts and 'echo "10.0.0.21 compute-2"' in hosts
+    assert "server 192.168.130.1 iburst" in _render("gridka", "common", "20-ntp.sh", "db-node")
+    keystone = _render("gridka", "auth", "10-keystone.sh", "auth-node")
+    assert "mysql+pymysql://keystoneUser:keystonePass@10.0.0.3/keystone" in keystone
+
+
+def _copy_lab(tmp_path, lab="gridka-mini"):
+    shutil.copytree(REPO / "topologies" / "roles", tmp_path / "roles")
+    text = (REPO / "topologies" / f"{lab}.yaml").read_text()
+    (tmp_path / f"{lab}.yaml").write_text(text)
+    return tmp_path / f"{lab}.yaml"
+
+
+def test_a_role_without_steps_is_reported_at_its_line(tmp_path):
+    path = _copy_lab(tmp_path)
+    shutil.rmtree(tmp_path / "roles" / "gridka" / "volume")
+    topo, plan = _lab(path)
+    with pytest.raises(TopologyError) as e:
+        config_stage.load_roles(topo, plan)
+    line = next(i for i, l in enumerate(path.read_text().splitlines(), 1) if l.startswith("roles:"))
+    assert e.value.lines() == [
+        f"{path}:{line}: roles.3: role 'volume' has no step scripts in {tmp_path}/roles/gridka/volume "
+        "(hint: add files named like 10-install.sh there, or use --no-config)"]
+
+
+def test_an_undefined_template_name_names_the_file_and_line(tmp_path):
+    path = _copy_lab(tmp_path)
+    step = tmp_path / "roles" / "gridka" / "db" / "15-typo.sh"
+    step.write_text("set -eu\n# two lines down\necho {{ vars.rabbit_pasword }}\n")
+    topo, plan = _lab(path)
+    role_dir = Path(topo.role_dir)
+    ctx = config_stage.template_context(inventory(plan, {}), "db-node", "db", dict(topo.vars))
+    with pytest.raises(ConfigError) as e:
+        config_stage.render_step(config_stage.step_env(role_dir), step, role_dir, ctx)
+    assert e.value.lines()[0] == f"{step}:3: 'dict object' has no attribute 'rabbit_pasword' (node db-node)"
+
+
+def test_the_record_of_finished_roles_lives_in_the_domain_metadata(test_host):
+    conn = virt.connect(test_host)
+    assert config_stage.read_record(conn, "test") == config_stage.Record()
+    failed = {"role": "network", "step": "20-br100.sh", "node": "network-node", "status": "1"}
+    config_stage.write_record(conn, "test", config_stage.Record(("common", "db"), failed))
+    assert config_stage.read_record(conn, "test") == config_stage.Record(("common", "db"), failed)
+    config_stage.write_record(conn, "test", config_stage.Record(("common", "db", "network")))
+    assert config_stage.read_record(conn, "test") == config_stage.Record(("common", "db", "network"))
     conn.close()
-
-
-@pytest.fixture(scope="module")
-def failed_up(keep_daemon, gridka_image, topo):
-    """`up --checkpoints` with a step injected into the network role that exits 1."""
-    broken = topo.parent / "roles" / "gridka" / "network" / "15-injected.sh"
-    broken.write_text("echo 'about to fail on {{ node.name }}'\nexit 1\n")
-    proc = lb("up", topo, "--checkpoints", check=False)
-    broken.unlink()
-    yield proc
-    lb("down", topo, check=False)
-
-
-def on(topo, node, *command, check=True):
-    proc = lb("ssh", topo, node, "--", *command, check=check)
-    return proc
-
-
-def _status(topo):
-    return {n["node"]: n for n in json.loads(lb("status", topo, "--json").stdout)["nodes"]}
-
-
-def test_a_failing_step_stops_the_stage_with_node_role_step_and_log_tail(failed_up, topo):
-    assert failed_up.returncode == 1, failed_up.stderr
-    err = failed_up.stderr
-    assert "role network, step 15-injected.sh failed on network-node (exit status 1)" in err
-    assert "| about to fail on network-node" in err
-    assert "resumes at role network" in err
-    done = {n: s["roles_done"] for n, s in _status(topo).items()}
-    assert done["db-node"] == ["common", "db"]
-    assert done["network-node"] == ["common"]
-    assert done["compute-1"] == ["common"]
-
-
-def test_configure_resumes_at_the_failed_role(failed_up, topo):
-    proc = lb("configure", topo)
-    assert "Resuming at role network" in proc.stderr
-    assert "Config stage: ran network, volume, compute." in proc.stderr
-    assert all(s["roles_done"] == ["common", s["roles"][1]] for s in _status(topo).values())
-    again = lb("configure", topo)
-    assert "every role already done" in again.stderr
-    if shutil.which("ansible-playbook") is None:
-        proc = lb("configure", topo, "--driver", "ansible", check=False)
-        assert proc.returncode == 1 and "ansible-playbook is not installed" in proc.stderr
-
-
-def test_db_node_serves_the_course_databases_over_eth1(failed_up, topo):
-    # `labbuilder ssh NODE -- CMD` joins CMD for the remote shell, as ssh does.
-    out = on(topo, "compute-1", "mysql -h 10.0.0.3 -u keystoneUser -pkeystonePass keystone -N -e 'select 1'").stdout
-    assert out.strip() == "1"
-    assert "rabbit@db-node" in on(topo, "db-node", "rabbitmqctl", "status").stdout
-
-
-def test_volume_node_has_cinder_volumes_on_vdb(failed_up, topo):
-    out = on(topo, "volume-node", "pvs", "--noheadings", "-o", "pv_name,vg_name").stdout.split()
-    assert out == ["/dev/vdb", "cinder-volumes"]
-    assert on(topo, "volume-node", "vgs", "cinder-volumes").returncode == 0
-
-
-def test_br100_on_network_and_compute_nodes(failed_up, topo):
-    assert on(topo, "network-node", "cat", "/proc/sys/net/ipv4/ip_forward").stdout.strip() == "1"
-    assert on(topo, "network-node", "ls", "/sys/class/net/br100/brif").stdout.split() == ["eth3"]
-    assert on(topo, "network-node", "ip", "-4", "-o", "addr", "show", "br100").stdout.strip() == ""
-    assert " UP " in on(topo, "network-node", "ip", "-br", "link", "show", "eth2").stdout
-    assert on(topo, "compute-1", "ls", "/sys/class/net/br100/brif").stdout.split() == ["eth1"]
-    assert "inet 10.0.0.20/24" in on(topo, "compute-1", "ip", "-4", "-o", "addr", "show", "br100").stdout
-
-
-def test_reset_to_a_checkpoint_brings_back_disk_and_memory_without_a_boot(failed_up, topo, private_libvirtd):
-    listed = json.loads(lb("checkpoints", topo, "--json").stdout)
-    assert [c["name"] for c in listed][:2] == ["after-common", "after-db"]
-    # Every node's memory is saved: each guest has well over 64 MiB in use (kernel, systemd, mariadb).
-    assert all(c["nodes"] == list(NODES) and c["memory_bytes"] > len(NODES) * 64 * 2**20 for c in listed)
-    boots = {n: on(topo, n, "cat", "/proc/sys/kernel/random/boot_id").stdout for n in NODES}
-    on(topo, "db-node", "mysql -e 'DROP DATABASE keystone'")
-    on(topo, "compute-1", "touch", "/root/written-after-checkpoint")
-    lb("reset", topo, "--to", "after-db")  # how long it takes: bench/checkpoint.py
-    assert on(topo, "db-node", "mysql -N -e \"SHOW DATABASES LIKE 'keystone'\"").stdout.strip() == "keystone"
-    assert on(topo, "compute-1", "test", "-e", "/root/written-after-checkpoint", check=False).returncode == 1
-    for n in NODES:  # the same boot: memory state restored, no boot
-        assert on(topo, n, "cat", "/proc/sys/kernel/random/boot_id").stdout == boots[n]
-        # The checkpoint waited for the boot to finish: a reset does not land mid-startup.
-        assert on(topo, n, "systemctl", "is-system-running", check=False).stdout.strip() in ("running", "degraded")
-    before = time.time()
-    clock = float(on(topo, "volume-node", "date", "+%s.%N").stdout)
-    assert before - 1 < clock < time.time() + 1, "the guest clock was not set after the restore"
-    # The record of finished roles is the checkpoint's: the next configure resumes after db.
-    assert _status(topo)["compute-1"]["roles_done"] == ["common"]
-
-
-def test_cold_reset_to_a_checkpoint_boots_from_its_disks(failed_up, topo):
-    boot = on(topo, "compute-1", "cat", "/proc/sys/kernel/random/boot_id").stdout
-    on(topo, "compute-1", "touch", "/root/written-after-checkpoint")
-    lb("reset", topo, "--to", "after-db", "--cold", "--node", "compute-1")
-    assert on(topo, "compute-1", "cat", "/proc/sys/kernel/random/boot_id").stdout != boot  # it booted
-    assert on(topo, "compute-1", "test", "-e", "/root/written-after-checkpoint", check=False).returncode == 1
-    # The common role's block in /etc/hosts was flushed to disk before the checkpoint.
-    assert on(topo, "compute-1", "grep -c '^# BEGIN labbuilder gridka-mini nodes$' /etc/hosts").stdout.strip() == "1"
-
-
-def test_reset_without_to_returns_a_node_to_the_blank_base(failed_up, topo):
-    lb("reset", topo, "--node", "volume-node")
-    assert on(topo, "volume-node", "vgs", "cinder-volumes", check=False).returncode != 0
-    assert _status(topo)["volume-node"]["roles_done"] == []
-    listed = json.loads(lb("checkpoints", topo, "--json").stdout)
-    assert all(c["missing"] == ["volume-node"] for c in listed)
-    proc = lb("reset", topo, "--to", "after-db", "--node", "volume-node", check=False)
-    assert proc.returncode == 1 and "does not cover volume-node" in proc.stderr
-
-
-def test_down_removes_the_checkpoints_with_the_lab(failed_up, topo, private_libvirtd):
-    lb("down", topo)
-    conn = virt.connect(private_libvirtd.uri)
-    try:
-        assert not [d for d in conn.listAllDomains() if d.name().startswith("gridka-mini-")]
-        assert not [p for p in virt.pool_names(conn) if p.startswith("gridka-mini-")]
-    finally:
-        conn.close()
-    assert json.loads(lb("checkpoints", topo, "--json").stdout) == []

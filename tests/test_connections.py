@@ -1,4 +1,4 @@
-"""connections.parallel: the threads every per-node step runs in. Jobs wait for each other
+"""system/connections.parallel: the threads every per-node step runs in. Jobs wait for each other
 through events and a barrier, not sleeps, so the order the tests rely on is the order
 that happens, however busy the machine (a wait that ends only by its timeout fails)."""
 

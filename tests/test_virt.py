@@ -1,6 +1,7 @@
-"""Boot events through libvirt's event loop (test:/// driver: fast, no guests). Each test
-gets a host of its own (the `test_host` fixture): `test:///default` is one in-memory host
-per process, so a domain one test shut off would still be off in the next."""
+"""system/virt.GuestWatch: boot events through libvirt's event loop (test:/// driver: fast,
+no guests). Each test gets a host of its own (the `test_host` fixture): `test:///default`
+is one in-memory host per process, so a domain one test shut off would still be off in
+the next."""
 
 import threading
 

@@ -1,4 +1,4 @@
-"""Host inventories without a hypervisor: slots on libvirt URIs or private libvirtds,
+"""Host inventories (lab/hosts.py) without a hypervisor: slots on libvirt URIs or private libvirtds,
 networks joined to existing host bridges, every problem in an inventory (or in how the
 topology's networks span its hosts) reported as FILE:LINE: key.path: message, and the
 plan of a two-host gridka team whose internal network is joined on both hosts."""
@@ -234,50 +234,6 @@ def test_a_bridge_missing_on_a_host_is_reported_before_any_change(tmp_path, monk
         f"{REPO}/topologies/gridka.yaml:{_internal_line()}: networks.internal: host bridge 'br-internal' does not exist on "
         "qemu+ssh://root@host-b.example/system (hint: create it (linked between the hosts, for a joined network), "
         "or name another)"]
-
-
-@pytest.mark.subprocess(sys.executable)
-def test_down_and_status_work_without_the_base_image_in_the_cache(tmp_path, test_host):
-    """Only up and reset to the base need the image: a cleared cache, or another machine
-    with just the topology, can still see and remove a lab (test driver: nothing there)."""
-    env = {**os.environ, "LABBUILDER_STATE": str(tmp_path / "state")}
-    empty = tmp_path / "empty-cache"
-    empty.mkdir()
-
-    def lb(*args):
-        return subprocess.run([sys.executable, "-m", "labbuilder.cli", *args, "topologies/demo.yaml",
-                               "--connect", test_host, "--cache", str(empty)],
-                              cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-
-    down = lb("down")
-    assert down.returncode == 0 and "Nothing to remove." in down.stdout, down.stderr
-    status = lb("status", "--json")
-    assert status.returncode == 0, status.stderr
-    assert {n["node"]: n["state"] for n in json.loads(status.stdout)["nodes"]} == {
-        "alpha": "absent", "beta": "absent"}
-    up = lb("up")
-    assert up.returncode == 2 and "base image 'debian-12' is not built" in up.stderr
-
-
-@pytest.mark.subprocess(sys.executable)
-def test_down_imports_only_what_removing_needs(tmp_path, test_host):
-    """`down` runs while the lab's guests take every CPU: it plans, renders and reaches
-    no guest, so it loads none of the modules that do (and no rich)."""
-    code = ("import sys\nfrom labbuilder.cli import main\n"
-            f"try:\n    main(['down', 'topologies/demo.yaml', '--connect', {test_host!r}])\n"
-            "except SystemExit as e:\n    assert not e.code, e.code\n"
-            "print(' '.join(sorted(sys.modules)))")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "LABBUILDER_STATE": str(tmp_path)}, check=True)
-    said, modules = proc.stdout.rstrip().rsplit("\n", 1)
-    assert said == "Nothing to remove.", proc.stdout
-    loaded = set(modules.split())
-    assert "labbuilder.lab.teardown" in loaded
-    assert loaded & {"labbuilder.lab.pipeline", "labbuilder.lab.plan", "labbuilder.lab.apply",
-                     "labbuilder.lab.diff", "labbuilder.lab.wait",
-                     "labbuilder.lab.render", "labbuilder.system.ssh", "labbuilder.lab.seed",
-                     "labbuilder.system.accel", "labbuilder.system.hostnet",
-                     "jinja2", "rich", "concurrent.futures"} == set()
 
 
 def test_a_split_network_is_reported_before_a_private_libvirtd_starts(tmp_path, monkeypatch):

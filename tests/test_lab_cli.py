@@ -1,0 +1,73 @@
+"""The lab commands as a user runs them (`python -m labbuilder.cli`): `plan` changes nothing
+(where no libvirtd runs it plans against the private one `up` would start, without
+starting it); `down` and `status` need no built image and `down` loads only what removing
+needs (libvirt's test driver, a host of the test's own)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+
+# plan needs the built image; accelerator detection (a local host) may boot the host kernel in QEMU
+@pytest.mark.image
+@pytest.mark.vm
+def test_plan_without_a_running_libvirtd_starts_nothing(tmp_path, base_image):
+    state = tmp_path / "state"
+    env = {**os.environ, "LABBUILDER_STATE": str(state)}
+    proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", "plan", "topologies/demo.yaml", "--private",
+                           "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    actions = {(a["verb"], a["kind"], a["name"]) for a in json.loads(proc.stdout)["actions"]}
+    assert ("create", "domain", "demo-t1-alpha") in actions and ("create", "pool", "demo-t1-pool") in actions
+    assert "not started yet" in proc.stderr
+    assert not state.exists(), "plan created labbuilder state (a private libvirtd?)"
+
+
+@pytest.mark.subprocess(sys.executable)
+def test_down_and_status_work_without_the_base_image_in_the_cache(tmp_path, test_host):
+    """Only up and reset to the base need the image: a cleared cache, or another machine
+    with just the topology, can still see and remove a lab (test driver: nothing there)."""
+    env = {**os.environ, "LABBUILDER_STATE": str(tmp_path / "state")}
+    empty = tmp_path / "empty-cache"
+    empty.mkdir()
+
+    def lb(*args):
+        return subprocess.run([sys.executable, "-m", "labbuilder.cli", *args, "topologies/demo.yaml",
+                               "--connect", test_host, "--cache", str(empty)],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+    down = lb("down")
+    assert down.returncode == 0 and "Nothing to remove." in down.stdout, down.stderr
+    status = lb("status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert {n["node"]: n["state"] for n in json.loads(status.stdout)["nodes"]} == {
+        "alpha": "absent", "beta": "absent"}
+    up = lb("up")
+    assert up.returncode == 2 and "base image 'debian-12' is not built" in up.stderr
+
+
+@pytest.mark.subprocess(sys.executable)
+def test_down_imports_only_what_removing_needs(tmp_path, test_host):
+    """`down` runs while the lab's guests take every CPU: it plans, renders and reaches
+    no guest, so it loads none of the modules that do (and no rich)."""
+    code = ("import sys\nfrom labbuilder.cli import main\n"
+            f"try:\n    main(['down', 'topologies/demo.yaml', '--connect', {test_host!r}])\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "print(' '.join(sorted(sys.modules)))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "LABBUILDER_STATE": str(tmp_path)}, check=True)
+    said, modules = proc.stdout.rstrip().rsplit("\n", 1)
+    assert said == "Nothing to remove.", proc.stdout
+    loaded = set(modules.split())
+    assert "labbuilder.lab.teardown" in loaded
+    assert loaded & {"labbuilder.lab.pipeline", "labbuilder.lab.plan", "labbuilder.lab.apply",
+                     "labbuilder.lab.diff", "labbuilder.lab.wait",
+                     "labbuilder.lab.render", "labbuilder.system.ssh", "labbuilder.lab.seed",
+                     "labbuilder.system.accel", "labbuilder.system.hostnet",
+                     "jinja2", "rich", "concurrent.futures"} == set()
