@@ -42,7 +42,7 @@ def load_checks(stage: Stage, only_role: str | None = None) -> list[RoleChecks]:
     found = []
     for name in names if only_role is None else [only_role]:
         folder = Path(stage.topology.role_dir) / name / CHECKS_DIR
-        checks = tuple(sorted(p for p in folder.iterdir() if p.is_file() and STEP_RE.match(p.name))) \
+        checks = tuple(sorted(p for p in folder.iterdir() if p.is_file() and STEP_RE.fullmatch(p.name))) \
             if folder.is_dir() else ()
         found.append(RoleChecks(name, checks, tuple(n.key for n in stage.plan.nodes if name in n.roles)))
     return found

@@ -31,7 +31,7 @@ from labbuilder.system.connections import parallel
 from labbuilder.system.run import run
 
 CONFIG_NS = "urn:labbuilder:config:1"
-STEP_RE = re.compile(r"^[0-9][0-9A-Za-z_.-]*$")  # steps run in file-name order: 10-…, 20-…
+STEP_RE = re.compile(r"[0-9][0-9A-Za-z_.-]*")  # fullmatch; steps run in file-name order: 10-…, 20-…
 REMOTE_DIR = "/var/lib/labbuilder/steps"
 STEP_TIMEOUT = 1800.0
 TAIL_LINES = 12
@@ -63,7 +63,7 @@ def load_roles(topo: Topology, plan: LabPlan) -> list[Role]:
         if not nodes:
             continue
         folder = Path(topo.role_dir) / name
-        steps = tuple(sorted(p for p in folder.iterdir() if p.is_file() and STEP_RE.match(p.name))) \
+        steps = tuple(sorted(p for p in folder.iterdir() if p.is_file() and STEP_RE.fullmatch(p.name))) \
             if folder.is_dir() else ()
         if not steps:
             problems.append(topo.problem(("roles", i), f"role {name!r} has no step scripts in {folder}",
@@ -118,10 +118,21 @@ def write_record(conn, domain: str, record: Record) -> None:
 # ---- rendering ----
 
 def step_env(role_dir: Path) -> jinja2.Environment:
+    """Templates under `role_dir`, strict about undefined names, with the filter `quote`:
+    `{{ vars.db_pass | quote }}` is one shell word whatever the value holds (shlex.quote)."""
     import jinja2  # on first use: commands that run no roles (down, status) start faster
 
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(role_dir)), undefined=jinja2.StrictUndefined,
-                              keep_trailing_newline=True)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(role_dir)), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True)
+    env.filters["quote"] = shell_quote
+    return env
+
+
+def shell_quote(value) -> str:
+    """One shell word for `value` (a number, a name, a password with ' $ ; in it)."""
+    import shlex
+
+    return shlex.quote(str(value))
 
 
 def template_context(inventory: dict, node: str, role: str, role_vars: dict) -> dict:

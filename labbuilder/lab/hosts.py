@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Callable
 
 from labbuilder.model.errors import Problem, TopologyError
-from labbuilder.model.topology import BRIDGE_HINT, BRIDGE_RE, URI_RE, Topology, choice_hint
-from labbuilder.model.yamlread import Checker, KeyPath, load_with_marks
+from labbuilder.model.topology import BRIDGE_HINT, BRIDGE_RE, Topology, choice_hint
+from labbuilder.model.uri import URI_HINT, uri_problem
+from labbuilder.model.yamlread import Checker, KeyPath, load_with_marks, short
 from labbuilder.system import privatelibvirtd
 
 SYSTEM_SOCKET = Path("/run/libvirt/libvirt-sock")
@@ -152,20 +153,37 @@ def _entry(c: Checker, inventory: Path, slot: str, spec, topo: Topology) -> Slot
 
 
 def _uri(c: Checker, uri: str, path: KeyPath) -> str | None:
-    if not URI_RE.match(uri):
-        c.problem(path, f"{uri!r} is not a libvirt URI", "e.g. qemu+ssh://root@host-b/system")
+    problem = uri_problem(uri)
+    if problem:
+        c.problem(path, f"{short(uri, 100)}: {problem}", URI_HINT)
         return None
     return uri
 
 
+def check_connect(connect: str | None) -> None:
+    """--connect: a URI as an inventory may give; TopologyError otherwise."""
+    problem = uri_problem(connect) if connect is not None else None
+    if problem:
+        raise TopologyError([Problem("--connect", None, "", f"{short(connect, 100)}: {problem}", URI_HINT)])
+
+
+_PRIVATE_HINT = "e.g. private: /srv/labbuilder/host-b (a directory labbuilder made, or a new or empty one)"
+
+
 def _private_dir(c: Checker, text: str, path: KeyPath, inventory: Path) -> Path | None:
-    """The private libvirtd's directory; relative to the inventory file."""
-    if not text.strip():
-        c.problem(path, "must be a directory", "e.g. private: /srv/labbuilder/host-b")
+    """The private libvirtd's directory, relative to the inventory file: one a private
+    libvirtd may own (see privatelibvirtd.unfit_state_dir)."""
+    given = Path(text).expanduser()
+    if not text.strip() or ".." in given.parts:
+        c.problem(path, "must be a directory" if not text.strip() else f"{text!r} has a '..' in it", _PRIVATE_HINT)
         return None
-    found = (inventory.parent / Path(text).expanduser()).resolve()
+    found = (inventory.parent / given).resolve()
     if found.exists() and not found.is_dir():
         c.problem(path, f"{found} is not a directory", "a private libvirtd keeps its state in a directory")
+        return None
+    why = privatelibvirtd.unfit_state_dir(found)
+    if why:
+        c.problem(path, f"{found} {why}", _PRIVATE_HINT)
         return None
     return found
 
@@ -184,7 +202,7 @@ def _joined(c: Checker, spec: dict, path: KeyPath, topo: Topology) -> tuple[tupl
                       "host already (mode bridge)", "remove this entry")
         elif not c.is_type(bridge, str, where):
             continue
-        elif not BRIDGE_RE.match(bridge):
+        elif not BRIDGE_RE.fullmatch(bridge):
             c.problem(where, f"{bridge!r} is not a Linux bridge name", BRIDGE_HINT)
         else:
             joined.append((network, bridge))
@@ -213,6 +231,7 @@ def resolve_hosts(topo: Topology, connect: str | None, inventory: Path | None,
     `check` is given where each slot lands (URI and bridges), before a private libvirtd is
     started (`start` as for private_host). Slots on one libvirt URI get one Host, with the
     bridges the inventory joins there."""
+    check_connect(connect)
     if not connect and private is None:
         private = not system_libvirtd_runs()
     default_uri = connect or (_private_uri(root / "libvirtd") if private else SYSTEM_URI)

@@ -15,6 +15,11 @@ class LabError(Exception):
         return [str(self)]
 
 
+# Control characters in user text (a name "a\n", an ESC from a YAML "\e") print escaped:
+# a problem stays on its line, and a terminal gets no escape sequence.
+_ESCAPED = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7f, 0xa0))}
+
+
 @dataclass
 class Problem:
     """One problem in an input file: where it is and what is wrong."""
@@ -28,7 +33,7 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
         text = f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
-        return text + (f" (hint: {self.hint})" if self.hint else "")
+        return (text + (f" (hint: {self.hint})" if self.hint else "")).translate(_ESCAPED)
 
 
 class InputError(LabError):

@@ -6,11 +6,12 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 from labbuilder.model.errors import RecipeError
 from labbuilder.model.yamlread import IMAGE_NAME_RE as NAME_RE
-from labbuilder.model.yamlread import Checker, load_with_marks, parse_size
+from labbuilder.model.yamlread import Checker, load_with_marks, parse_size, short
 
 # Bump when the build code changes what a recipe produces, so old cache entries are not reused.
 PIPELINE_VERSION = 1
@@ -22,8 +23,18 @@ SUITES = {
 DEFAULT_MIRRORS = {"debian": "http://deb.debian.org/debian", "ubuntu": "http://archive.ubuntu.com/ubuntu"}
 VARIANTS = ("apt", "required", "important", "standard", "minbase")
 OUTPUTS = ("qcow2", "raw", "vagrant")  # vagrant: a vagrant-libvirt box of the qcow2
-UNIT_RE = re.compile(r"^[A-Za-z0-9@._-]+$")
-PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]*$")
+# Whole strings only (fullmatch). What reaches mmdebstrap's, GRUB's and virt-sysprep's
+# command lines and files is limited to characters that cannot end or add an argument.
+UNIT_RE = re.compile(r"[A-Za-z0-9@._-]+")
+PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]*")
+MIRROR_RE = re.compile(r"[A-Za-z0-9._~:/@%+-]+")
+MIRROR_SCHEMES = ("http", "https", "file")
+CMDLINE_RE = re.compile(r"[A-Za-z0-9._,:=/@+-]+(?: [A-Za-z0-9._,:=/@+-]+)*")
+MAX_CMDLINE = 1024
+SYSPREP_OP_RE = re.compile(r"-?[a-z0-9][a-z0-9-]*")
+MIN_SIZE_BYTES = 1 << 30
+MAX_SIZE_BYTES = 64 << 40  # 64 TiB
+MAX_MIN_RAM_MB = 1 << 20  # 1 TiB
 
 
 @dataclass(frozen=True)
@@ -90,7 +101,7 @@ def _names(c: Checker, items: list, path: tuple, pattern: re.Pattern, what: str)
     good = []
     for i, item in enumerate(items):
         if c.is_type(item, str, path + (i,)):
-            if pattern.match(item):
+            if pattern.fullmatch(item):
                 good.append(item)
             else:
                 c.problem(path + (i,), f"{item!r} is not a valid {what}")
@@ -108,7 +119,21 @@ def _source(c: Checker, top: dict) -> dict:
     if mm.get("variant", "apt") not in VARIANTS:
         c.problem(("source", "mmdebstrap", "variant"), f"unknown variant {mm['variant']!r}",
                   "one of " + ", ".join(VARIANTS))
+    if "mirror" in mm:
+        _mirror(c, mm["mirror"])
     return mm
+
+
+def _mirror(c: Checker, url: str) -> None:
+    """An http(s) or file URL of a Debian mirror, and nothing that could be more."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    if not MIRROR_RE.fullmatch(url) or parts is None or parts.scheme not in MIRROR_SCHEMES \
+            or bool(parts.netloc) != parts.scheme.startswith("http") or not (parts.netloc or parts.path):
+        c.problem(("source", "mmdebstrap", "mirror"), f"{short(url)} is not an http(s) or file URL of a mirror",
+                  "e.g. http://deb.debian.org/debian or file:///srv/mirror/debian; letters, digits and ._~:/@%+- only")
 
 
 def _files(c: Checker, items: list) -> tuple[FileSpec, ...]:
@@ -117,7 +142,12 @@ def _files(c: Checker, items: list) -> tuple[FileSpec, ...]:
         f = c.mapping(item, ("files", i), _FILE, ("path", "content"))
         path, mode = f.get("path", ""), f.get("mode", "0644")
         if path and not path.startswith("/"):
-            c.problem(("files", i, "path"), f"{path!r} must be an absolute path in the image")
+            c.problem(("files", i, "path"), f"{short(path)} must be an absolute path in the image")
+            path = ""
+        elif ".." in PurePosixPath(path).parts or not path.isprintable():
+            c.problem(("files", i, "path"), f"{short(path)} has a '..' or a control character in it",
+                      "the file's own absolute path, e.g. /etc/motd")
+            path = ""
         if not re.fullmatch(r"0?[0-7]{3,4}", mode):
             c.problem(("files", i, "mode"), f"{mode!r} is not an octal mode like '0644'")
         elif path.startswith("/") and "content" in f:
@@ -144,6 +174,7 @@ def _base_recipe(c: Checker, data, path: Path) -> Recipe:
     mm = _source(c, top)
     common = _common(c, top)
     sysprep = c.mapping(top.get("sysprep", {}), ("sysprep",), _SYSPREP)
+    _sysprep_operations(c, sysprep.get("operations", "defaults"))
     outputs = _outputs(c, top.get("outputs", ["qcow2"]))
     c.done()
     distro, units, glance = _distro_of(mm["suite"]), common["units"], common["glance"]
@@ -159,21 +190,48 @@ def _base_recipe(c: Checker, data, path: Path) -> Recipe:
     )
 
 
+def _sysprep_operations(c: Checker, text: str) -> None:
+    for i, op in enumerate(text.split(",")):
+        if not SYSPREP_OP_RE.fullmatch(op):
+            c.problem(("sysprep", "operations"), f"operation {short(op)} (number {i + 1}) is not a virt-sysprep "
+                      "operation name", "names from virt-sysprep --list-operations, comma-separated, "
+                      "'-' before one to leave it out: defaults,-customize")
+
+
+def _kernel_cmdline(c: Checker, text: str) -> None:
+    if text and (len(text) > MAX_CMDLINE or not CMDLINE_RE.fullmatch(text)):
+        c.problem(("kernel_cmdline",), f"{short(text)} is not kernel parameters GRUB can take as they are",
+                  f"words of letters, digits and ._,:=/@+- separated by single spaces, at most {MAX_CMDLINE} "
+                  "characters (no quotes, $, ;, backslash or newline)")
+
+
+def _size(c: Checker, top: dict) -> int | None:
+    size = parse_size(top["size"]) if "size" in top else None
+    if "size" in top and (size is None or not MIN_SIZE_BYTES <= size <= MAX_SIZE_BYTES):
+        c.problem(("size",), f"{short(top['size'])} is not a disk size from 1G to 64T", "e.g. 3G")
+        return None
+    return size
+
+
+def _glance(c: Checker, top: dict) -> dict:
+    glance = c.mapping(top.get("glance", {}), ("glance",), _GLANCE)
+    if not 0 <= glance.get("min_ram", 0) <= MAX_MIN_RAM_MB:
+        c.problem(("glance", "min_ram"), f"must be from 0 to {MAX_MIN_RAM_MB} (MB), got {glance['min_ram']}")
+    return glance
+
+
 def _common(c: Checker, top: dict) -> dict:
     """The keys a base recipe and a recipe that extends another share, checked."""
     name = top.get("name", "")
-    if name and not NAME_RE.match(name):
-        c.problem(("name",), f"{name!r} must match [a-z0-9-] (at most 63 characters)")
+    if name and not NAME_RE.fullmatch(name):
+        c.problem(("name",), f"{short(name)} must match [a-z0-9-] (at most 63 characters)")
+    _kernel_cmdline(c, top.get("kernel_cmdline", ""))
     packages = _names(c, top.get("packages", []), ("packages",), PACKAGE_RE, "Debian package name")
     services = c.mapping(top.get("services", {}), ("services",), _SERVICES)
     units = {k: _names(c, services.get(k, []), ("services", k), UNIT_RE, "systemd unit") for k in _SERVICES}
     _unit_clashes(c, units)
-    glance = c.mapping(top.get("glance", {}), ("glance",), _GLANCE)
-    size = parse_size(top["size"]) if "size" in top else None
-    if "size" in top and (size is None or size < 1024 ** 3):
-        c.problem(("size",), f"{top['size']!r} is not a disk size of at least 1G", "e.g. 3G")
     return {"name": name, "packages": packages, "files": _files(c, top.get("files", [])),
-            "units": units, "glance": glance, "size": size}
+            "units": units, "glance": _glance(c, top), "size": _size(c, top)}
 
 
 def _outputs(c: Checker, items: list) -> tuple[str, ...]:
@@ -210,8 +268,8 @@ def _child_recipe(c: Checker, data: dict, path: Path, chain: tuple[Path, ...]) -
 def _parent(c: Checker, path: Path, name: str, chain: tuple[Path, ...]) -> Recipe | None:
     """The recipe `name` next to `path`, loaded (and flattened) itself; None after
     recording why it cannot be (bad name, missing, a cycle, its own problems)."""
-    if not NAME_RE.match(name):
-        c.problem(("extends",), f"{name!r} is not a recipe name",
+    if not NAME_RE.fullmatch(name):
+        c.problem(("extends",), f"{short(name)} is not a recipe name",
                   "the name of another recipe file in the same directory, without .yaml")
         return None
     here, parent_path = path.resolve(), path.parent / f"{name}.yaml"

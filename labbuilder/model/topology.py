@@ -17,24 +17,29 @@ from typing import Any, Mapping
 
 from labbuilder.model.errors import Problem, TeamError, TopologyError
 from labbuilder.model.names import MAX_TEAM, libvirt_name
-from labbuilder.model.yamlread import IMAGE_NAME_RE, Checker, KeyPath, closest, dotted, load_with_marks, parse_size
+from labbuilder.model.yamlread import IMAGE_NAME_RE, Checker, KeyPath, closest, dotted, load_with_marks, parse_size, short
 
-VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
+# Whole strings only: every pattern is used with fullmatch (a `$` would let "demo\n" pass).
+VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 NAME_HINT = "use lowercase letters, digits and '-', starting and ending with a letter or digit"
-BRIDGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
+BRIDGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
 BRIDGE_HINT = "at most 15 characters: letters, digits, '-', '_' and '.'"
-DOMAIN_RE = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*"
-                       r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-MAC_RE = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
-URI_RE = re.compile(r"^[a-z][a-z0-9+.-]*:/")  # qemu:///system, qemu+ssh://host/system
+DOMAIN_RE = re.compile(r"(?=.{1,253}\Z)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*"
+                       r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+MAC_RE = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
+SLOT_URI_HINT = ("a topology names host slots only; say where they land in a host inventory: "
+                 "labbuilder up TOPOLOGY --hosts hosts.yaml, with hosts: {SLOT: qemu+ssh://root@host/system}")
 
 MAX_LAB_NAME = 20
 MAX_LIBVIRT_NAME = 60
 MAX_NICS = 4
 MAX_DISKS = 25  # vdb … vdz
 MIN_MEMORY_MIB = 128
+MAX_MEMORY_MIB = 1 << 20  # 1 TiB
+MAX_VCPUS = 256
 MIN_DISK_BYTES = 1 << 20
+MAX_DISK_BYTES = 64 << 40  # 64 TiB
 MODES = ("nat", "isolated", "bridge")
 PACKAGE_SOURCES = ("cache", "direct", "none")
 BUSES = ("virtio", "scsi", "sata")
@@ -47,7 +52,6 @@ class HostSlot:
     """A logical hypervisor slot; an inventory or --connect says which libvirt host it is."""
 
     name: str
-    uri: str | None
 
 
 @dataclass(frozen=True)
@@ -205,7 +209,7 @@ def load_topology(path: Path | str) -> Topology:
     data, marks = load_with_marks(Path(path), TopologyError)
     c = Checker(path, marks, TopologyError)
     top = c.mapping(data, (), _TOP, ("lab", "networks", "nodes"))
-    lab = _lab(c, top.get("lab", ""))
+    lab = _lab(c, top.get("lab"))
     image = _image(c, top["image"], ("image",)) if "image" in top else None
     roles = _roles(c, _section(data, top, "roles", []))
     hosts = _hosts(c, _section(data, top, "hosts", {"default": {}}))
@@ -256,7 +260,7 @@ def _name_ok(c: Checker, name: Any, path: KeyPath, what: str) -> bool:
     if not isinstance(name, str):
         c.problem(path, f"{what} name must be a string, got {name!r}", NAME_HINT)
         return False
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         c.problem(path, f"{name!r} is not a valid {what} name", NAME_HINT)
         return False
     return True
@@ -270,8 +274,10 @@ def _libvirt_length(c: Checker, lab: str, name: str, path: KeyPath, what: str) -
                         f"more than {MAX_LIBVIRT_NAME}", f"use a {what} name of at most {room} characters")
 
 
-def _lab(c: Checker, lab: str) -> str:
-    if lab and not NAME_RE.match(lab):
+def _lab(c: Checker, lab: str | None) -> str:
+    if lab is None:  # missing: reported by the mapping check
+        return ""
+    if not NAME_RE.fullmatch(lab):
         c.problem(("lab",), f"{lab!r} is not a valid lab name", NAME_HINT)
     elif len(lab) > MAX_LAB_NAME:
         c.problem(("lab",), f"{lab!r} is {len(lab)} characters, more than {MAX_LAB_NAME}",
@@ -280,7 +286,7 @@ def _lab(c: Checker, lab: str) -> str:
 
 
 def _image(c: Checker, name: str, path: KeyPath) -> str:
-    if not IMAGE_NAME_RE.match(name):
+    if not IMAGE_NAME_RE.fullmatch(name):
         c.problem(path, f"{name!r} is not an image recipe name", "the name: of a recipe in images/, e.g. debian-12")
     return name
 
@@ -301,16 +307,22 @@ def _roles(c: Checker, items: list | None) -> tuple[str, ...] | None:
 
 
 def _role_dir(c: Checker, path: Path, value: str | None, lab: str) -> str:
-    """Absolute role directory: `role_dir` relative to the topology file, else roles/<lab>."""
+    """Absolute role directory: `role_dir` relative to the topology file, else roles/<lab>;
+    either way inside the topology file's directory."""
+    base = path.resolve().parent
+    found = (base / (value or f"roles/{lab}")).resolve()
     if value is not None and (not value or value.startswith("~")):
         c.problem(("role_dir",), f"{value!r} is not a directory path", "a path relative to this file, e.g. roles/gridka")
-    return str((path.resolve().parent / (value or f"roles/{lab}")).resolve())
+    elif value is not None and not found.is_relative_to(base):
+        c.problem(("role_dir",), f"{short(value)} leads outside this topology's directory ({path.parent})",
+                  "role scripts run as root in the guests: keep them beside the topology, e.g. roles/gridka")
+    return str(found)
 
 
 def _vars(c: Checker, items: dict) -> dict:
     """Role variables: names usable in templates (`vars.NAME`), values any YAML."""
     for key in items:
-        if not isinstance(key, str) or not VAR_RE.match(key):
+        if not isinstance(key, str) or not VAR_RE.fullmatch(key):
             c.problem(("vars", key), f"{key!r} is not a variable name", "letters, digits and _, not first a digit")
     return dict(items)
 
@@ -329,10 +341,9 @@ def _host(c: Checker, name: Any, spec: Any) -> HostSlot:
     path = ("hosts", name)
     _name_ok(c, name, path, "host slot")
     h = c.mapping({} if spec is None else spec, path, {"uri": str})
-    uri = h.get("uri")
-    if uri is not None and not URI_RE.match(uri):
-        c.problem(path + ("uri",), f"{uri!r} is not a libvirt URI", "e.g. qemu+ssh://root@host-a/system")
-    return HostSlot(str(name), uri)
+    if "uri" in h:  # never used: a slot lands where --hosts or --connect says
+        c.problem(path + ("uri",), "a topology does not say where a host slot lands", SLOT_URI_HINT)
+    return HostSlot(str(name))
 
 
 # ---------------------------------------------------------------------------- networks
@@ -371,7 +382,7 @@ def _bridge_network(c: Checker, name: str, n: dict, raw: dict, path: KeyPath) ->
     bridge = n.get("bridge")
     if raw.get("bridge") is None:
         c.problem(path, "missing required key 'bridge'", "the existing bridge on the host, e.g. br0")
-    elif bridge is not None and not BRIDGE_RE.match(bridge):
+    elif bridge is not None and not BRIDGE_RE.fullmatch(bridge):
         c.problem(path + ("bridge",), f"{bridge!r} is not a Linux bridge name", BRIDGE_HINT)
     return Network(name, "bridge", None, None, None, None, False, bridge)
 
@@ -385,8 +396,11 @@ def _routed_network(c: Checker, name: str, mode: str, n: dict, raw: dict, path: 
         _check_team_room(c, subnet, path + ("subnet",))
     gateway = _gateway(c, n, path, subnet)
     dhcp = _dhcp(c, n["dhcp"], path + ("dhcp",), subnet) if "dhcp" in n else None
+    if dhcp and gateway and dhcp[0] <= gateway <= dhcp[1]:
+        c.problem(path + ("dhcp",), f"the range {dhcp[0]}–{dhcp[1]} holds the gateway {gateway}",
+                  "DHCP would hand the gateway's address to a guest: keep the range clear of it")
     domain = n.get("domain")
-    if domain is not None and not DOMAIN_RE.match(domain):
+    if domain is not None and not DOMAIN_RE.fullmatch(domain):
         c.problem(path + ("domain",), f"{domain!r} is not a DNS domain", "e.g. example.org")
     return Network(name, mode, subnet, gateway, dhcp, domain, per_team, None)
 
@@ -437,13 +451,45 @@ def _check_team_room(c: Checker, subnet: IPv4Network, path: KeyPath) -> None:
 
 
 def _check_overlaps(c: Checker, networks: tuple[Network, ...]) -> None:
+    """No subnet of one network may meet a subnet of another, for any two teams 1..MAX_TEAM
+    (teams share lab hosts). With per_team the teams' subnets of a network lie end to end,
+    so each network's subnets for all teams make one range of addresses: compare those."""
     seen: list[Network] = []
     for net in (n for n in networks if n.subnet is not None):
         for other in seen:
             if net.subnet.overlaps(other.subnet):
                 c.problem(("networks", net.name, "subnet"),
                           f"{net.subnet} overlaps {other.subnet} of network '{other.name}'")
+            elif _overlap_start(net, other) is not None:
+                _team_overlap(c, net, other)
         seen.append(net)
+
+
+def _team_span(net: Network) -> tuple[int, int]:
+    """The first and last address of the subnets every team gets of `net`."""
+    start = int(net.subnet.network_address)
+    return start, start + (MAX_TEAM if net.per_team else 1) * net.subnet.num_addresses - 1
+
+
+def _overlap_start(a: Network, b: Network) -> int | None:
+    """The first address both networks' team ranges hold; None if they hold none in common."""
+    (a0, a1), (b0, b1) = _team_span(a), _team_span(b)
+    return max(a0, b0) if max(a0, b0) <= min(a1, b1) else None
+
+
+def _team_overlap(c: Checker, net: Network, other: Network) -> None:
+    where = _overlap_start(net, other)
+    t, u = ((where - _team_span(n)[0]) // n.subnet.num_addresses + 1 for n in (net, other))
+    ranged = [n for n in (net, other) if n.per_team]
+    hint = "; ".join(f"network '{n.name}' takes {IPv4Address(_team_span(n)[0])}–{IPv4Address(_team_span(n)[1])} "
+                     f"for teams 1–{MAX_TEAM}" for n in ranged)
+    c.problem(("networks", net.name, "subnet"),
+              f"{_team_subnet(net, t)} overlaps {_team_subnet(other, u)} of network '{other.name}'",
+              f"per_team shifts a subnet by its size for each team: {hint}; move one of the subnets")
+
+
+def _team_subnet(net: Network, team: int) -> str:
+    return f"team {team}'s {net.for_team(team).subnet}" if net.per_team else f"{net.subnet} (every team's)"
 
 
 def _parse_ip(c: Checker, text: str, path: KeyPath) -> IPv4Address | None:
@@ -513,18 +559,20 @@ def _node(c: Checker, name: Any, spec: Any, declared: _Declared) -> Node | None:
     return Node(
         name=str(name), host=_node_host(c, n, spec, path, declared.hosts),
         roles=_node_roles(c, n.get("roles", []), path + ("roles",), declared.roles),
-        memory_mib=_at_least(c, n, "memory", path, MIN_MEMORY_MIB, " MiB"),
-        vcpus=_at_least(c, n, "vcpus", path, 1, "", default=1),
+        memory_mib=_in_range(c, n, "memory", path, (MIN_MEMORY_MIB, MAX_MEMORY_MIB), " MiB"),
+        vcpus=_in_range(c, n, "vcpus", path, (1, MAX_VCPUS), "", default=1),
         image=_node_image(c, n, spec, path, declared.image),
         nics=_nics(c, n.get("nics"), spec, path, declared),
         disks=_disks(c, n.get("disks", []), path + ("disks",)))
 
 
-def _at_least(c: Checker, n: dict, key: str, path: KeyPath, minimum: int, unit: str,
+def _in_range(c: Checker, n: dict, key: str, path: KeyPath, bounds: tuple[int, int], unit: str,
               default: int = 0) -> int:
-    value = n.get(key, default)
+    value, (minimum, maximum) = n.get(key, default), bounds
     if key in n and value < minimum:
         c.problem(path + (key,), f"must be at least {minimum}{unit}, got {value}")
+    elif key in n and value > maximum:
+        c.problem(path + (key,), f"must be at most {maximum}{unit}, got {value}")
     return value
 
 
@@ -654,7 +702,7 @@ def _nic_mac(c: Checker, n: dict, path: KeyPath, used: dict) -> str | None:
         _mac_number(c, value, path + ("mac",))
         return None
     mac = value.strip().lower()
-    if not MAC_RE.match(mac) or mac == "00:00:00:00:00:00":
+    if not MAC_RE.fullmatch(mac) or mac == "00:00:00:00:00:00":
         c.problem(path + ("mac",), f"{value!r} is not a MAC address", "six hex pairs, e.g. 52:54:00:00:00:01")
     elif int(mac[:2], 16) & 1:
         c.problem(path + ("mac",), f"{mac} is a multicast MAC", "the first byte must be even, e.g. 52:54:00:…")
@@ -689,8 +737,8 @@ def _disks(c: Checker, items: list, path: KeyPath) -> tuple[Disk, ...]:
 def _disk(c: Checker, index: int, spec: Any, path: KeyPath) -> Disk | None:
     d = c.mapping(spec, path, _DISK, ("size",))
     size = parse_size(d["size"]) if "size" in d else None
-    if "size" in d and (size is None or size < MIN_DISK_BYTES):
-        c.problem(path + ("size",), f"{d['size']!r} is not a disk size of at least 1M", "e.g. 2G")
+    if "size" in d and (size is None or not MIN_DISK_BYTES <= size <= MAX_DISK_BYTES):
+        c.problem(path + ("size",), f"{short(d['size'])} is not a disk size from 1M to 64T", "e.g. 2G")
     bus = d.get("bus", "virtio")
     if bus not in BUSES:
         c.problem(path + ("bus",), f"unknown bus {bus!r}", choice_hint(bus, BUSES, "one of"))

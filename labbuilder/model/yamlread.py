@@ -12,20 +12,23 @@ from typing import Any
 
 import yaml
 
+from labbuilder.model import yamlnodes
 from labbuilder.model.errors import InputError, Problem
+from labbuilder.model.yamlnodes import dotted
 
 KeyPath = tuple  # of str | int
 
-# Values both image recipes and topologies hold: an image's name, a size.
-IMAGE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-SIZE_RE = re.compile(r"^(\d+)\s*([KMGT]i?B?)?$", re.I)
+# Values both image recipes and topologies hold: an image's name, a size. Whole strings
+# only (fullmatch); a size has at most 30 digits (Python reads no more than 4300).
+IMAGE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+SIZE_RE = re.compile(r"(\d{1,30})\s*([KMGT]i?B?)?", re.I)
 
 
 def parse_size(text: str | int) -> int | None:
     """'3G', '512M', '3GiB' or a byte count → bytes (binary units); None if unreadable."""
     if isinstance(text, int) and not isinstance(text, bool):
         return text
-    m = SIZE_RE.match(str(text).strip())
+    m = SIZE_RE.fullmatch(str(text).strip())
     if not m:
         return None
     unit = (m.group(2) or "").upper()[:1]
@@ -39,6 +42,7 @@ class Marks(dict):
     def __init__(self) -> None:
         super().__init__()
         self.duplicates: list[tuple[KeyPath, Any, int, int]] = []
+        self.problems: list[tuple[KeyPath, int, str, str]] = []  # (path, line, message, hint)
 
     def forget(self, prefix: KeyPath) -> None:
         """Drop the marks of a value that a later duplicate key replaces."""
@@ -46,8 +50,7 @@ class Marks(dict):
             del self[path]
 
 
-# libyaml's parser where PyYAML was built with it: the same nodes and marks, faster.
-_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 def _construct(node: yaml.Node, path: KeyPath, marks: Marks, scalars: yaml.constructor.SafeConstructor) -> Any:
@@ -56,54 +59,89 @@ def _construct(node: yaml.Node, path: KeyPath, marks: Marks, scalars: yaml.const
         return _construct_mapping(node, path, marks, scalars)
     if isinstance(node, yaml.SequenceNode):
         return [_construct(v, path + (i,), marks, scalars) for i, v in enumerate(node.value)]
-    return scalars.construct_object(node, deep=True)
+    return _scalar(node, scalars)
+
+
+def _scalar(node: yaml.ScalarNode, scalars: yaml.constructor.SafeConstructor) -> Any:
+    """The scalar's value; its text where YAML 1.1 would fail on it (2024-02-30, `=`, an
+    integer of more digits than Python reads)."""
+    try:
+        return scalars.construct_object(node, deep=True)
+    except (yaml.constructor.ConstructorError, ValueError, OverflowError):
+        return node.value
 
 
 def _construct_mapping(node: yaml.MappingNode, path: KeyPath, marks: Marks,
                        scalars: yaml.constructor.SafeConstructor) -> dict:
     # Like PyYAML, the last of equal keys wins; unlike PyYAML, the repeat is recorded.
+    # Keys a merge key (`<<: *x`) brings in come first and keep the lines they are written
+    # on; a key written in this mapping overrides them without being a repeat.
     out: dict = {}
     first: dict = {}
+    for key_node, value_node in _merged_pairs(node, path, marks):
+        key = _key(key_node, scalars)
+        if key in out:
+            marks.forget(path + (key,))
+        marks[path + (key,)] = key_node.start_mark.line + 1
+        out[key] = _construct(value_node, path + (key,), marks, scalars)
     for key_node, value_node in node.value:
-        key = scalars.construct_object(key_node, deep=True)
-        key = str(key) if not isinstance(key, (str, int)) else key
+        if key_node.tag == MERGE_TAG:
+            continue
+        key = _key(key_node, scalars)
         line = key_node.start_mark.line + 1
         if key in first:
             marks.duplicates.append((path, key, line, first[key]))
-            marks.forget(path + (key,))
         first.setdefault(key, line)
+        if key in out:
+            marks.forget(path + (key,))
         marks[path + (key,)] = line
         out[key] = _construct(value_node, path + (key,), marks, scalars)
     return out
 
 
+def _key(node: yaml.Node, scalars: yaml.constructor.SafeConstructor) -> Any:
+    key = _scalar(node, scalars) if isinstance(node, yaml.ScalarNode) else "?"
+    return key if isinstance(key, (str, int)) else str(key)
+
+
+def _merged_pairs(node: yaml.MappingNode, path: KeyPath, marks: Marks) -> list[tuple[yaml.Node, yaml.Node]]:
+    """The (key, value) pairs this mapping's merge keys bring in, in PyYAML's order (of
+    equal keys, the last wins: the first mapping a merge key lists)."""
+    pairs: list = []
+    for key_node, value_node in node.value:
+        if key_node.tag != MERGE_TAG:
+            continue
+        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        if not all(isinstance(s, yaml.MappingNode) for s in sources):
+            marks.problems.append((path + ("<<",), key_node.start_mark.line + 1,
+                                   "a merge key takes a mapping or a list of mappings",
+                                   "e.g. <<: *common, where common: &common {memory: 512}"))
+            continue
+        for source in reversed(sources):
+            pairs += _merged_pairs(source, path, marks)
+            pairs += [(k, v) for k, v in source.value if k.tag != MERGE_TAG]
+    return pairs
+
+
 def load_with_marks(path: Path, error: type[InputError] = InputError) -> tuple[Any, Marks]:
-    """Read a YAML file; return (data, marks). Raises `error` on syntax errors. Repeated
-    mapping keys are not errors here: they are listed in `marks.duplicates` for Checker."""
-    try:
-        text = Path(path).read_text()
-    except OSError as e:
-        raise error([Problem(str(path), None, "", f"cannot read file: {e.strerror}")]) from None
-    try:
-        node = yaml.compose(text, Loader=_FAST_LOADER)
-    except yaml.YAMLError:
-        node = _compose_reporting(text, path, error)  # PyYAML's own parser words the error
+    """Read a YAML file; return (data, marks). Raises `error` on what yamlnodes refuses
+    (not UTF-8 text, syntax, tags, bounds) and on a bad merge key. Repeated mapping keys
+    are not errors here: they are listed in `marks.duplicates` for Checker."""
+    node = yamlnodes.compose(yamlnodes.read_text(Path(path), error), Path(path), error)
     marks = Marks()
     if node is None:
         return {}, marks
-    return _construct(node, (), marks, yaml.constructor.SafeConstructor()), marks
+    data = _construct(node, (), marks, yaml.constructor.SafeConstructor())
+    if marks.problems:
+        raise error([Problem(str(path), line, dotted(where), message, hint)
+                     for where, line, message, hint in marks.problems])
+    return data, marks
 
 
-def _compose_reporting(text: str, path: Path, error: type[InputError]) -> yaml.Node | None:
-    try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        line = e.problem_mark.line + 1 if e.problem_mark else None
-        raise error([Problem(str(path), line, "", f"YAML syntax error: {e.problem}")]) from None
-
-
-def dotted(path: KeyPath) -> str:
-    return ".".join(str(p) for p in path)
+def short(value: Any, limit: int = 60) -> str:
+    """repr(value), cut to `limit` characters: a message quotes a value, not a megabyte."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list",
@@ -133,7 +171,7 @@ class Checker:
         ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
         if not ok:
             want = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
-            self.problem(path, f"must be {want}, got {value!r}")
+            self.problem(path, f"must be {want}, got {short(value)}")
         return ok
 
     def mapping(self, value: Any, path: KeyPath, allowed: dict[str, type | tuple],

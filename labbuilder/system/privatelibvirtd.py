@@ -14,6 +14,10 @@ Layout of `state_dir`:
     cache/  -> /var/cache/libvirt
     etc/    -> /etc/libvirt        (a copy of the host's, with our settings)
     libvirtd.pid, virtlogd.pid, start.log
+    .labbuilder-libvirtd   (MARKER: labbuilder made this directory)
+
+Only a directory labbuilder made, or a new or empty one, becomes a state dir (see
+unfit_state_dir): starting a daemon there rewrites etc/ and removes autostart links.
 """
 
 from __future__ import annotations
@@ -35,6 +39,13 @@ START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 _POLL = 0.1
 _SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
+MARKER = ".labbuilder-libvirtd"
+# What a state dir holds (before MARKER existed, too): a directory with nothing else was made here.
+_OWN_ENTRIES = {"run", "lib", "log", "cache", "etc", "libvirtd.pid", "virtlogd.pid", "start.log", MARKER}
+# Never a state dir: these trees and what is in them; these directories and their children.
+_SYSTEM_TREES = tuple(Path(p) for p in ("/etc", "/usr", "/bin", "/sbin", "/boot", "/dev", "/proc", "/sys",
+                                        "/lib", "/lib32", "/lib64", "/libx32"))
+_SYSTEM_PARENTS = tuple(Path(p) for p in ("/", "/var", "/run", "/home", "/srv", "/opt", "/mnt", "/media", "/tmp"))
 
 # Runs inside the new namespaces; $1 is the state dir. Fixed text: no path is pasted in.
 # A fresh sysfs makes /sys/class/net show this namespace's links (libvirt looks for its
@@ -132,6 +143,9 @@ def start(state_dir: Path) -> PrivateLibvirtd:
     """
     state_dir = Path(state_dir).resolve()
     _check_socket_path(state_dir)
+    unfit = unfit_state_dir(state_dir)
+    if unfit:
+        raise HostError(f"no private libvirtd in {state_dir}: it {unfit}")
     if attach(state_dir) is not None:
         raise HostError(f"a private libvirtd already runs in {state_dir}")
     _prepare_state_dir(state_dir)
@@ -168,6 +182,33 @@ def _remove_everything(uri: str) -> None:
         conn.close()
 
 
+def unfit_state_dir(state_dir: Path) -> str | None:
+    """Why `state_dir` (absolute, resolved) must not hold a private libvirtd; None if it may:
+    a directory labbuilder made (MARKER in it, or nothing but what a state dir holds), or
+    a new or empty one; never `/`, a system directory, or a home directory itself."""
+    if state_dir in _home_dirs():
+        return "is a home directory"
+    if any(state_dir.is_relative_to(t) for t in _SYSTEM_TREES) \
+            or state_dir in _SYSTEM_PARENTS or state_dir.parent in _SYSTEM_PARENTS[:4]:
+        return "is a system directory"
+    try:
+        entries = set(os.listdir(state_dir))
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"cannot be read: {e.strerror}"
+    if MARKER in entries or entries <= _OWN_ENTRIES:
+        return None
+    strange = sorted(entries - _OWN_ENTRIES)
+    return f"holds files labbuilder did not put there ({', '.join(strange[:3])}{' …' if len(strange) > 3 else ''})"
+
+
+def _home_dirs() -> set[Path]:
+    import pwd  # here: only an inventory's private directory needs it
+
+    return {Path(p.pw_dir) for p in pwd.getpwall() if p.pw_dir not in ("/", "")}
+
+
 def _check_socket_path(state_dir: Path) -> None:
     """Fail early if the socket path would not fit in a unix socket address."""
     path = state_dir / "run" / "libvirt-sock"
@@ -177,6 +218,8 @@ def _check_socket_path(state_dir: Path) -> None:
 
 def _prepare_state_dir(state_dir: Path) -> None:
     """Create the private directories and write the daemons' configuration."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / MARKER).write_text("a private libvirtd's state, made by labbuilder\n")
     # Modes as on a real host: dnsmasq drops to its own user and must still read
     # /var/lib/libvirt/dnsmasq/*.hostsfile, or static DHCP host entries are ignored.
     for name, mode in (("run", 0o755), ("lib", 0o755), ("log", 0o700), ("cache", 0o755)):
