@@ -112,7 +112,8 @@ def bootstrap(recipe: Recipe, tarball: Path, log: Path) -> None:
             "--dpkgopt=path-exclude=/usr/share/locale/*", "--dpkgopt=path-include=/usr/share/locale/locale.alias"]
     if recipe.packages:
         argv.append("--include=" + ",".join(recipe.packages))
-    run(argv + [recipe.suite, str(tarball), recipe.mirror], log=log, input=b"")
+    # `--`: the suite, target and mirror after it are never read as options (mmdebstrap --help).
+    run(argv + ["--", recipe.suite, str(tarball), recipe.mirror], log=log, input=b"")
 
 
 def sysprep(disk: Path, operations: str, log: Path, accel) -> None:

@@ -1,6 +1,5 @@
 # A login banner that says which lab, team and node this is.
 set -eu
-cat > /etc/motd <<'MOTD'
-{{ lab }} team {{ team }}: {{ node.name }} (roles: {{ node.roles | join(', ') }})
-MOTD
+printf '%s team %s: %s (roles: %s)\n' {{ lab | quote }} {{ team | quote }} {{ node.name | quote }} \
+    {{ node.roles | join(', ') | quote }} > /etc/motd
 echo "motd written"
