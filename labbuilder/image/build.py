@@ -17,7 +17,8 @@ from labbuilder.model.errors import ImageError, LabError
 from labbuilder.model.recipe import Recipe
 from labbuilder.progress import Progress
 from labbuilder.system import accel as accel_mod
-from labbuilder.system import guestfs, qemuimg
+from labbuilder.system import guestfs, locks, qemuimg
+from labbuilder.system.pause import pause_point
 from labbuilder.system.run import run
 
 CACHE_ENV = "LABBUILDER_IMAGE_CACHE"
@@ -46,33 +47,56 @@ def entry_dir(cache: Path, recipe: Recipe) -> Path:
 
 
 def cached(cache: Path, recipe: Recipe) -> BuiltImage | None:
-    d = entry_dir(cache, recipe)
+    return _entry(entry_dir(cache, recipe))
+
+
+def _entry(d: Path) -> BuiltImage | None:
+    """The cache entry in `d`: an image only if its manifest reads and its file is there
+    with the size the manifest gives."""
     try:
         manifest = json.loads((d / "manifest.json").read_text())
-    except (OSError, ValueError):
+        built = BuiltImage(manifest["name"], d, manifest, cached=True)
+        complete = built.image.stat().st_size == manifest["image"]["size"]
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    built = BuiltImage(recipe.name, d, manifest, cached=True)
-    return built if built.image.exists() else None
+    return built if complete else None
 
 
 def build(recipe: Recipe, cache: Path, progress: Progress, accel: accel_mod.Accel | None = None) -> BuiltImage:
     """Build `recipe` into the cache unless an entry for its hash exists; return it.
 
     Work happens in a temporary directory renamed into place only on success, so a failed
-    or interrupted build leaves no cache entry; the log stays under cache/logs.
+    or interrupted build leaves no cache entry; the log stays under cache/logs. One build
+    of a recipe at a time (a lock per recipe hash): a second waits, then finds the first's
+    entry; a build cut short (killed) leaves its work directory, which the next removes.
     """
     hit = cached(cache, recipe)
     if hit:
         progress.info(f"{recipe.name}: cached ({hit.dir})")
         return hit
-    accel = accel or accel_mod.detect()
-    progress.info(f"accelerator: {'KVM' if accel.kvm else 'TCG (software emulation)'} — {accel.reason}")
     final = entry_dir(cache, recipe)
+    lock = cache / f".lock-{final.name}"
+    with locks.exclusive(lock, lambda: progress.info(f"{recipe.name}: another build of it runs; "
+                                                     f"waiting for it (lock {lock})")):
+        hit = cached(cache, recipe)
+        if hit:
+            progress.info(f"{recipe.name}: built by another run meanwhile ({hit.dir})")
+            return hit
+        # No build of it runs (we hold its lock): what is there was left by one cut short,
+        # or is an entry whose image is gone or incomplete.
+        for leftover in [*cache.glob(f".build-{final.name}-*"), *([final] if final.exists() else [])]:
+            shutil.rmtree(leftover, ignore_errors=True)
+        return _build(recipe, cache, final, progress, accel or accel_mod.detect())
+
+
+def _build(recipe: Recipe, cache: Path, final: Path, progress: Progress, accel: accel_mod.Accel) -> BuiltImage:
+    progress.info(f"accelerator: {'KVM' if accel.kvm else 'TCG (software emulation)'} — {accel.reason}")
     work = cache / f".build-{final.name}-{os.getpid()}"
     log = cache / "logs" / f"{final.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    pause_point("build-work")
     try:
         manifest = _build_in(recipe, work, log, progress, accel)
         (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -105,21 +129,36 @@ def _build_in(recipe: Recipe, work: Path, log: Path, progress: Progress, accel) 
         return make_manifest(recipe, out, extra, accel, progress.timings)
 
 
+# A child that dies with labbuilder (even by SIGKILL): it must not write into a work
+# directory the next build removes, nor hold the mounts it made.
+_DIES_WITH_US = ["setpriv", "--pdeathsig", "KILL", "--"]
+# mmdebstrap's chroot mounts (/proc, /sys, /dev/pts, /dev/shm) in a mount namespace of
+# its own, as PID 1 of a PID namespace of its own: when it dies, by any signal, every
+# process it started dies with it and the namespace takes its mounts along. Outside it,
+# no mount of its is ever seen.
+_CONTAINED = [*_DIES_WITH_US, "unshare", "--mount", "--propagation", "private", "--pid", "--kill-child",
+              "--mount-proc", "--"]
+
+
 def bootstrap(recipe: Recipe, tarball: Path, log: Path) -> None:
-    """mmdebstrap the recipe's suite and packages into a rootfs tarball."""
+    """mmdebstrap the recipe's suite and packages into a rootfs tarball, in namespaces of
+    its own (see _CONTAINED); its temporary directories go beside the tarball."""
     argv = ["mmdebstrap", f"--variant={recipe.variant}", "--mode=root",
             "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
             "--dpkgopt=path-exclude=/usr/share/locale/*", "--dpkgopt=path-include=/usr/share/locale/locale.alias"]
     if recipe.packages:
         argv.append("--include=" + ",".join(recipe.packages))
+    tmp = tarball.parent / "tmp"
+    tmp.mkdir(exist_ok=True)
     # `--`: the suite, target and mirror after it are never read as options (mmdebstrap --help).
-    run(argv + ["--", recipe.suite, str(tarball), recipe.mirror], log=log, input=b"")
+    run(_CONTAINED + argv + ["--", recipe.suite, str(tarball), recipe.mirror], log=log, input=b"",
+        env={"TMPDIR": str(tmp)})
 
 
 def sysprep(disk: Path, operations: str, log: Path, accel) -> None:
     """virt-sysprep once per base image (clones get identity from their NoCloud seed)."""
     env = {"LIBGUESTFS_BACKEND": "direct", **accel.guestfs_env()}
-    run(["virt-sysprep", "--format", "qcow2", "-a", str(disk), "--operations", operations],
+    run(_DIES_WITH_US + ["virt-sysprep", "--format", "qcow2", "-a", str(disk), "--operations", operations],
         log=log, env=env)
 
 
@@ -212,9 +251,12 @@ def make_manifest(recipe: Recipe, image: Path, extra: list[Path], accel, timings
 
 
 def list_images(cache: Path) -> list[BuiltImage]:
-    """Every complete cache entry, newest first."""
+    """Every cache entry, newest first; never a build's work directory (.build-*), which
+    holds a manifest in the moment before it is renamed into place."""
     found = []
     for manifest in cache.glob("*/manifest.json"):
+        if manifest.parent.name.startswith("."):
+            continue
         try:
             data = json.loads(manifest.read_text())
         except (OSError, ValueError):

@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING
 
 from labbuilder.lab import render
 from labbuilder.lab.diff import Action, Desired, ObjectKind, Verb
+from labbuilder.lab.observe import pool_owner
 from labbuilder.model.errors import HostError
-from labbuilder.model.names import BASE_POOL, DONE_SUFFIX, POOL_ROOT
+from labbuilder.model.names import BASE_POOL, DONE_SUFFIX, POOL_MARK, POOL_ROOT, pool_dir, pool_mark
 from labbuilder.progress import Progress
 from labbuilder.system import locks, virt
 from labbuilder.system.connections import Connections, parallel
+from labbuilder.system.pause import pause_point
 
 if TYPE_CHECKING:
     from labbuilder.lab import seed
@@ -42,8 +44,10 @@ def apply(ctx: ApplyContext, actions: list[Action]) -> None:
         _upload_image(ctx, a)
     for a in by_kind(ObjectKind.NETWORK):
         _apply_network(ctx, a)
+    if by_kind(ObjectKind.NETWORK):
+        pause_point("networks")
     for a in by_kind(ObjectKind.POOL):
-        _ensure_lab_pool(ctx.conns(a.host), ctx.plan.pool)
+        _ensure_lab_pool(ctx, a.host)
     nodes = by_kind(ObjectKind.DOMAIN)
     if nodes:
         bases = _base_paths(ctx, [a.host for a in nodes])
@@ -96,8 +100,23 @@ def _apply_network(ctx: ApplyContext, a: Action) -> None:
     virt.define_network(conn, xml)  # "start" redefines the same XML, then starts it
 
 
-def _ensure_lab_pool(conn, name: str):
-    return virt.ensure_pool(conn, name, render.pool_xml(name, f"{POOL_ROOT}/{name}"))
+def _ensure_lab_pool(ctx: ApplyContext, host: Host) -> None:
+    """The team's pool on `host` (through this thread's connection), made, started and
+    marked as the team's (see observe.pool_owner). A pool of that name that is not the
+    team's is left alone (not even started), and the run fails."""
+    conn, name = ctx.conns(host), ctx.plan.pool
+    if virt.lookup_pool(conn, name) is None:
+        virt.ensure_pool(conn, name, render.pool_xml(name, pool_dir(name)))
+    mark = pool_mark(ctx.plan.lab, ctx.plan.team)
+    owner = pool_owner(conn, name)  # starts it, if it is at labbuilder's path
+    if owner == "":  # made just now, or by a run cut short before it marked it
+        pool, data = virt.require_pool(conn, name), mark.encode() + b"\n"
+        virt.delete_volume(pool, POOL_MARK)  # an empty mark: its writing was cut short
+        virt.upload_volume(conn, virt.create_volume(pool, render.volume_xml(POOL_MARK, len(data), "raw")), data)
+    elif owner != mark:
+        raise HostError(f"a storage pool named {name} exists on {host.name} and labbuilder does not own it "
+                        f"(it has no mark {POOL_MARK} holding {mark!r}); it is left alone: remove or rename it, "
+                        "or use another team")
 
 
 def _base_paths(ctx: ApplyContext, hosts: list[Host]) -> dict[Host, dict[str, str]]:
@@ -108,7 +127,7 @@ def _base_paths(ctx: ApplyContext, hosts: list[Host]) -> dict[Host, dict[str, st
         conn = ctx.conns(host)
         base = _base_pool(conn)
         volumes = {n.image.volume for n in ctx.plan.nodes if n.host == host}
-        _ensure_lab_pool(conn, ctx.plan.pool)
+        _ensure_lab_pool(ctx, host)
         found[host] = {v: virt.volume_path(base, v) for v in volumes}
     return found
 
@@ -125,7 +144,11 @@ def _apply_node(ctx: ApplyContext, a: Action, bases: dict[str, str]) -> None:
     if a.verb != Verb.START:
         pool = virt.require_pool(conn, ctx.plan.pool)  # through this thread's connection
         _create_volumes(ctx, conn, pool, node, bases, fresh=a.verb == Verb.CREATE)
-    dom = virt.define_domain(conn, xml) if a.verb != Verb.START else virt.lookup_domain(conn, node.name)
+        pause_point("volumes")
+        dom = virt.define_domain(conn, xml)
+        pause_point("define")
+    else:
+        dom = virt.lookup_domain(conn, node.name)
     if a.verb == Verb.START and virt.starting(dom):
         ctx.progress.info(f"{node.key}: a start begun by an earlier run is under way; waiting for it to end")
     virt.start_domain(dom)
@@ -175,6 +198,7 @@ def reset_nodes(ctx: ApplyContext, nodes: list[NodePlan]) -> None:
         pool = virt.require_pool(conn, ctx.plan.pool)
         for name in (node.vda, node.seed_volume):
             virt.delete_volume(pool, name)
+        pause_point("reset-deleted")
         _create_volumes(ctx, conn, pool, node, bases[node.host], fresh=False)
         virt.start_domain(virt.define_domain(conn, ctx.want.domains[node.name].xml))
 

@@ -20,6 +20,7 @@ from labbuilder.model.names import is_local_uri
 from labbuilder.progress import Progress
 from labbuilder.system import qemuimg, ssh, virt
 from labbuilder.system.connections import Connections, parallel
+from labbuilder.system.pause import pause_point
 
 MARK = "labbuilder-checkpoint"
 
@@ -61,6 +62,7 @@ def create(plan: LabPlan, conns: Connections, name: str, progress: Progress, rol
 
 def _snapshot(conns: Connections, node: NodePlan, name: str, description: str, progress: Progress) -> None:
     virt.create_snapshot(conns(node.host), node.name, name, description)
+    pause_point("checkpoint-node")
     progress.step(f"{node.key} saved")
 
 
@@ -118,6 +120,7 @@ def revert(plan: LabPlan, conns: Connections, key, name: str, nodes: list[NodePl
     def one(node: NodePlan) -> None:
         conn = conns(node.host)
         virt.revert_snapshot(conn, node.name, name, running=True)
+        pause_point("revert-node")
         address = node_address(conns, node)
         if address is None:
             raise HostError(f"{node.key} has no address to reach it by")

@@ -85,7 +85,7 @@ def diff(plan: LabPlan, want: Desired, states: dict[str, HostState]) -> list[Act
         actions += _object_actions(ObjectKind.NETWORK, networks, owned, host)
         if not state.pool_exists:
             actions.append(Action(Verb.CREATE, ObjectKind.POOL, plan.pool, host))
-        actions += _object_actions(ObjectKind.DOMAIN, domains, owned, host)
+        actions += _object_actions(ObjectKind.DOMAIN, domains, owned, host, _missing_volumes(domains, state))
         wanted = {r.plan.name for r in networks + domains}
         actions += [Action(Verb.REMOVE, ObjectKind(o.kind), o.name, host, "not in the topology")
                     for o in owned.values() if o.name not in wanted]
@@ -98,17 +98,35 @@ def _image_actions(plan: LabPlan, host: Host, have: set[str]) -> list[Action]:
             for vol, img in images.items() if vol + DONE_SUFFIX not in have]
 
 
-def _object_actions(kind: ObjectKind, wanted: list[Rendered], owned: dict, host: Host) -> list[Action]:
+def _missing_volumes(domains: list[Rendered], state: HostState) -> dict[str, list[str]]:
+    """Domain name → the volumes of its node that its host's pool lacks (a `reset` killed
+    after deleting the overlay and seed leaves a domain without them). Nothing when the
+    pool exists but is not started: its volumes are not read then."""
+    if state.pool_exists and state.pool_volumes is None:
+        return {}
+    have = state.pool_volumes or frozenset()
+    return {r.plan.name: missing for r in domains
+            if (missing := [v for v in (r.plan.vda, *(d.volume for d in r.plan.disks), r.plan.seed_volume)
+                            if v not in have])}
+
+
+def _object_actions(kind: ObjectKind, wanted: list[Rendered], owned: dict, host: Host,
+                    missing: dict[str, list[str]] | None = None) -> list[Action]:
     actions = []
     for r in wanted:
         obj, digest = r.plan, r.digest
         have = owned.get(obj.name)
+        lacks = (missing or {}).get(obj.name)
         if have is None:
             actions.append(Action(Verb.CREATE, kind, obj.name, host))
         elif have.owner.get("plan") != digest:
             actions.append(Action(Verb.CHANGE, kind, obj.name, host, "definition differs from the plan"))
+        elif lacks:  # made again (the others kept), then the domain is started on them
+            actions.append(Action(Verb.CHANGE, kind, obj.name, host, f"volumes missing: {', '.join(lacks)}"))
         elif not have.active:
             actions.append(Action(Verb.START, kind, obj.name, host))
         elif have.starting:  # an earlier run was killed while libvirt started it: wait for that
             actions.append(Action(Verb.START, kind, obj.name, host, "its start, begun by an earlier run, is under way"))
+        elif have.paused:  # by a checkpoint or revert cut short, or by hand: `up` means running
+            actions.append(Action(Verb.START, kind, obj.name, host, "paused; it is resumed"))
     return actions

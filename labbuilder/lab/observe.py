@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from labbuilder.model.names import BASE_POOL
+from labbuilder.model.names import BASE_POOL, POOL_MARK, pool_dir, pool_name, pool_pattern
 from labbuilder.system import virt
 
 if TYPE_CHECKING:
@@ -17,11 +17,12 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class HostState:
     """What one host has of a lab's team: the objects it owns, the base image volumes
-    uploaded there, and whether the team's pool exists."""
+    uploaded there, whether the team's pool exists and, if it runs, its volumes."""
 
     owned: tuple[virt.HostObject, ...] = ()
     base_volumes: frozenset[str] = frozenset()
     pool_exists: bool = False
+    pool_volumes: frozenset[str] | None = None  # None: no pool, or one not started (not read: plan changes nothing)
 
 
 def observe_hosts(plan: LabPlan, conns: Connections,
@@ -36,11 +37,43 @@ def observe_hosts(plan: LabPlan, conns: Connections,
             continue
         conn = conns(host)
         seen = observed[host.uri] if observed is not None else virt.observe(conn)
+        pool = virt.lookup_pool(conn, plan.pool)
+        volumes = frozenset(virt.volume_names(pool)) if pool is not None and pool.isActive() else None
         states[host.uri] = HostState(tuple(virt.owned(seen, plan.lab, plan.team)), frozenset(_base_volumes(conn)),
-                                     virt.lookup_pool(conn, plan.pool) is not None)
+                                     pool is not None, volumes)
     return states
 
 
 def _base_volumes(conn) -> set[str]:
     pool = virt.lookup_pool(conn, BASE_POOL)
     return virt.volume_names(pool) if pool is not None and pool.isActive() else set()
+
+
+def pool_owner(conn, name: str) -> str | None:
+    """Whose storage pool `name` is, by labbuilder's mark (pools have no <metadata>): the
+    `lab/team` its mark volume (POOL_MARK) holds; "" for a pool at labbuilder's own path
+    for that name holding nothing (a run cut short between making the pool and marking
+    it, or between emptying and removing it); None for any other pool: not labbuilder's.
+    An inactive pool at labbuilder's path is started to read it."""
+    pool = virt.lookup_pool(conn, name)
+    if pool is None or virt.pool_path(pool) != pool_dir(name):
+        return None
+    virt.start_pool(pool)
+    volumes = virt.volume_names(pool)
+    mark = virt.read_volume(conn, pool, POOL_MARK).strip(b"\0 \n") if POOL_MARK in volumes else b""
+    if mark:
+        return mark.decode(errors="replace")
+    return "" if volumes <= {POOL_MARK} else None
+
+
+def owned_pools(conn, lab: str, team: int | None) -> list[str]:
+    """The pools of `lab` (one team, or every team when team is None) on the host: the
+    name narrows the search, the mark decides (see pool_owner)."""
+    found = []
+    pattern = pool_pattern(lab, team)
+    for name in (n for n in virt.pool_names(conn) if pattern.match(n)):
+        owner = pool_owner(conn, name)
+        mark_lab, _, mark_team = (owner or "").rpartition("/")
+        if owner == "" or (mark_lab == lab and mark_team.isdigit() and pool_name(lab, int(mark_team)) == name):
+            found.append(name)
+    return found

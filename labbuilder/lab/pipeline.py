@@ -27,6 +27,7 @@ from labbuilder.progress import Progress
 # are used: `status` and `ssh` start sooner without them (`down` is labbuilder.teardown).
 from labbuilder.system import accel, hostnet, locks, ssh, virt
 from labbuilder.system.connections import Connections, parallel
+from labbuilder.system.pause import pause_point
 
 if TYPE_CHECKING:
     from labbuilder.lab.checkpoint import Checkpoint
@@ -195,6 +196,7 @@ def up(lab: Lab, progress: Progress) -> list[Action]:
 
 def wait(lab: Lab, progress: Progress) -> dict[str, str]:
     """Wait until every node answers on SSH; refresh the hand-off files with the addresses."""
+    pause_point("wait")
     ready = wait_for.wait_ready(lab.plan, lab.conns, lab.key, progress)
     write_handoff(lab, ready)
     return ready

@@ -1,5 +1,7 @@
 """`down`: remove every libvirt object a lab (team) owns, found by the ownership metadata
-on its hosts (no local state needed), and nothing else.
+on its hosts (no local state needed), and nothing else. Pools have no <metadata>: a
+pool is the team's by the mark volume labbuilder puts in it (observe.pool_owner), never
+by its name alone.
 
 `down` runs while the lab's guests take every CPU, and each module it imports is CPU
 they keep: so this loads and checks the topology and finds its hosts, and no more. It
@@ -12,11 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from labbuilder.lab.hosts import Host, resolve_hosts, state_root, team_dir
+from labbuilder.lab.observe import owned_pools
 from labbuilder.model import names
 from labbuilder.model.request import LabRequest
 from labbuilder.model.topology import load_topology
 from labbuilder.system import locks, privatelibvirtd, virt
 from labbuilder.system.connections import Connections, parallel
+from labbuilder.system.pause import pause_point
 
 
 @dataclass(frozen=True)
@@ -50,11 +54,12 @@ def remove_owned(conns: Connections, host: Host, lab: str, team: int | None) -> 
     """Remove every object this lab (team) owns on `host`; nothing else. Returns what went."""
     owned = virt.owned_objects(conns(host), lab, team)
     parallel([lambda o=o: virt.remove_domain(conns(host), o.name) for o in owned if o.kind == "domain"])
-    pattern = names.pool_pattern(lab, team)
-    pools = [p for p in virt.pool_names(conns(host)) if pattern.match(p)]
-    # With the domains gone, networks and pools wait on nothing: all at once.
+    pause_point("down-domains")
+    pools = owned_pools(conns(host), lab, team)
+    # With the domains gone, networks and pools wait on nothing: all at once. A pool's mark
+    # goes last: a `down` cut short leaves the pool still marked, for the next one.
     parallel([lambda o=o: virt.remove_network(conns(host), o.name) for o in owned if o.kind == "network"] +
-             [lambda p=p: virt.remove_pool(conns(host), p) for p in pools])
+             [lambda p=p: virt.remove_pool(conns(host), p, last=names.POOL_MARK) for p in pools])
     return [f"{o.kind} {o.name}" for o in owned] + [f"pool {p}" for p in pools]
 
 

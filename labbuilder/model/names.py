@@ -14,6 +14,7 @@ LOCAL_URI_PREFIXES = ("qemu:///", "qemu+unix:///")
 BASE_POOL = "labbuilder-base"  # the base images on each host, shared by every lab
 POOL_ROOT = "/var/lib/libvirt/images/labbuilder"
 DONE_SUFFIX = ".complete"  # marker volume: the upload before it finished
+POOL_MARK = ".labbuilder-owner"  # volume in each lab pool holding its owner, `<lab>/<team>`
 
 
 def libvirt_name(lab: str, team: int, name: str) -> str:
@@ -24,6 +25,17 @@ def libvirt_name(lab: str, team: int, name: str) -> str:
 def pool_name(lab: str, team: int) -> str:
     """The storage pool of a lab's team: `<lab>-t<team>-pool`."""
     return libvirt_name(lab, team, "pool")
+
+
+def pool_dir(pool: str) -> str:
+    """Where a lab pool's volumes live on its host: labbuilder's own directory."""
+    return f"{POOL_ROOT}/{pool}"
+
+
+def pool_mark(lab: str, team: int) -> str:
+    """What a lab pool's mark volume (POOL_MARK) holds: pools have no <metadata>, so this
+    says whose a pool is; `down` removes a pool only with its mark."""
+    return f"{lab}/{team}"
 
 
 def pool_pattern(lab: str, team: int | None) -> re.Pattern:

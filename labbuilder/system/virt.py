@@ -154,6 +154,20 @@ def require_pool(conn: libvirt.virConnect, name: str) -> libvirt.virStoragePool:
     return _call(f"no storage pool {name}", conn.storagePoolLookupByName, name)
 
 
+def start_pool(pool: libvirt.virStoragePool) -> None:
+    """Start `pool` if it is not running (starting reads its volumes)."""
+    if not pool.isActive():
+        _call(f"cannot start storage pool {pool.name()}", pool.create)
+
+
+def pool_path(pool: libvirt.virStoragePool) -> str:
+    """The target path of a (dir) pool, as its definition gives it."""
+    from lxml import etree
+
+    xml = _call(f"cannot read storage pool {pool.name()}", pool.XMLDesc, 0)
+    return etree.fromstring(xml.encode()).findtext("target/path") or ""
+
+
 def volume_path(pool: libvirt.virStoragePool, name: str) -> str:
     return _call(f"no volume {name} in pool {pool.name()}", pool.storageVolLookupByName, name).path()
 
@@ -169,6 +183,21 @@ def upload_volume(conn: libvirt.virConnect, vol: libvirt.virStorageVol, data: by
     _call(f"cannot upload to volume {vol.name()}", vol.upload, stream, 0, len(data), 0)
     _send(stream, data)
     _call("upload stream failed", stream.finish)
+
+
+def read_volume(conn: libvirt.virConnect, pool: libvirt.virStoragePool, name: str, limit: int = 4096) -> bytes:
+    """The first `limit` bytes of volume `name`, through the storage API (remote hosts too)."""
+    vol = _call(f"no volume {name} in pool {pool.name()}", pool.storageVolLookupByName, name)
+    stream = conn.newStream(0)
+    _call(f"cannot read volume {name}", vol.download, stream, 0, limit, 0)
+    data = b""
+    while len(data) < limit:
+        chunk = _call(f"cannot read volume {name}", stream.recv, limit - len(data))
+        if not chunk:
+            break
+        data += chunk
+    _call(f"cannot read volume {name}", stream.finish)
+    return data
 
 
 def _keep_uuid(xml: str, lookup) -> str:
@@ -194,11 +223,14 @@ def define_domain(conn: libvirt.virConnect, xml: str) -> libvirt.virDomain:
 def start_domain(dom: libvirt.virDomain, timeout: float = 300.0) -> None:
     """Start `dom`. If a start is under way already (one begun by a run that was killed
     while libvirt started the domain), wait for that start to end, then start the domain
-    again only if it failed: `up` returns with every domain running, not paused."""
+    again only if it failed: `up` returns with every domain running, not paused. A
+    domain paused otherwise (a checkpoint cut short leaves it so) is resumed."""
     if starting(dom):
         _wait_start_ended(dom, timeout)
     if not dom.isActive():
         _call(f"cannot start domain {dom.name()}", dom.create)
+    elif _call(f"cannot read the state of {dom.name()}", dom.state)[0] == libvirt.VIR_DOMAIN_PAUSED:
+        _call(f"cannot resume domain {dom.name()}", dom.resume)
 
 
 # (state, reason) of a domain libvirt is starting: QEMU runs, its CPUs not yet
@@ -267,6 +299,7 @@ class HostObject:
     macs: tuple[str, ...] = ()  # of a domain's NICs
     subnets: tuple[tuple[str, str], ...] = ()  # (address, prefix or netmask) of an active network
     starting: bool = False  # a domain libvirt is starting (paused, reason "starting up")
+    paused: bool = False  # a domain paused otherwise (by a checkpoint or revert cut short, or by hand)
 
 
 def observe(conn: libvirt.virConnect) -> list[HostObject]:
@@ -282,8 +315,9 @@ def observe(conn: libvirt.virConnect) -> list[HostObject]:
                     state = tuple(obj.state())
                     active = state[0] != libvirt.VIR_DOMAIN_SHUTOFF
                     starting = state == _STARTING
+                    paused = state[0] == libvirt.VIR_DOMAIN_PAUSED and not starting
                 else:
-                    active, starting = bool(obj.isActive()), False
+                    active, starting, paused = bool(obj.isActive()), False, False
             except libvirt.libvirtError:
                 continue  # vanished meanwhile
             owner = doc.find(f"metadata/{{{OWNER_NS}}}owner")
@@ -292,7 +326,7 @@ def observe(conn: libvirt.virConnect) -> list[HostObject]:
                             for ip in doc.findall("ip") if active and ip.get("address")
                             and (ip.get("prefix") or ip.get("netmask")))
             found.append(HostObject(kind, obj.name(), dict(owner.attrib) if owner is not None else None,
-                                    active, macs, subnets, starting))
+                                    active, macs, subnets, starting, paused))
     return found
 
 
@@ -344,14 +378,14 @@ def stop_domain(conn: libvirt.virConnect, name: str) -> None:
                 raise HostError(f"cannot stop {name}: {e.get_error_message()}") from None
 
 
-def remove_pool(conn: libvirt.virConnect, name: str) -> None:
-    """Delete every volume of pool `name`, then the pool itself."""
+def remove_pool(conn: libvirt.virConnect, name: str, last: str | None = None) -> None:
+    """Delete every volume of pool `name` (volume `last` after all the others), then the
+    pool itself."""
     pool = lookup_pool(conn, name)
     if pool is None:
         return
-    if not pool.isActive():
-        _call(f"cannot start pool {name}", pool.create)
-    for vol in pool.listAllVolumes():
+    start_pool(pool)
+    for vol in sorted(pool.listAllVolumes(), key=lambda v: v.name() == last):
         _when_idle(f"cannot delete volume {vol.name()}", vol.delete, 0)
     _when_idle(f"cannot stop pool {name}", pool.destroy)
     try:
