@@ -95,6 +95,10 @@ def lab_state():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LABBUILDER_STATE", str(root))
         yield root
+    if (root / "aptcache").exists():  # a package cache some `up` started for this session
+        from labbuilder.system import aptcache
+
+        aptcache.stop(aptcache.AptCache(root / "aptcache", aptcache.PORT, None))
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -14,7 +14,7 @@ from conftest import REPO
 
 from labbuilder.system import virt
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.image]
 
 
 def lb(*args, check=True, timeout=1800):

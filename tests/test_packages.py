@@ -15,7 +15,7 @@ from conftest import REPO
 
 from labbuilder.system import virt
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.image]
 TEAM = "32"
 
 

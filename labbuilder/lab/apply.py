@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from labbuilder.lab import render
+from labbuilder.lab import packages, render
 from labbuilder.lab.diff import Action, Desired, ObjectKind, Verb
 from labbuilder.lab.observe import pool_owner
 from labbuilder.model.errors import HostError
@@ -185,7 +185,7 @@ def node_seed(plan: LabPlan, node: NodePlan, pubkey: str) -> seed.Seed:
                               dhcp=n.dhcp) for n in node.nics)
     hosts = tuple((other.lab_ip, other.key) for other in plan.nodes if other.lab_ip)
     return seed.Seed(instance_id=f"{node.name}-{time.time_ns()}", hostname=node.key, fqdn=node.fqdn,
-                     authorized_keys=(pubkey,), nics=nics, hosts=hosts)
+                     authorized_keys=(pubkey,), nics=nics, hosts=hosts, apt_proxy=packages.node_proxy(plan, node))
 
 
 def reset_nodes(ctx: ApplyContext, nodes: list[NodePlan]) -> None:

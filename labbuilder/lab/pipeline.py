@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, ContextManager
 
 import yaml
 
-from labbuilder.lab import apply, diff, observe
+from labbuilder.lab import apply, diff, observe, packages
 from labbuilder.lab import wait as wait_for
 from labbuilder.lab.apply import ApplyContext
 from labbuilder.lab.diff import Action, ObjectKind
@@ -187,6 +187,7 @@ def changes(lab: Lab) -> list[Action]:
 def up(lab: Lab, progress: Progress) -> list[Action]:
     """Converge the hosts to the plan (no waiting: see `wait`); return what was done."""
     with team_lock(lab):
+        packages.ensure_cache(lab.plan, progress)  # before any guest boots: they install through it
         ctx = _context(lab, progress)
         actions = diff.diff(lab.plan, ctx.want, observe.observe_hosts(lab.plan, lab.conns))
         apply.apply(ctx, actions)
@@ -209,6 +210,7 @@ def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:
 
     targets = [lab.plan.node(n) for n in nodes] if nodes else list(lab.plan.nodes)
     with team_lock(lab):
+        packages.ensure_cache(lab.plan, progress)
         ctx = _context(lab, progress)
         infrastructure = (ObjectKind.IMAGE, ObjectKind.NETWORK, ObjectKind.POOL)
         actions = diff.diff(lab.plan, ctx.want, observe.observe_hosts(lab.plan, lab.conns))
@@ -302,6 +304,16 @@ def configure(lab: Lab, progress: Progress, addresses: dict[str, str] | None = N
             return config_stage.run_stage(stage, start, until, only)
         finally:
             config_stage.close_connections(stage)
+
+
+def package_source(lab: Lab) -> list[str]:
+    """What `plan` says of the guests' package source."""
+    return packages.describe(lab.plan)
+
+
+def node_proxy(lab: Lab, node) -> str | None:
+    """The apt proxy a node's seed gives it (None: none)."""
+    return packages.node_proxy(lab.plan, node)
 
 
 def check(lab: Lab, progress: Progress, role: str | None = None) -> list:

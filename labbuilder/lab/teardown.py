@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from labbuilder.lab.hosts import Host, resolve_hosts, state_root, team_dir
 from labbuilder.lab.observe import owned_pools
 from labbuilder.model import names
+from labbuilder.model.names import is_local_uri
 from labbuilder.model.request import LabRequest
 from labbuilder.model.topology import load_topology
 from labbuilder.system import locks, privatelibvirtd, virt
@@ -44,6 +45,7 @@ def down(req: LabRequest, all_teams: bool = False) -> Teardown:
             removed = []
             for host in hosts:
                 removed += remove_owned(conns, host, topo.lab, None if all_teams else req.team)
+            removed += _stop_idle_package_cache(conns, hosts)
             removed += _stop_idle_private_libvirtd(conns, hosts)
     finally:
         conns.close()
@@ -61,6 +63,21 @@ def remove_owned(conns: Connections, host: Host, lab: str, team: int | None) -> 
     parallel([lambda o=o: virt.remove_network(conns(host), o.name) for o in owned if o.kind == "network"] +
              [lambda p=p: virt.remove_pool(conns(host), p, last=names.POOL_MARK) for p in pools])
     return [f"{o.kind} {o.name}" for o in owned] + [f"pool {p}" for p in pools]
+
+
+def _stop_idle_package_cache(conns: Connections, hosts: tuple[Host, ...]) -> list[str]:
+    """The last lab's `down` stops the package cache labbuilder started here, and its
+    relays; the packages stay on disk for the next `up`. A cache labbuilder did not
+    start is left alone, and so is ours while any lab object remains on a local host."""
+    cache_dir = state_root() / "aptcache"
+    if not (cache_dir / "acng.pid").exists():
+        return []
+    if any(virt.owned_objects(conns(h)) for h in hosts if is_local_uri(h.uri)):
+        return []
+    from labbuilder.system import aptcache  # here: only when labbuilder runs a cache
+
+    aptcache.stop(aptcache.AptCache(cache_dir, aptcache.PORT, None))
+    return ["package cache (no lab left on this machine)"]
 
 
 def _stop_idle_private_libvirtd(conns: Connections, hosts: tuple[Host, ...]) -> list[str]:
