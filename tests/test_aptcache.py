@@ -161,10 +161,20 @@ def indexed_deb(package: str) -> tuple[str, str]:
     return fields["Filename"], fields["SHA256"]
 
 
-def fetched_upstream(cache: aptcache.AptCache, path: str) -> int:
-    """How often apt-cacher-ng's log says it fetched `path` from the mirror (I lines)."""
-    log = (cache.state_dir / "log" / "apt-cacher.log").read_text()
-    return sum(1 for line in log.splitlines() if line.split("|")[1] == "I" and line.endswith(path))
+def log_lines(cache: aptcache.AptCache, path: str, kind: str | None = None) -> int:
+    """apt-cacher-ng's log lines about `path` (of one kind: I fetched from the mirror, O served)."""
+    log = cache.state_dir / "log" / "apt-cacher.log"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return sum(1 for line in lines if line.endswith(path) and (kind is None or line.split("|")[1] == kind))
+
+
+def fetched_upstream(cache: aptcache.AptCache, path: str, served: int) -> int:
+    """How often the log says it fetched `path` from the mirror, once it has logged the
+    `served`-th delivery (the log is written after the reply: wait for it, up to 20 s)."""
+    deadline = time.monotonic() + 20
+    while log_lines(cache, path, "O") < served and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return log_lines(cache, path, "I")
 
 
 @needs_root
@@ -178,12 +188,12 @@ def test_guest_gets_a_deb_through_the_relay_then_from_the_cache(cache, netns, tm
 
     assert fetch(netns, f"{GUEST_MIRROR}/{filename}", tmp_path / "first.deb") == "200"
     assert hashlib.sha256((tmp_path / "first.deb").read_bytes()).hexdigest() == sha256
-    assert fetched_upstream(cache, filename) == 1
+    assert fetched_upstream(cache, filename, served=1) == 1
     assert (cache.state_dir / "cache" / "debrep" / filename).is_file()
 
     assert fetch(netns, f"{GUEST_MIRROR}/{filename}", tmp_path / "second.deb") == "200"
     assert (tmp_path / "second.deb").read_bytes() == (tmp_path / "first.deb").read_bytes()
-    assert fetched_upstream(cache, filename) == 1  # served from the cache
+    assert fetched_upstream(cache, filename, served=2) == 1  # served from the cache
 
 
 @needs_root
