@@ -2,11 +2,11 @@
 # ({{ node.ips[vars.internal_network] }}), so instances share the internal network.
 {% import "_lib.j2" as lib -%}
 set -eu
-nic={{ (node.interfaces | selectattr("network", "equalto", vars.internal_network) | first).name }}
+nic={{ (node.interfaces | selectattr("network", "equalto", vars.internal_network) | first).name | quote }}
 {{ lib.br100_files("nic", node.ips[vars.internal_network] ~ "/" ~ (node.interfaces | selectattr("network", "equalto", vars.internal_network) | first).prefix) }}
 networkctl reload
 networkctl reconfigure "$nic"
-for i in $(seq 30); do
+for _ in $(seq 30); do
   ip -4 -br addr show br100 2>/dev/null | grep -q '{{ node.ips[vars.internal_network] }}/' && [ -e /sys/class/net/br100/brif/$nic ] && break
   sleep 1
 done

@@ -8,5 +8,5 @@ max_connections = 500
 CONF
 systemctl enable mariadb
 systemctl restart mariadb
-for i in $(seq 60); do mysqladmin ping >/dev/null 2>&1 && break; sleep 1; done
+for _ in $(seq 60); do mysqladmin ping >/dev/null 2>&1 && break; sleep 1; done
 mysqladmin ping

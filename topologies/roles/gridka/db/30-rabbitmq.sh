@@ -1,5 +1,6 @@
 # db-node: RabbitMQ for the services' messages; the course uses the guest account with
 # its own password, from the other nodes (so not only from localhost).
+{% import "_lib.j2" as lib -%}
 set -eu
 mkdir -p /etc/rabbitmq
 cat > /etc/rabbitmq/rabbitmq.conf <<'CONF'
@@ -8,5 +9,5 @@ CONF
 systemctl enable rabbitmq-server
 systemctl restart rabbitmq-server
 rabbitmqctl await_startup --timeout 300
-rabbitmqctl change_password guest '{{ vars.rabbit_password }}'
+rabbitmqctl change_password guest {{ vars.rabbit_password | quote }}
 rabbitmqctl list_users

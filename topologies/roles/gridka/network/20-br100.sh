@@ -3,12 +3,12 @@
 # systemd-networkd files, sorted before cloud-init's, so they survive a reboot.
 {% import "_lib.j2" as lib -%}
 set -eu
-flat={{ vars.network_flat_interface }}
+flat={{ vars.network_flat_interface | quote }}
 {{ lib.br100_files("flat") }}
 networkctl reload
 networkctl reconfigure "$flat"
-ip link set {{ vars.network_public_interface }} up
-for i in $(seq 30); do
+ip link set {{ vars.network_public_interface | quote }} up
+for _ in $(seq 30); do
   [ "$(cat /sys/class/net/$flat/master/uevent 2>/dev/null | sed -n 's/^INTERFACE=//p')" = br100 ] && break
   sleep 1
 done

@@ -1,22 +1,45 @@
-# volume-node: cinder-volume on the LVM group cinder-volumes, its database on the
-# db-node (needs a package mirror).
-set -eu
+# volume-node: all of cinder, as in the course: cinder-api (uwsgi, port 8776),
+# cinder-scheduler and cinder-volume with the LVM volume group cinder-volumes, its
+# volumes exported over iSCSI by tgt; the db-node's cinder database and RabbitMQ
+# (needs a package mirror).
+{% import "_lib.j2" as lib with context -%}
+set -euo pipefail
 {%- if not vars.openstack_packages %}
-echo "skipped: openstack_packages is false (cinder comes from the package mirror)"
+{{ lib.skipped("cinder") }}
 {%- else %}
-{%- set db = vars.databases.cinder %}
-{%- set dbhost = hostvars[groups.db[0]].ips[vars.internal_network] %}
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -q cinder-volume cinder-api cinder-scheduler tgt
+apt-get install -y -q cinder-api cinder-scheduler cinder-volume tgt lvm2
 conf=/etc/cinder/cinder.conf
-crudini --set $conf database connection 'mysql+pymysql://{{ db.user }}:{{ db.password }}@{{ dbhost }}/cinder'
-crudini --set $conf DEFAULT transport_url 'rabbit://guest:{{ vars.rabbit_password }}@{{ dbhost }}'
-crudini --set $conf DEFAULT my_ip {{ node.ips[vars.internal_network] }}
-crudini --set $conf DEFAULT enabled_backends lvm
-crudini --set $conf lvm volume_driver cinder.volume.drivers.lvm.LVMVolumeDriver
-crudini --set $conf lvm volume_group cinder-volumes
-crudini --set $conf lvm target_protocol iscsi
-crudini --set $conf lvm target_helper tgtadm
-su -s /bin/sh -c 'cinder-manage db sync' cinder
-systemctl restart cinder-volume cinder-api cinder-scheduler tgt
+crudini --set "$conf" database connection {{ lib.db_url("cinder") | quote }}
+crudini --set "$conf" DEFAULT transport_url {{ lib.transport_url() | quote }}
+crudini --set "$conf" DEFAULT auth_strategy keystone
+crudini --set "$conf" DEFAULT my_ip {{ node.ips[vars.internal_network] }}
+crudini --set "$conf" DEFAULT enabled_backends lvm
+crudini --set "$conf" DEFAULT glance_api_servers http://{{ lib.host("image") }}:9292
+crudini --set "$conf" DEFAULT osapi_volume_workers 1
+{{ lib.authtoken("cinder") }}
+crudini --set "$conf" oslo_concurrency lock_path /var/lib/cinder/tmp
+crudini --set "$conf" lvm volume_driver cinder.volume.drivers.lvm.LVMVolumeDriver
+crudini --set "$conf" lvm volume_group cinder-volumes
+# Plain (thick) logical volumes on the disk, as in the course (cinder's "auto" would make
+# a thin pool of the whole group when it can); no zeroing of deleted volumes (slow under
+# emulation, pointless in a lab).
+crudini --set "$conf" lvm lvm_type default
+crudini --set "$conf" lvm volume_clear none
+crudini --set "$conf" lvm volume_backend_name lvm
+crudini --set "$conf" lvm target_protocol iscsi
+crudini --set "$conf" lvm target_helper tgtadm
+crudini --set "$conf" lvm target_ip_address {{ node.ips[vars.internal_network] }}
+# Debian's file names the same two under their old names.
+crudini --del "$conf" lvm iscsi_protocol
+crudini --del "$conf" lvm iscsi_helper
+{{ lib.uwsgi_processes("/etc/cinder/cinder-api-uwsgi.ini") }}
+install -d -o cinder -g cinder /var/lib/cinder/tmp /var/lib/cinder/volumes
+vgs cinder-volumes
+runuser -u cinder -- cinder-manage db sync
+# tgt reads cinder's volume list through /etc/tgt/conf.d/cinder_tgt.conf.
+{{ lib.restart("tgt cinder-api cinder-scheduler cinder-volume") }}
+{{ lib.wait_port("127.0.0.1", 8776) }}
+{{ lib.wait_listing("openstack volume service list -f value -c Binary -c Host -c State",
+                    ["^cinder-scheduler " ~ node.name ~ " up$", "^cinder-volume " ~ node.name ~ "@lvm up$"]) }}
 {%- endif %}

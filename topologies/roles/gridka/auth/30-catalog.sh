@@ -1,0 +1,67 @@
+# auth-node: every service of the lab and its public, internal and admin endpoints
+# (all three the same URL, on the node that runs the service):
+{% import "_lib.j2" as lib with context -%}
+{%- if vars.openstack_packages %}
+{%- set services = [
+  {"name": "keystone", "type": "identity", "description": "OpenStack Identity",
+   "url": lib.keystone_url() ~ "/v3/"},
+  {"name": "glance", "type": "image", "description": "OpenStack Image",
+   "url": "http://" ~ lib.host("image") ~ ":9292"},
+  {"name": "nova", "type": "compute", "description": "OpenStack Compute",
+   "url": "http://" ~ lib.host("api") ~ ":8774/v2.1"},
+  {"name": "placement", "type": "placement", "description": "Placement API",
+   "url": "http://" ~ lib.host("api") ~ ":8778"},
+  {"name": "neutron", "type": "network", "description": "OpenStack Networking",
+   "url": "http://" ~ lib.host("network") ~ ":9696"},
+  {"name": "cinderv3", "type": "volumev3", "description": "OpenStack Block Storage",
+   "url": "http://" ~ lib.host("volume") ~ ":8776/v3/%(project_id)s"},
+] %}
+{%- for s in services %}
+#   {{ s.type }} ({{ s.name }}): {{ s.url }}
+{%- endfor %}
+{%- endif %}
+# What the course types as `openstack service create` and `openstack endpoint create`,
+# in one Python process, idempotently: an endpoint whose URL changed is updated.
+set -euo pipefail
+{%- if not vars.openstack_packages %}
+{{ lib.skipped("keystone") }}
+{%- else %}
+. /root/admin-openrc
+GRIDKA_SERVICES={{ services | tojson | quote }} python3 - <<'PY'
+import json
+import os
+
+from keystoneauth1 import session
+from keystoneauth1.identity import v3
+from keystoneclient.v3 import client
+
+auth = v3.Password(auth_url=os.environ["OS_AUTH_URL"], username=os.environ["OS_USERNAME"],
+                   password=os.environ["OS_PASSWORD"], project_name=os.environ["OS_PROJECT_NAME"],
+                   user_domain_name=os.environ["OS_USER_DOMAIN_NAME"],
+                   project_domain_name=os.environ["OS_PROJECT_DOMAIN_NAME"])
+region = os.environ["OS_REGION_NAME"]
+ks = client.Client(session=session.Session(auth=auth), interface="public", region_name=region)
+
+for spec in json.loads(os.environ["GRIDKA_SERVICES"]):
+    found = [s for s in ks.services.list(type=spec["type"]) if s.name == spec["name"]]
+    if len(found) > 1:
+        raise SystemExit(f"more than one service {spec['name']} ({spec['type']}) in keystone")
+    if found:
+        service = found[0]
+    else:
+        service = ks.services.create(spec["name"], type=spec["type"], description=spec["description"])
+        print(f"created service {spec['name']} ({spec['type']})")
+    for interface in ("public", "internal", "admin"):
+        endpoints = ks.endpoints.list(service=service, interface=interface, region_id=region)
+        for extra in endpoints[1:]:
+            ks.endpoints.delete(extra)
+        if not endpoints:
+            ks.endpoints.create(service, spec["url"], interface=interface, region=region)
+            print(f"{spec['type']} {interface}: created {spec['url']}")
+        elif endpoints[0].url != spec["url"]:
+            ks.endpoints.update(endpoints[0], url=spec["url"])
+            print(f"{spec['type']} {interface}: {endpoints[0].url} -> {spec['url']}")
+        else:
+            print(f"{spec['type']} {interface}: {spec['url']}")
+PY
+{%- endif %}

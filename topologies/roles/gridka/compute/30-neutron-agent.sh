@@ -1,0 +1,17 @@
+# compute node: neutron's linuxbridge agent: the instances' ports on VXLAN tenant
+# networks over {{ node.ips[vars.internal_network] }} (br100 carries it), iptables security groups
+# (needs a package mirror).
+{% import "_lib.j2" as lib with context -%}
+set -euo pipefail
+{%- if not vars.openstack_packages %}
+{{ lib.skipped("neutron") }}
+{%- else %}
+export DEBIAN_FRONTEND=noninteractive
+apt-get install -y -q neutron-linuxbridge-agent
+{{ lib.linuxbridge_agent("") }}
+crudini --set /etc/neutron/neutron.conf DEFAULT auth_strategy keystone
+crudini --set /etc/neutron/neutron.conf experimental linuxbridge true
+{{ lib.restart("neutron-linuxbridge-agent") }}
+{{ lib.wait_listing("openstack network agent list --host " ~ node.name ~ " -f value -c Alive -c State -c Binary",
+                    ["^True True neutron-linuxbridge-agent$"]) }}
+{%- endif %}

@@ -1,0 +1,5 @@
+# Check: the network node forwards IPv4 and its br100 holds {{ vars.network_flat_interface }}.
+{% import "_lib.j2" as lib -%}
+set -eu
+[ "$(cat /proc/sys/net/ipv4/ip_forward)" = 1 ]
+[ -e /sys/class/net/br100/brif/{{ vars.network_flat_interface | quote }} ]
