@@ -32,7 +32,8 @@ import pytest
 from labbuilder.system import privatelibvirtd
 
 NOT_UNIT = {"vm", "image", "libvirtd"}
-FIXTURE_MARKS = {"private_libvirtd": {"vm", "libvirtd"}, "base_image": {"image"}, "gridka_image": {"image"}}
+FIXTURE_MARKS = {"private_libvirtd": {"vm", "libvirtd"}, "base_image": {"image"}, "gridka_image": {"image"},
+                 "gridka_openstack_image": {"image"}}
 PROCESS_CALLS = ("system", "fork", "forkpty", "posix_spawn", "posix_spawnp", "execv", "execve")
 
 
@@ -154,6 +155,12 @@ def _built_image(name: str):
 def base_image():
     """The debian-12 base image."""
     return _built_image("debian-12")
+
+
+@pytest.fixture(scope="session")
+def gridka_openstack_image():
+    """The gridka-openstack image (gridka-base + Debian 12's OpenStack, extends gridka-base)."""
+    return _built_image("gridka-openstack")
 
 
 @pytest.fixture(scope="session")

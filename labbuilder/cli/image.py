@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from labbuilder.cli import cache_option, main
+from labbuilder.cli.lab import _open, lab_mod, lab_options
 from labbuilder.cli.output import RichProgress, console, new_table, out, size_text
 
 
@@ -89,3 +90,28 @@ def _print_image(built, as_json: bool, qemu_info: dict | None = None) -> None:
 
 # ---- labs ----
 
+
+
+@image.command("upload")
+@click.argument("name")
+@lab_options
+@click.option("--as", "as_name", metavar="GLANCE_NAME", help="The image's name in Glance (default: NAME).")
+@click.option("--node", metavar="NODE", help="Upload through NODE (default: the first node of role image).")
+@click.option("--json", "as_json", is_flag=True, help="Print the uploaded image as JSON.")
+def image_upload(name, as_name, node, as_json, **kwargs):
+    """Upload the built image NAME into the Glance of the lab TOPOLOGY (team --team),
+    with its manifest's disk/container format, min_disk, min_ram and os_* properties;
+    Glance's checksum and SHA-256 must match the manifest, else it is deleted again."""
+    from labbuilder.image import build as image_mod
+
+    built = image_mod.find_image(kwargs["cache"] or image_mod.default_cache_dir(), name)
+    lab = _open(kwargs, start_private=False, check=False)
+    try:
+        done = lab_mod.upload_image(lab, built, as_name or name, node, RichProgress(console.real))
+    finally:
+        lab.close()
+    if as_json:
+        out.print_json(json.dumps(done.__dict__))
+        return
+    out.print(f"image {done.name} ({done.id}) in Glance through {done.node}: checksum {done.checksum}, "
+              f"{done.os_hash_algo} {done.os_hash_value} match the manifest", highlight=False)

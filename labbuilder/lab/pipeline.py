@@ -306,6 +306,15 @@ def configure(lab: Lab, progress: Progress, addresses: dict[str, str] | None = N
             config_stage.close_connections(stage)
 
 
+def upload_image(lab: Lab, built, name: str, node: str | None, progress: Progress):
+    """Upload a built image into the lab's Glance through a node of the image role;
+    verified against its manifest (glance.Uploaded)."""
+    from labbuilder.lab import glance
+
+    node = glance.image_node(lab.plan, node)
+    return glance.upload(ssh_target(lab, node), node, built, name, progress)
+
+
 def package_source(lab: Lab) -> list[str]:
     """What `plan` says of the guests' package source."""
     return packages.describe(lab.plan)

@@ -56,6 +56,12 @@ class SshTarget:
         return ["-o", "ControlMaster=auto", "-o", f"ControlPath={control}/%C", "-o", "ControlPersist=120"]
 
 
+def copy_to(target: SshTarget, path: Path, remote: str, timeout: float = 3600):
+    """Copy the local file `path` to `remote` on the target (scp, same options as ssh)."""
+    return run([*target.prefix, "scp", "-q", "-i", str(target.key), *_OPTIONS, str(path),
+                f"{target.user}@{target.address}:{remote}"], timeout=timeout)
+
+
 def ssh_run(target: SshTarget, command: list[str], check: bool = True, timeout: float = 120):
     """Run `command` on the target; return the CompletedProcess (text stdout/stderr)."""
     return run(target.argv(command), check=check, timeout=timeout)

@@ -2,20 +2,21 @@
 # (all three the same URL, on the node that runs the service):
 {% import "_lib.j2" as lib with context -%}
 {%- if vars.openstack_packages %}
-{%- set services = [
-  {"name": "keystone", "type": "identity", "description": "OpenStack Identity",
-   "url": lib.keystone_url() ~ "/v3/"},
-  {"name": "glance", "type": "image", "description": "OpenStack Image",
-   "url": "http://" ~ lib.host("image") ~ ":9292"},
-  {"name": "nova", "type": "compute", "description": "OpenStack Compute",
-   "url": "http://" ~ lib.host("api") ~ ":8774/v2.1"},
-  {"name": "placement", "type": "placement", "description": "Placement API",
-   "url": "http://" ~ lib.host("api") ~ ":8778"},
-  {"name": "neutron", "type": "network", "description": "OpenStack Networking",
-   "url": "http://" ~ lib.host("network") ~ ":9696"},
-  {"name": "cinderv3", "type": "volumev3", "description": "OpenStack Block Storage",
-   "url": "http://" ~ lib.host("volume") ~ ":8776/v3/%(project_id)s"},
+{#- (type, name, description, the role whose node serves it, its URL there); a service
+    whose role no node of this lab has is not registered (gridka-cloud has no api node). -#}
+{%- set catalog = [
+  ("image", "glance", "OpenStack Image", "image", ":9292"),
+  ("compute", "nova", "OpenStack Compute", "api", ":8774/v2.1"),
+  ("placement", "placement", "Placement API", "api", ":8778"),
+  ("network", "neutron", "OpenStack Networking", "network", ":9696"),
+  ("volumev3", "cinderv3", "OpenStack Block Storage", "volume", ":8776/v3/%(project_id)s"),
 ] %}
+{%- set services = [{"name": "keystone", "type": "identity", "description": "OpenStack Identity",
+                     "url": lib.keystone_url() ~ "/v3/"}] %}
+{%- for type, name, description, role, where in catalog if groups.get(role) %}
+{%- set _ = services.append({"name": name, "type": type, "description": description,
+                             "url": "http://" ~ lib.host(role) ~ where}) %}
+{%- endfor %}
 {%- for s in services %}
 #   {{ s.type }} ({{ s.name }}): {{ s.url }}
 {%- endfor %}

@@ -11,6 +11,8 @@ apt-get install -y -q glance
 conf=/etc/glance/glance-api.conf
 crudini --set "$conf" database connection {{ lib.db_url("glance") | quote }}
 crudini --set "$conf" DEFAULT workers 1
+# sha256, as image manifests carry it: `labbuilder image upload` checks what Glance stored
+crudini --set "$conf" DEFAULT hashing_algorithm sha256
 {{ lib.authtoken("glance") }}
 crudini --set "$conf" paste_deploy flavor keystone
 crudini --set "$conf" glance_store stores file,http

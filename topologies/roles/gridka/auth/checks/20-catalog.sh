@@ -6,7 +6,13 @@ set -euo pipefail
 {%- else %}
 . /root/admin-openrc
 types=$(openstack service list -f value -c Type)
-for t in identity image compute placement network volumev3; do
+{#- the services the auth role registers: identity, and those whose role has a node -#}
+{%- set types = ["identity"] %}
+{%- for type, role in [("image", "image"), ("compute", "api"), ("placement", "api"), ("network", "network"),
+                       ("volumev3", "volume")] if groups.get(role) %}
+{%- set _ = types.append(type) %}
+{%- endfor %}
+for t in {{ types | join(" ") }}; do
   grep -qx "$t" <<<"$types" || { echo "no $t service in the catalog" >&2; exit 1; }
 done
 {%- for user, password in vars.service_passwords.items() %}

@@ -1,0 +1,63 @@
+"""The GridKa course's cloud core on a real guest (topologies/gridka-cloud.yaml: db, auth
+and image roles on one node, on the gridka-openstack image, through the package cache):
+every role's checks pass after it (keystone issues a token, glance lists images), and a
+built image goes into that Glance with checksums that match its manifest."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+from labbuilder.system import virt
+
+pytestmark = [pytest.mark.vm, pytest.mark.image]
+TOPO = REPO / "topologies" / "gridka-cloud.yaml"
+TEAM = "33"
+
+
+def lb(*args, check=True, timeout=3600):
+    proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", *args[:2], "--private", *args[2:]],
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        pytest.fail(f"labbuilder {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def cloud(private_libvirtd, gridka_openstack_image, base_image):
+    conn = virt.connect(private_libvirtd.uri)  # a network labbuilder does not own keeps the daemon
+    virt.define_network(conn, "<network><name>keep-cloud</name><bridge name='keepcl0'/></network>")
+    up = lb("up", TOPO, "--team", TEAM, "--check", check=False)
+    yield up
+    lb("down", TOPO, "--team", TEAM, check=False)
+    virt.remove_network(conn, "keep-cloud")
+    conn.close()
+
+
+def test_up_runs_every_role_and_its_checks(cloud):
+    assert cloud.returncode == 0, cloud.stdout + cloud.stderr
+    assert "ran common, db, auth, image" in cloud.stderr + cloud.stdout
+
+
+def test_check_says_keystone_and_glance_work(cloud):
+    results = json.loads(lb("check", TOPO, "--team", TEAM, "--json").stdout)
+    assert all(r["passed"] for r in results), results
+    ran = {(r["role"], r["check"]) for r in results}
+    assert {("auth", "10-token.sh"), ("auth", "20-catalog.sh"), ("image", "10-images.sh"),
+            ("db", "10-databases.sh")} <= ran
+
+
+def test_a_built_image_goes_into_glance_with_matching_checksums(cloud, base_image):
+    done = json.loads(lb("image", "upload", "debian-12", TOPO, "--team", TEAM, "--as", "debian-12-test",
+                         "--json").stdout)
+    image = base_image.manifest["image"]
+    assert (done["checksum"], done["os_hash_algo"], done["os_hash_value"]) == (image["md5"], "sha256", image["sha256"])
+    listed = lb("ssh", TOPO, "controller", "--team", TEAM, "--", "bash", "-c",
+                ". /root/admin-openrc && openstack image show debian-12-test -f json").stdout
+    shown = json.loads(listed)
+    assert shown["status"] == "active" and shown["disk_format"] == "qcow2"
+    assert shown["min_ram"] == base_image.manifest["glance"]["min_ram"]
