@@ -24,7 +24,7 @@ from labbuilder.model.topology import load_topology
 DATA = Path("tests/data")
 INVENTORIES = sorted(p.stem for p in (REPO / DATA / "inventories").glob("*.yaml"))
 ON_GRIDKA = {"split-network"}  # the others go with tests/data/two-hosts.yaml
-IMAGE = BaseImage("gridka-base", "/cache/gridka-base.qcow2", "ab" * 32, 256 << 20, 4 << 30)
+IMAGE = BaseImage("gridka-openstack", "/cache/gridka-openstack.qcow2", "ab" * 32, 256 << 20, 4 << 30)
 JOINED = """hosts:
   host-a:
     uri: qemu+ssh://root@host-a.example/system
@@ -116,7 +116,7 @@ def test_a_private_slot_not_running_is_a_stand_in_for_plan_and_an_error_otherwis
 def _joined_gridka(tmp_path, team=1):
     (tmp_path / "hosts.yaml").write_text(JOINED)
     topo = load_topology(REPO / "topologies/gridka.yaml")
-    return plan_lab(topo, team, _hosts(topo, tmp_path / "hosts.yaml"), {"gridka-base": IMAGE})
+    return plan_lab(topo, team, _hosts(topo, tmp_path / "hosts.yaml"), {"gridka-openstack": IMAGE})
 
 
 def test_gridka_joined_on_both_hosts_plans_bridge_networks_and_static_addresses(tmp_path):
@@ -172,11 +172,11 @@ def test_joined_network_xml_passes_libvirt_schemas(tmp_path):
 
 
 def _fake_cache(path: Path) -> Path:
-    """An image cache with a gridka-base entry (plan reads only its manifest)."""
-    entry = path / "gridka-base-000000000000"
+    """An image cache with a gridka-openstack entry (plan reads only its manifest)."""
+    entry = path / "gridka-openstack-000000000000"
     entry.mkdir(parents=True)
-    (entry / "manifest.json").write_text(json.dumps({"name": "gridka-base", "image": {
-        "file": "gridka-base.qcow2", "sha256": "ab" * 32, "size": 256 << 20, "virtual_size": 4 << 30}}))
+    (entry / "manifest.json").write_text(json.dumps({"name": "gridka-openstack", "image": {
+        "file": "gridka-openstack.qcow2", "sha256": "ab" * 32, "size": 256 << 20, "virtual_size": 4 << 30}}))
     return path
 
 

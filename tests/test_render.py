@@ -24,7 +24,7 @@ COURSE = {"db-node": "10.0.0.3", "auth-node": "10.0.0.4", "image-node": "10.0.0.
 def _plan(name, team=1):
     topo = load_topology(REPO / "topologies" / f"{name}.yaml")
     hosts = {h.name: Host("qemu:///system") for h in topo.hosts}
-    return plan_lab(topo, team, hosts, {"debian-12": IMAGE, "gridka-base": IMAGE})
+    return plan_lab(topo, team, hosts, {"debian-12": IMAGE, "gridka-base": IMAGE, "gridka-openstack": IMAGE})
 
 
 def test_gridka_plan_has_the_course_addresses():
