@@ -68,7 +68,8 @@ def _check_node(stage: Stage, env, role_dir: Path, rc: RoleChecks, node: str, re
     for template in rc.checks:
         script = render_step(env, template, role_dir, context)
         status, log = run_step(stage, node, f"{rc.role}.{CHECKS_DIR}", template.name, script)
-        lines = [l for l in log.read_text(errors="replace").splitlines() if l.strip()]
+        lines = [l for l in log.read_text(errors="replace").splitlines()
+                 if l.strip() and not l.startswith("$ ")]  # not the ssh command line run() logs
         tail = tuple(lines[-TAIL_LINES - 1:-1])  # the last line is the runner's own exit note
         with lock:
             results.append(CheckResult(rc.role, node, template.name, status == 0, status, tail, str(log)))

@@ -80,10 +80,14 @@ def upload(target: ssh.SshTarget, node: str, built: BuiltImage, name: str, progr
         ssh.copy_to(target, path, remote)
     try:
         with progress.stage(f"create image {name} in Glance"):
-            shown = json.loads(ssh.ssh_run(target, [*_WITH_ADMIN, *create_args(built, name, remote)],
-                                           timeout=3600).stdout)
+            created = json.loads(ssh.ssh_run(target, [*_WITH_ADMIN, *create_args(built, name, remote)],
+                                             timeout=3600).stdout)
+            # what create prints predates the upload's end (no checksum yet): ask again
+            shown = json.loads(ssh.ssh_run(target, [*_WITH_ADMIN, "openstack", "image", "show", "-f", "json",
+                                                    created["id"]]).stdout)
     finally:
         ssh.ssh_run(target, ["rm", "-f", remote], check=False)
+    shown = {**shown.get("properties", {}), **shown}  # the client lists os_hash_* among the properties
     wrong = verify(built, shown)
     if wrong:
         ssh.ssh_run(target, [*_WITH_ADMIN, "openstack", "image", "delete", shown["id"]], check=False)

@@ -4,6 +4,11 @@ set -eu
 begin="# BEGIN labbuilder {{ lab }} nodes"
 end="# END labbuilder {{ lab }} nodes"
 sed -i "/^$begin\$/,/^$end\$/d" /etc/hosts
+{%- if node.ips.get(vars.internal_network) %}
+# The node's own name must not resolve to 127.0.1.1 first: MariaDB, RabbitMQ and the
+# services would then bind or advertise loopback instead of eth1.
+sed -i '/^127\.0\.1\.1[[:space:]]/d' /etc/hosts
+{%- endif %}
 {
   echo "$begin"
 {%- for name, host in hostvars.items() %}
