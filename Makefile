@@ -5,7 +5,7 @@ APT_PKGS := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients \
             libguestfs-tools python3-guestfs python3-libvirt python3-venv dnsmasq-base \
             mmdebstrap iptables libxml2-utils openssh-client util-linux iproute2 apt-cacher-ng
 
-.PHONY: setup compile lab test unit lint bench clean
+.PHONY: setup compile lab test unit lint bench acceptance clean
 
 setup: $(VENV)/.installed
 
@@ -45,6 +45,10 @@ bench: setup compile
 	$(PY) bench/image_build.py
 	$(PY) bench/lifecycle.py
 	$(PY) bench/checkpoint.py
+
+# The whole GridKa course for one team with OpenStack: not in CI (8 nodes under TCG).
+acceptance: setup compile
+	$(PY) bench/acceptance.py
 
 clean:
 	rm -rf $(VENV)

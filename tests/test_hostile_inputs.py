@@ -6,6 +6,7 @@ tests/data through the CLI: exit 2, one line per problem, no traceback, nothing 
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import sys
@@ -291,8 +292,15 @@ def test_every_hostile_topology_is_refused_in_one_line_per_problem(name, verb, t
 
 @pytest.mark.parametrize("verb", ["plan", "down"])
 @pytest.mark.parametrize("name", HOSTILE_INVENTORIES)
-def test_every_hostile_inventory_is_refused_in_one_line_per_problem(name, verb, test_host, monkeypatch):
+def test_every_hostile_inventory_is_refused_in_one_line_per_problem(name, verb, test_host, monkeypatch, tmp_path):
     monkeypatch.chdir(REPO)
+    # plan looks for the base image first: a cache that has it (its manifest is all plan reads),
+    # so that what refuses the run is the inventory, on a machine with no image built too
+    entry = tmp_path / "cache" / "debian-12-000000000000"
+    entry.mkdir(parents=True)
+    (entry / "manifest.json").write_text(json.dumps({"name": "debian-12", "image": {
+        "file": "debian-12.qcow2", "sha256": "ab" * 32, "size": 1 << 20, "virtual_size": 1 << 30}}))
+    monkeypatch.setenv("LABBUILDER_IMAGE_CACHE", str(tmp_path / "cache"))
     _cli_refuses([verb, str(DATA / "two-hosts.yaml"), "--hosts", str(DATA / "inventories" / name),
                   "--connect", test_host], name)
 
