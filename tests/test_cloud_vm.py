@@ -56,7 +56,8 @@ def test_a_built_image_goes_into_glance_with_matching_checksums(cloud, base_imag
                          "--json").stdout)
     image = base_image.manifest["image"]
     assert (done["checksum"], done["os_hash_algo"], done["os_hash_value"]) == (image["md5"], "sha256", image["sha256"])
-    listed = lb("ssh", TOPO, "controller", "--team", TEAM, "--", "bash", "-c",
+    # `labbuilder ssh` joins the words after -- into one remote shell command, as ssh does
+    listed = lb("ssh", TOPO, "controller", "--team", TEAM, "--",
                 ". /root/admin-openrc && openstack image show debian-12-test -f json").stdout
     shown = json.loads(listed)
     assert shown["status"] == "active" and shown["disk_format"] == "qcow2"
