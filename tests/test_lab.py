@@ -345,7 +345,10 @@ def test_down_all_teams_removes_every_team_and_nothing_else(conn, foreign, priva
 
 def test_subnet_clash_with_a_foreign_network_is_reported_before_any_change(conn, foreign, lab_state):
     clash = lab_state / "clash.yaml"
-    clash.write_text((REPO / DEMO).read_text().replace("10.10.0", "192.168.147").replace("lab: demo", "lab: clash"))
+    # lan kept to one subnet for every team, so that backend's per-team subnets (192.168.147
+    # and up) pass the topology's own overlap check and only the foreign network clashes
+    text = (REPO / DEMO).read_text().replace("10.10.0", "192.168.147").replace("lab: demo", "lab: clash")
+    clash.write_text(text.replace("    subnet: 192.168.140.0/24\n", "    subnet: 192.168.140.0/24\n    per_team: false\n"))
     before = {o.name for o in virt.owned_objects(conn)}, virt.pool_names(conn)
     proc = lb("up", str(clash), check=False)
     assert proc.returncode == 2, proc.stderr
