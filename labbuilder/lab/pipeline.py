@@ -328,15 +328,13 @@ def node_proxy(lab: Lab, node) -> str | None:
 def check(lab: Lab, progress: Progress, role: str | None = None) -> list:
     """Run the checks of every role (or of `role`) on the team's nodes; a CheckResult per
     node and check. The nodes must answer on SSH."""
-    from labbuilder.lab import checks
+    from labbuilder.lab import checks, config_stage
 
     addresses = {n.key: ssh_target(lab, n.key).address for n in lab.plan.nodes}
     stage = _stage(lab, addresses, progress)
     try:
         return checks.run_checks(stage, checks.load_checks(stage, role))
     finally:
-        from labbuilder.lab import config_stage
-
         config_stage.close_connections(stage)
 
 
