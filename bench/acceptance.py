@@ -5,9 +5,11 @@ Debian 12's OpenStack take far longer than CI's budget on two cores.
     .venv/bin/python bench/acceptance.py [--team 1] [--keep]
 
 Steps, each timed: build the images (cached), `up --checkpoints --check` (every role, each
-role's checks after it), `check`, `image upload debian-12` into the lab's Glance,
-`reset --to after-auth`, `check --role auth`, then `down` (unless --keep). Prints each
-role's time as `up` reported it, and exits non-zero at the first step that fails.
+role's checks after it), `check`, `image upload debian-12` into the lab's Glance, an
+instance of it on a compute node with a volume and a floating IP
+(bench/acceptance_instance.sh), `reset --to after-auth`, `check --role auth`, then `down`
+(unless --keep). Prints each role's time as `up` reported it, and exits non-zero at the
+first step that fails.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 TOPOLOGY = "topologies/gridka.yaml"
+INSTANCE = REPO / "bench" / "acceptance_instance.sh"
 ROLE_TIME = re.compile(r"✓ (role \S+|checks of role \S+) on .*? ([0-9.]+)s")
 
 
-def step(name: str, *args: str) -> str:
+def step(name: str, *args: str, stdin: str | None = None) -> str:
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", *args], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          input=stdin)
     took = time.monotonic() - start
     print(f"{'ok' if proc.returncode == 0 else 'FAILED':6} {took:8.1f} s  {name}", flush=True)
     if proc.returncode != 0:
@@ -50,6 +54,9 @@ def main() -> None:
             print(f"{'':6} {float(seconds):8.1f} s    {what}")
         step("check", "check", TOPOLOGY, *team)
         step("image upload debian-12", "image", "upload", "debian-12", TOPOLOGY, *team, "--as", "debian-12")
+        said = step("instance: boot, volume, floating IP", "ssh", TOPOLOGY, *team, "auth-node", "--",
+                    "bash", "-s", "debian-12", stdin=INSTANCE.read_text())
+        print("\n".join(f"{'':6} {'':8}    {line}" for line in said.splitlines() if line.strip()))
         step("reset --to after-auth", "reset", TOPOLOGY, *team, "--to", "after-auth")
         step("check --role auth", "check", TOPOLOGY, *team, "--role", "auth")
     finally:
