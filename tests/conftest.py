@@ -144,11 +144,11 @@ def test_host(tmp_path) -> str:
 def _built_image(name: str):
     """images/NAME.yaml built by our own pipeline (cached: instant once built)."""
     from labbuilder import progress
-    from labbuilder.image import build as image
+    from labbuilder.image import build, cache
     from labbuilder.model import recipe
 
     rec = recipe.load_recipe(REPO / "images" / f"{name}.yaml")
-    return image.build(rec, image.default_cache_dir(), progress.Progress())
+    return build.build(rec, cache.default_cache_dir(), progress.Progress())
 
 
 @pytest.fixture(scope="session")

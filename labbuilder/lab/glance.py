@@ -20,7 +20,7 @@ from labbuilder.progress import Progress
 from labbuilder.system import ssh
 
 if TYPE_CHECKING:
-    from labbuilder.image.build import BuiltImage
+    from labbuilder.image.cache import BuiltImage
 
 IMAGE_ROLE = "image"
 # admin's credentials, then the command given as arguments: no value is spliced into shell text

@@ -87,10 +87,10 @@ def find_images(topo: Topology, cache: Path | None, required: bool = True) -> di
         names.setdefault(name, path)  # a problem names the first use
     if not required:
         return {name: BaseImage(name, "", "", 0, 0) for name in names}
-    from labbuilder.image import build as image_mod
+    from labbuilder.image import cache as image_cache
 
-    cache = cache or image_mod.default_cache_dir()
-    built = {b.name: b for b in image_mod.list_images(cache)}
+    cache = cache or image_cache.default_cache_dir()
+    built = {b.name: b for b in image_cache.list_images(cache)}
     found, problems = {}, []
     for name, path in names.items():
         if name not in built:
