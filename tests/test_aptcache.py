@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from labbuilder.model.errors import HostError
-from labbuilder.system import aptcache
+from labbuilder.system import aptcache, procs
 from labbuilder.system.run import run
 
 GATEWAY = "192.168.250.1"
@@ -117,7 +117,7 @@ def free_port() -> int:
 
 
 def alive(pid: int) -> bool:
-    return aptcache._alive(pid)
+    return procs.alive(pid)
 
 
 @pytest.fixture

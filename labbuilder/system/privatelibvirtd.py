@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from labbuilder.model.errors import HostError
-from labbuilder.system import virt
+from labbuilder.system import procs, virt
 from labbuilder.system.run import run
 
 HOST_CONFIG = Path("/etc/libvirt")
@@ -151,10 +150,10 @@ def start(state_dir: Path) -> PrivateLibvirtd:
     _prepare_state_dir(state_dir)
     try:
         _launch(state_dir)
-        daemon = PrivateLibvirtd(state_dir, _read_pid(state_dir / "libvirtd.pid") or 0)
+        daemon = PrivateLibvirtd(state_dir, procs.read_pid(state_dir / "libvirtd.pid") or 0)
         _wait_until_answering(daemon)
     except BaseException:
-        _terminate(_pidfile_pids(state_dir))
+        procs.terminate(_pidfile_pids(state_dir), STOP_TIMEOUT)
         raise
     return daemon
 
@@ -167,10 +166,10 @@ def stop(daemon: PrivateLibvirtd) -> None:
         if daemon.pid in daemons:
             _remove_everything(daemon.uri)
     finally:
-        _terminate(daemons)
+        procs.terminate(daemons, STOP_TIMEOUT)
         # dnsmasq and qemu are daemonized by libvirt: the namespace is what ties them to it.
         if netns is not None and netns != _netns_id(os.getpid()):
-            _terminate(_netns_members(netns))
+            procs.terminate(_netns_members(netns), STOP_TIMEOUT)
 
 
 def _remove_everything(uri: str) -> None:
@@ -269,7 +268,7 @@ def _wait_until_answering(daemon: PrivateLibvirtd) -> None:
     """Poll until the daemon answers on its socket; HostError with its log if it does not."""
     deadline = time.monotonic() + START_TIMEOUT
     while not _answers(daemon):
-        if not _alive(daemon.pid):
+        if not procs.alive(daemon.pid):
             raise HostError(_startup_failure(daemon, "libvirtd exited during startup"))
         if time.monotonic() > deadline:
             raise HostError(_startup_failure(daemon, f"no answer after {START_TIMEOUT:.0f} s"))
@@ -300,14 +299,6 @@ def _startup_failure(daemon: PrivateLibvirtd, what: str) -> str:
     return "\n".join([f"private libvirtd in {daemon.state_dir}: {what}; {log}:", *tail])
 
 
-def _read_pid(pidfile: Path) -> int | None:
-    """The pid in `pidfile`, or None if it is missing or garbled."""
-    try:
-        return int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
 def _pidfile_pids(state_dir: Path) -> list[int]:
     """The pids of the daemons started in `state_dir` that still run, libvirtd first."""
     pids = [_daemon_pid(state_dir / f"{name}.pid", name) for name in ("libvirtd", "virtlogd")]
@@ -319,53 +310,11 @@ def _daemon_pid(pidfile: Path, program: str) -> int | None:
 
     Checking the command line guards against a stale pidfile whose pid was reused.
     """
-    pid = _read_pid(pidfile)
+    pid = procs.read_pid(pidfile)
     if pid is None:
         return None
-    argv = _cmdline(pid)
+    argv = procs.cmdline(pid)
     return pid if argv and Path(argv[0]).name == program and str(pidfile) in argv else None
-
-
-def _cmdline(pid: int) -> list[str]:
-    """The argument vector of `pid`; empty if it is gone (or a zombie)."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [os.fsdecode(arg) for arg in raw.split(b"\0") if arg]
-
-
-def _alive(pid: int) -> bool:
-    """True if `pid` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def _terminate(pids: list[int]) -> None:
-    """SIGTERM `pids`, wait for them to exit, SIGKILL those that do not in time."""
-    for sig, timeout in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, STOP_TIMEOUT)):
-        pids = [pid for pid in pids if _alive(pid)]
-        for pid in pids:
-            _signal(pid, sig)
-        _wait_gone(pids, timeout)
-
-
-def _signal(pid: int, sig: signal.Signals) -> None:
-    """Send `sig` to `pid` if it still exists."""
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _wait_gone(pids: list[int], timeout: float) -> None:
-    """Wait up to `timeout` seconds for every pid in `pids` to exit."""
-    deadline = time.monotonic() + timeout
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(_POLL / 2)
 
 
 def _netns_id(pid: int) -> str | None:
