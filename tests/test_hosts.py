@@ -104,7 +104,7 @@ def test_a_private_slot_not_running_is_a_stand_in_for_plan_and_an_error_otherwis
         "hosts:\n  host-a: {uri: 'qemu+ssh://a/system', bridges: {internal: br1}}\n"
         "  host-b:\n    private: hostb\n    bridges: {internal: br1}\n")
     stand_in = _hosts(topo, tmp_path / "hosts.yaml")["host-b"]
-    assert not stand_in.running and stand_in.uri == f"qemu+unix:///system?socket={tmp_path}/hostb/run/libvirt-sock"
+    assert not stand_in.runtime.running and stand_in.uri == f"qemu+unix:///system?socket={tmp_path}/hostb/run/libvirt-sock"
     assert stand_in.name == f"private libvirtd {tmp_path}/hostb (not started yet)"
     with pytest.raises(TopologyError) as e:
         resolve_hosts(topo, None, tmp_path / "hosts.yaml", tmp_path, start=False)

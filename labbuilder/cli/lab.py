@@ -60,7 +60,7 @@ def _describe(lab) -> None:
     where = ", ".join(sorted({h.name for h in lab.plan.hosts}))
     click.secho(f"{lab.plan.lab} team {lab.plan.team} on {where}; "
                 f"domain type {lab.domain_type} ({lab.accel_reason})", dim=True, err=True)
-    if any(h.ssh_prefix for h in lab.plan.hosts):
+    if any(h.runtime.ssh_prefix for h in lab.plan.hosts):
         click.secho(f"No system libvirtd is used here: the lab lives in a private libvirtd in its own "
                     f"mount and network namespaces ({lab_mod.state_root() / 'libvirtd'}); reach guests "
                     f"with `labbuilder ssh` or the lab's ssh_config.", dim=True, err=True)

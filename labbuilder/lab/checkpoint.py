@@ -101,7 +101,7 @@ def _memory_sizes(plan: LabPlan, conns: Connections) -> dict[str, int]:
             continue
         pool = virt.lookup_pool(conns(node.host), plan.pool)
         try:
-            info = qemuimg.info(virt.volume_path(pool, node.vda), node.host.files_prefix) if pool is not None else {}
+            info = qemuimg.info(virt.volume_path(pool, node.vda), node.host.runtime.files_prefix) if pool is not None else {}
         except LabError:
             continue
         for snap in info.get("snapshots", []):
@@ -124,7 +124,7 @@ def revert(plan: LabPlan, conns: Connections, key, name: str, nodes: list[NodePl
         address = node_address(conns, node)
         if address is None:
             raise HostError(f"{node.key} has no address to reach it by")
-        target = ssh.SshTarget(address, key, prefix=node.host.ssh_prefix)
+        target = ssh.SshTarget(address, key, prefix=node.host.runtime.ssh_prefix)
         # The guest restarts at the time it was saved: the first login sets its clock.
         # (Not the guest agent: its guest-set-time also runs `hwclock -w` in the guest,
         # measured here to add ≈ 1 s and 1 CPU-second to a reset of 4 nodes.)

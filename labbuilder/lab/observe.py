@@ -32,7 +32,7 @@ def observe_hosts(plan: LabPlan, conns: Connections,
     running yet (a private libvirtd `up` would start) has nothing."""
     states = {}
     for host in plan.hosts:
-        if not host.running:
+        if not host.runtime.running:
             states[host.uri] = HostState()
             continue
         conn = conns(host)

@@ -83,7 +83,7 @@ def ensure_cache(plan: LabPlan, progress: Progress) -> None:
     cache = aptcache.ensure_running(cache_dir())
     for host, where in local.items():
         for gateway in sorted(where):
-            aptcache.relay_into_namespace(cache, host.netns, gateway)
+            aptcache.relay_into_namespace(cache, host.runtime.netns, gateway)
     progress.info(f"package cache: apt-cacher-ng on 127.0.0.1:{cache.port}"
                   f"{'' if cache.owned else ' (already running, not labbuilder’s)'}, reached at "
                   + ", ".join(aptcache.proxy_url(g) for where in local.values() for g in sorted(where)))

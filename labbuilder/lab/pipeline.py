@@ -116,16 +116,16 @@ def check_hosts(lab: Lab) -> dict[str, list[virt.HostObject]]:
     own): libvirt networks and domains, and on a local host its routes too, and the
     host bridges its bridge-mode networks need.
     Returns what it read: every domain and network, per host URI."""
-    observed = {h.uri: virt.observe(lab.conns(h)) if h.running else [] for h in lab.plan.hosts}
+    observed = {h.uri: virt.observe(lab.conns(h)) if h.runtime.running else [] for h in lab.plan.hosts}
     problems = _mac_clashes(lab, observed)
     ours = {n.name for n in lab.plan.networks}
     for host in lab.plan.hosts:
         networks = [(o.name, ipaddress.ip_interface(f"{addr}/{prefix}").network)
                     for o in observed[host.uri] if o.kind == "network" for addr, prefix in o.subnets]
         existing = [(f"network {name!r} ({subnet})", subnet) for name, subnet in networks if name not in ours]
-        if host.running and is_local_uri(host.uri):  # a remote host's routes are not visible from here
+        if host.runtime.running and is_local_uri(host.uri):  # a remote host's routes are not visible from here
             libvirt_subnets = {subnet for _, subnet in networks}
-            existing += [(f"route {r.network} dev {r.dev}", r.network) for r in hostnet.routes(host.ssh_prefix)
+            existing += [(f"route {r.network} dev {r.dev}", r.network) for r in hostnet.routes(host.runtime.ssh_prefix)
                          if r.network not in libvirt_subnets]
             problems += _missing_bridges(lab, host)
         for net in (n for n in lab.plan.networks if n.host == host and n.subnet):
@@ -144,7 +144,7 @@ def _missing_bridges(lab: Lab, host: Host) -> list:
     """Bridge-mode networks on a local `host` (the topology's, or joined by the inventory)
     whose host bridge is not there: libvirt would start them and fail at the first guest."""
     wanted = [n for n in lab.plan.networks if n.host == host and n.mode == "bridge"]
-    present = hostnet.bridges(host.ssh_prefix) if wanted else set()
+    present = hostnet.bridges(host.runtime.ssh_prefix) if wanted else set()
     return [lab.topology.problem(("networks", net.key), f"host bridge {net.bridge!r} does not exist on {host.name}",
                                  "create it (linked between the hosts, for a joined network), or name another")
             for net in wanted if net.bridge not in present]
@@ -352,7 +352,7 @@ def _require_checks(stage, role: str) -> None:
 def _stage(lab: Lab, addresses: dict[str, str], progress: Progress, after=None):
     from labbuilder.lab import config_stage
 
-    targets = {n.key: ssh.SshTarget(addresses[n.key], lab.key, prefix=n.host.ssh_prefix) for n in lab.plan.nodes}
+    targets = {n.key: ssh.SshTarget(addresses[n.key], lab.key, prefix=n.host.runtime.ssh_prefix) for n in lab.plan.nodes}
     return config_stage.Stage(lab.topology, lab.plan, lab.conns, targets, inventory(lab.plan, addresses),
                               lab.state / "config", progress, after)
 
@@ -376,7 +376,7 @@ def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = Fal
             reachable = node.key in ready
         else:
             reachable = bool(state == "running" and address and lab.key.exists() and
-                             ssh.answers(ssh.SshTarget(address, lab.key, prefix=node.host.ssh_prefix)))
+                             ssh.answers(ssh.SshTarget(address, lab.key, prefix=node.host.runtime.ssh_prefix)))
         created = owners.get(node.name, {}).get("created", "")
         nodes.append({"node": node.key, "domain": node.name, "host": node.host.name, "state": state,
                       "addresses": ips, "ssh": reachable, "roles": list(node.roles),
@@ -403,7 +403,7 @@ def ssh_target(lab: Lab, node_key: str) -> ssh.SshTarget:
     address = wait_for.node_address(lab.conns, node)
     if address is None:
         raise TopologyError([lab.topology.problem(("nodes", node_key), "node has no known address yet")])
-    return ssh.SshTarget(address, lab.key, prefix=node.host.ssh_prefix)
+    return ssh.SshTarget(address, lab.key, prefix=node.host.runtime.ssh_prefix)
 
 
 def inventory(plan: LabPlan, addresses: dict[str, str]) -> dict:
@@ -442,6 +442,6 @@ def write_handoff(lab: Lab, addresses: dict[str, str]) -> dict[str, Path]:
     files["hosts"].write_text("".join(f"{addresses.get(n.key) or n.ssh_ip} {n.key}\n"
                                       for n in lab.plan.nodes if addresses.get(n.key) or n.ssh_ip))
     files["ssh_config"].write_text(ssh.ssh_config(
-        [(n.key, addresses.get(n.key) or n.ssh_ip, n.host.ssh_prefix) for n in lab.plan.nodes
+        [(n.key, addresses.get(n.key) or n.ssh_ip, n.host.runtime.ssh_prefix) for n in lab.plan.nodes
          if addresses.get(n.key) or n.ssh_ip], lab.key))
     return files

@@ -28,7 +28,7 @@ def wait_ready(plan: LabPlan, conns: Connections, key: Path, progress: Progress,
         deadline = time.monotonic() + timeout
         with virt.GuestWatch(conns(node.host), node.name) as watch:
             address = _wait_address(node, conns, watch, deadline, timeout)
-            target = ssh.SshTarget(address, key, prefix=node.host.ssh_prefix)
+            target = ssh.SshTarget(address, key, prefix=node.host.runtime.ssh_prefix)
             ssh.wait_for_ssh(target, deadline - time.monotonic(), interval=2.0, sleep=watch.wait)
         ready[node.key] = address
         progress.step(f"{len(ready)}/{len(nodes)} answer on SSH ({node.key})")
