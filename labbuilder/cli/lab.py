@@ -50,9 +50,14 @@ def _request(topology, team, connect, inventory, private, memory_scale, cache, *
 
 
 def _open(kwargs, start_private=True, check=True):
-    lab = lab_mod.open_lab(_request(**kwargs), start_private, check)
-    _describe(lab)
-    return lab
+    return _open_teams(kwargs, [kwargs["team"]], start_private, check)[0]
+
+
+def _open_teams(kwargs, teams, start_private=True, check=True):
+    labs = lab_mod.open_labs([_request(**{**kwargs, "team": t}) for t in teams], start_private, check)
+    for lab in labs:
+        _describe(lab)
+    return labs
 
 
 def _describe(lab) -> None:
@@ -145,7 +150,7 @@ def _team_range(ctx, param, value):
 def up_cmd(teams, no_wait, no_config, checkpoints, checks, as_json, **kwargs):
     """Bring the lab up for a team: networks, volumes, seeds, domains; wait for SSH;
     then run the config stage (the topology's roles, in order)."""
-    labs = [_open({**kwargs, "team": t}) for t in (teams or [kwargs["team"]])]
+    labs = _open_teams(kwargs, teams or [kwargs["team"]])
     run_config = not (no_wait or no_config) and bool(labs[0].topology.roles)
     progress = RichProgress(console.real)
     try:

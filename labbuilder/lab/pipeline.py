@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ContextManager
 
@@ -46,6 +46,8 @@ class Lab:
     # What check_hosts read, per host URI. `plan` diffs against it; up and reset read again
     # under the team lock: another run of the team may have changed things in between.
     observed: dict[str, list[virt.HostObject]] | None = None
+    # The local hosts' routes and bridges, read once per command: its teams' labs share it.
+    host_networks: hostnet.HostNetworks = field(default_factory=hostnet.HostNetworks)
 
     @property
     def key(self) -> Path:
@@ -55,19 +57,29 @@ class Lab:
         self.conns.close()
 
 
-def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = True) -> Lab:
+def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = True,
+             host_networks: hostnet.HostNetworks | None = None) -> Lab:
     """Load and validate the topology, find its images and hosts, plan it; with `check`
     (commands that create things), check the hosts for clashing subnets and MACs.
     `start_private`: start a private libvirtd if one is needed and none runs; False: fail
-    then; None: plan against a stand-in for it (nothing exists there yet)."""
+    then; None: plan against a stand-in for it (nothing exists there yet).
+    `host_networks`: the command's reader of the local hosts' routes and bridges."""
     topo = load_topology(req.topology)
     images = find_images(topo, req.image_cache, required=check)
     hosts = _hosts(topo, req, start_private)
     plan = plan_lab(topo, req.team, hosts, images, req.memory_scale)
-    lab = Lab(topo, plan, Connections(), team_dir(topo.lab, req.team), *_domain_type(plan))
+    lab = Lab(topo, plan, Connections(), team_dir(topo.lab, req.team), *_domain_type(plan),
+              host_networks=host_networks or hostnet.HostNetworks())
     if check:
         lab.observed = check_hosts(lab)
     return lab
+
+
+def open_labs(reqs: list[LabRequest], start_private: bool | None = True, check: bool = True) -> list[Lab]:
+    """open_lab for each request of one command (its teams), which share one reader of the
+    local hosts' routes and bridges: each is read once, not once per team."""
+    host_networks = hostnet.HostNetworks()
+    return [open_lab(req, start_private, check, host_networks) for req in reqs]
 
 
 def _hosts(topo: Topology, req: LabRequest, start_private: bool | None) -> dict[str, Host]:
@@ -125,7 +137,7 @@ def check_hosts(lab: Lab) -> dict[str, list[virt.HostObject]]:
         existing = [(f"network {name!r} ({subnet})", subnet) for name, subnet in networks if name not in ours]
         if host.runtime.running and is_local_uri(host.uri):  # a remote host's routes are not visible from here
             libvirt_subnets = {subnet for _, subnet in networks}
-            existing += [(f"route {r.network} dev {r.dev}", r.network) for r in hostnet.routes(host.runtime.ssh_prefix)
+            existing += [(f"route {r.network} dev {r.dev}", r.network) for r in lab.host_networks.routes(host.runtime.ssh_prefix)
                          if r.network not in libvirt_subnets]
             problems += _missing_bridges(lab, host)
         for net in (n for n in lab.plan.networks if n.host == host and n.subnet):
@@ -144,7 +156,7 @@ def _missing_bridges(lab: Lab, host: Host) -> list:
     """Bridge-mode networks on a local `host` (the topology's, or joined by the inventory)
     whose host bridge is not there: libvirt would start them and fail at the first guest."""
     wanted = [n for n in lab.plan.networks if n.host == host and n.mode == "bridge"]
-    present = hostnet.bridges(host.runtime.ssh_prefix) if wanted else set()
+    present = lab.host_networks.bridges(host.runtime.ssh_prefix) if wanted else set()
     return [lab.topology.problem(("networks", net.key), f"host bridge {net.bridge!r} does not exist on {host.name}",
                                  "create it (linked between the hosts, for a joined network), or name another")
             for net in wanted if net.bridge not in present]
