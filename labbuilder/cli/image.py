@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -105,7 +106,7 @@ def image_upload(name, as_name, node, as_json, **kwargs):
     finally:
         lab.close()
     if as_json:
-        out.print_json(json.dumps(done.__dict__))
+        out.print_json(json.dumps(asdict(done)))
         return
     out.print(f"image {done.name} ({done.id}) in Glance through {done.node}: checksum {done.checksum}, "
               f"{done.os_hash_algo} {done.os_hash_value} match the manifest", highlight=False)

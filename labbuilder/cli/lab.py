@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -234,16 +235,11 @@ def checkpoint_cmd(name, as_json, **kwargs):
     finally:
         lab.close()
     if as_json:
-        out.print_json(json.dumps(_checkpoint_json(cp)))
+        out.print_json(json.dumps(asdict(cp)))
     else:
         out.print(f"Checkpoint {cp.name} of {len(cp.nodes)} node(s) taken; back to it with "
                   f"`labbuilder reset {lab.plan.topology_path} --team {lab.plan.team} --to {cp.name}`.",
                   highlight=False)
-
-
-def _checkpoint_json(cp) -> dict:
-    return {"name": cp.name, "created": cp.created, "role": cp.role, "nodes": list(cp.nodes),
-            "missing": list(cp.missing), "memory_bytes": cp.memory_bytes}
 
 
 @main.command("checkpoints")
@@ -259,7 +255,7 @@ def checkpoints_cmd(as_json, **kwargs):
     finally:
         lab.close()
     if as_json:
-        out.print_json(json.dumps([_checkpoint_json(c) for c in found]))
+        out.print_json(json.dumps([asdict(c) for c in found]))
         return
     table = new_table("checkpoint", "after role", "age", "nodes", "memory state", title=f"{lab.plan.lab} team {lab.plan.team}")
     for c in found:
@@ -356,7 +352,7 @@ def inventory_cmd(**kwargs):
         files = lab_mod.write_handoff(lab, {})
     finally:
         lab.close()
-    for kind, path in files.items():
+    for kind, path in asdict(files).items():
         out.print(f"{kind}: {path}", highlight=False)
 
 

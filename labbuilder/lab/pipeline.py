@@ -17,6 +17,7 @@ from labbuilder.lab.apply import ApplyContext
 from labbuilder.lab.diff import Action, ObjectKind
 from labbuilder.lab.hosts import Host, resolve_hosts, state_root, team_dir
 from labbuilder.lab.plan import BaseImage, LabPlan, check_host_networks, plan_lab
+from labbuilder.lab.status import LabStatus, NetworkStatus, NodeStatus
 from labbuilder.model.errors import ConfigError, LabError, TopologyError
 from labbuilder.model.names import is_local_uri
 from labbuilder.model.request import LabRequest
@@ -311,7 +312,7 @@ def configure(lab: Lab, progress: Progress, addresses: dict[str, str] | None = N
 
         stage = _stage(lab, addresses, progress, after if checks_after or checkpoints_after else None)
         if driver == "ansible":
-            return config_stage.ansible_stage(stage, files["inventory"], files["ssh_config"], start, until, only)
+            return config_stage.ansible_stage(stage, files.inventory, files.ssh_config, start, until, only)
         try:
             return config_stage.run_stage(stage, start, until, only)
         finally:
@@ -369,16 +370,15 @@ def _stage(lab: Lab, addresses: dict[str, str], progress: Progress, after=None):
                               lab.state / "config", progress, after)
 
 
-def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = False) -> dict:
+def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = False) -> LabStatus:
     """Per node: host, state, addresses, SSH; per network: bridge, active. With `ready`
     (node → address, from a wait just done) SSH is taken from it instead of probed;
     `probe_rest` still probes the nodes it does not name."""
     from labbuilder.lab import config_stage
 
-    nodes = []
     owners = {o.name: o.owner for h in lab.plan.hosts for o in virt.owned_objects(lab.conns(h), lab.plan.lab, lab.plan.team)}
 
-    def one(node):
+    def one(node) -> NodeStatus:
         conn = lab.conns(node.host)
         state = virt.domain_state(conn, node.name)
         leases = wait_for.node_leases(lab.conns, node)
@@ -390,22 +390,18 @@ def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = Fal
             reachable = bool(state == "running" and address and lab.key.exists() and
                              ssh.answers(ssh.SshTarget(address, lab.key, prefix=node.host.runtime.ssh_prefix)))
         created = owners.get(node.name, {}).get("created", "")
-        nodes.append({"node": node.key, "domain": node.name, "host": node.host.name, "state": state,
-                      "addresses": ips, "ssh": reachable, "roles": list(node.roles),
-                      "roles_done": list(config_stage.read_record(conn, node.name).done),
-                      "age_seconds": int(time.time()) - int(created) if created.isdigit() else None})
+        return NodeStatus(node.key, node.name, node.host.name, state, ips, reachable, tuple(node.roles),
+                          tuple(config_stage.read_record(conn, node.name).done),
+                          int(time.time()) - int(created) if created.isdigit() else None)
 
-    parallel([lambda n=n: one(n) for n in lab.plan.nodes])
-    order = [n.key for n in lab.plan.nodes]
-    nodes.sort(key=lambda n: order.index(n["node"]))
-    networks = []
-    for net in lab.plan.networks:
-        info = virt.network_info(lab.conns(net.host), net.name)
-        networks.append({"network": net.key, "name": net.name, "host": net.host.name,
-                         "subnet": str(net.subnet) if net.subnet else None,
-                         "bridge": info[1] if info else None, "active": bool(info and info[0]),
-                         "exists": info is not None})
-    return {"lab": lab.plan.lab, "team": lab.plan.team, "nodes": nodes, "networks": networks}
+    nodes = parallel([lambda n=n: one(n) for n in lab.plan.nodes])
+    return LabStatus(lab.plan.lab, lab.plan.team, tuple(nodes), tuple(_network_status(lab, net) for net in lab.plan.networks))
+
+
+def _network_status(lab: Lab, net) -> NetworkStatus:
+    info = virt.network_info(lab.conns(net.host), net.name)
+    return NetworkStatus(net.key, net.name, net.host.name, str(net.subnet) if net.subnet else None,
+                         info[1] if info else None, bool(info and info[0]), info is not None)
 
 
 # ---- hand-off: inventory, ssh config, hosts file ----
@@ -443,17 +439,27 @@ def inventory(plan: LabPlan, addresses: dict[str, str]) -> dict:
         r: {"hosts": {n.key: None for n in plan.nodes if r in n.roles}} for r in roles}}}
 
 
-def write_handoff(lab: Lab, addresses: dict[str, str]) -> dict[str, Path]:
+@dataclass(frozen=True)
+class HandoffFiles:
+    """The hand-off files in a team's state directory."""
+
+    inventory: Path  # inventory.yaml, Ansible-compatible
+    ssh_config: Path
+    hosts: Path  # /etc/hosts lines
+    vars: Path  # vars.yaml: the topology's vars, for the roles
+
+
+def write_handoff(lab: Lab, addresses: dict[str, str]) -> HandoffFiles:
     """Write inventory.yaml, ssh_config, hosts and the role variables (vars.yaml) into
     the lab's state directory."""
     lab.state.mkdir(parents=True, exist_ok=True)
-    files = {"inventory": lab.state / "inventory.yaml", "ssh_config": lab.state / "ssh_config",
-             "hosts": lab.state / "hosts", "vars": lab.state / "vars.yaml"}
-    files["vars"].write_text(yaml.safe_dump(dict(lab.topology.vars), sort_keys=False))
-    files["inventory"].write_text(yaml.safe_dump(inventory(lab.plan, addresses), sort_keys=False))
-    files["hosts"].write_text("".join(f"{addresses.get(n.key) or n.ssh_ip} {n.key}\n"
-                                      for n in lab.plan.nodes if addresses.get(n.key) or n.ssh_ip))
-    files["ssh_config"].write_text(ssh.ssh_config(
+    files = HandoffFiles(lab.state / "inventory.yaml", lab.state / "ssh_config", lab.state / "hosts",
+                         lab.state / "vars.yaml")
+    files.vars.write_text(yaml.safe_dump(dict(lab.topology.vars), sort_keys=False))
+    files.inventory.write_text(yaml.safe_dump(inventory(lab.plan, addresses), sort_keys=False))
+    files.hosts.write_text("".join(f"{addresses.get(n.key) or n.ssh_ip} {n.key}\n"
+                                   for n in lab.plan.nodes if addresses.get(n.key) or n.ssh_ip))
+    files.ssh_config.write_text(ssh.ssh_config(
         [(n.key, addresses.get(n.key) or n.ssh_ip, n.host.runtime.ssh_prefix) for n in lab.plan.nodes
          if addresses.get(n.key) or n.ssh_ip], lab.key))
     return files
