@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from labbuilder.lab import packages, render
+from labbuilder.lab import packages, render, seed
 from labbuilder.lab.diff import Action, Desired, ObjectKind, Verb
 from labbuilder.lab.observe import pool_owner
 from labbuilder.model.errors import HostError
@@ -19,7 +19,6 @@ from labbuilder.system.connections import Connections, parallel
 from labbuilder.system.pause import pause_point
 
 if TYPE_CHECKING:
-    from labbuilder.lab import seed
     from labbuilder.lab.hosts import Host
     from labbuilder.lab.plan import LabPlan, NodePlan
 
@@ -169,8 +168,6 @@ def _create_volumes(ctx: ApplyContext, conn, pool, node: NodePlan, bases: dict[s
         if d.volume not in have:
             virt.create_volume(pool, render.volume_xml(d.volume, d.size_bytes, "qcow2"))
     if node.seed_volume not in have:
-        from labbuilder.lab import seed  # here: `down`, `status` and `ssh` make no seeds and start sooner without it
-
         iso = seed.seed_iso(node_seed(ctx.plan, node, ctx.pubkey))
         vol = virt.create_volume(pool, render.volume_xml(node.seed_volume, len(iso), "raw"))
         virt.upload_volume(conn, vol, iso)
@@ -178,8 +175,6 @@ def _create_volumes(ctx: ApplyContext, conn, pool, node: NodePlan, bases: dict[s
 
 def node_seed(plan: LabPlan, node: NodePlan, pubkey: str) -> seed.Seed:
     """The node's identity: hostname, the lab key, its NICs, every lab node in /etc/hosts."""
-    from labbuilder.lab import seed
-
     nics = tuple(seed.SeedNic(n.guest_name, n.mac,
                               addresses=(f"{n.ip}/{n.prefix}",) if n.ip and not n.dhcp else (),
                               dhcp=n.dhcp) for n in node.nics)

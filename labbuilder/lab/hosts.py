@@ -5,6 +5,7 @@ own namespaces — and what is found about each at run time."""
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -62,8 +63,6 @@ def team_dir(lab: str, team: int) -> Path:
 
 
 def system_libvirtd_runs() -> bool:
-    import socket  # here: not needed with --connect, --private or an inventory
-
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(2)

@@ -7,11 +7,12 @@ import ipaddress
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ContextManager
+from typing import ContextManager
 
 import yaml
 
-from labbuilder.lab import apply, diff, observe, packages
+from labbuilder.image import cache as image_cache
+from labbuilder.lab import apply, checkpoint, checks, config_stage, diff, glance, observe, packages
 from labbuilder.lab import wait as wait_for
 from labbuilder.lab.apply import ApplyContext
 from labbuilder.lab.diff import Action, ObjectKind
@@ -23,15 +24,9 @@ from labbuilder.model.names import is_local_uri
 from labbuilder.model.request import LabRequest
 from labbuilder.model.topology import Topology, load_topology
 from labbuilder.progress import Progress
-
-# checkpoint, config and the image pipeline are imported where they
-# are used: `status` and `ssh` start sooner without them (`down` is labbuilder.teardown).
 from labbuilder.system import accel, hostnet, locks, ssh, virt
 from labbuilder.system.connections import Connections, parallel
 from labbuilder.system.pause import pause_point
-
-if TYPE_CHECKING:
-    from labbuilder.lab.checkpoint import Checkpoint
 
 
 @dataclass
@@ -100,7 +95,6 @@ def find_images(topo: Topology, cache: Path | None, required: bool = True) -> di
         names.setdefault(name, path)  # a problem names the first use
     if not required:
         return {name: BaseImage(name, "", "", 0, 0) for name in names}
-    from labbuilder.image import cache as image_cache
 
     cache = cache or image_cache.default_cache_dir()
     built = {b.name: b for b in image_cache.list_images(cache)}
@@ -219,8 +213,6 @@ def wait(lab: Lab, progress: Progress) -> dict[str, str]:
 def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:
     """Nodes (default: all) back to a fresh overlay of the base image, running, on SSH.
     Their checkpoints go with the old overlays."""
-    from labbuilder.lab import checkpoint
-
     targets = [lab.plan.node(n) for n in nodes] if nodes else list(lab.plan.nodes)
     with team_lock(lab):
         packages.ensure_cache(lab.plan, progress)
@@ -238,8 +230,6 @@ def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:
 def reset_to(lab: Lab, name: str, nodes: list[str], progress: Progress, cold: bool = False) -> dict[str, str]:
     """Nodes (default: all) back to checkpoint `name`: warm (memory state, no boot, clocks
     set) or `cold` (its disks, then a boot); running and answering on SSH."""
-    from labbuilder.lab import checkpoint
-
     targets = [lab.plan.node(n) for n in nodes] if nodes else list(lab.plan.nodes)
     with team_lock(lab):
         if not cold:
@@ -249,16 +239,14 @@ def reset_to(lab: Lab, name: str, nodes: list[str], progress: Progress, cold: bo
         return wait_for.wait_ready(lab.plan, lab.conns, lab.key, progress, targets)
 
 
-def take_checkpoint(lab: Lab, name: str, progress: Progress, role: str | None = None) -> Checkpoint:
+def take_checkpoint(lab: Lab, name: str, progress: Progress, role: str | None = None) -> checkpoint.Checkpoint:
     """A consistent point (disks + memory) of every node of the team, once they have
     finished booting."""
     with team_lock(lab):
         return _checkpoint(lab, name, progress, role)
 
 
-def _checkpoint(lab: Lab, name: str, progress: Progress, role: str | None) -> Checkpoint:
-    from labbuilder.lab import checkpoint
-
+def _checkpoint(lab: Lab, name: str, progress: Progress, role: str | None) -> checkpoint.Checkpoint:
     settle_boots(lab, progress)
     return checkpoint.create(lab.plan, lab.conns, name, progress, role)
 
@@ -280,16 +268,12 @@ def _boot_finished(lab: Lab, node_key: str, timeout: float) -> None:
         pass  # no address, unreachable or too slow: checkpoint it as it is
 
 
-def checkpoints(lab: Lab) -> list[Checkpoint]:
-    from labbuilder.lab import checkpoint
-
+def checkpoints(lab: Lab) -> list[checkpoint.Checkpoint]:
     return checkpoint.listing(lab.plan, lab.conns)
 
 
 def check_config(lab: Lab) -> None:
     """The config stage's roles exist (before `up` changes anything)."""
-    from labbuilder.lab import config_stage
-
     config_stage.load_roles(lab.topology, lab.plan)
 
 
@@ -299,8 +283,6 @@ def configure(lab: Lab, progress: Progress, addresses: dict[str, str] | None = N
     """Run the config stage on the team's nodes (they must answer on SSH); return the
     roles run. With `checks_after`, each role's checks run after it and a failing one
     stops the stage; with `checkpoints_after`, checkpoint `after-<role>` after each role."""
-    from labbuilder.lab import config_stage
-
     with team_lock(lab):
         addresses = addresses or {n.key: ssh_target(lab, n.key).address for n in lab.plan.nodes}
         files = write_handoff(lab, addresses)
@@ -322,8 +304,6 @@ def configure(lab: Lab, progress: Progress, addresses: dict[str, str] | None = N
 def upload_image(lab: Lab, built, name: str, node: str | None, progress: Progress):
     """Upload a built image into the lab's Glance through a node of the image role;
     verified against its manifest (glance.Uploaded)."""
-    from labbuilder.lab import glance
-
     node = glance.image_node(lab.plan, node)
     return glance.upload(ssh_target(lab, node), node, built, name, progress)
 
@@ -341,8 +321,6 @@ def node_proxy(lab: Lab, node) -> str | None:
 def check(lab: Lab, progress: Progress, role: str | None = None) -> list:
     """Run the checks of every role (or of `role`) on the team's nodes; a CheckResult per
     node and check. The nodes must answer on SSH."""
-    from labbuilder.lab import checks, config_stage
-
     addresses = {n.key: ssh_target(lab, n.key).address for n in lab.plan.nodes}
     stage = _stage(lab, addresses, progress)
     try:
@@ -352,8 +330,6 @@ def check(lab: Lab, progress: Progress, role: str | None = None) -> list:
 
 
 def _require_checks(stage, role: str) -> None:
-    from labbuilder.lab import checks
-
     failed = [r for r in checks.run_checks(stage, checks.load_checks(stage, role)) if not r.passed]
     if failed:
         f = failed[0]
@@ -363,8 +339,6 @@ def _require_checks(stage, role: str) -> None:
 
 
 def _stage(lab: Lab, addresses: dict[str, str], progress: Progress, after=None):
-    from labbuilder.lab import config_stage
-
     targets = {n.key: ssh.SshTarget(addresses[n.key], lab.key, prefix=n.host.runtime.ssh_prefix) for n in lab.plan.nodes}
     return config_stage.Stage(lab.topology, lab.plan, lab.conns, targets, inventory(lab.plan, addresses),
                               lab.state / "config", progress, after)
@@ -374,8 +348,6 @@ def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = Fal
     """Per node: host, state, addresses, SSH; per network: bridge, active. With `ready`
     (node → address, from a wait just done) SSH is taken from it instead of probed;
     `probe_rest` still probes the nodes it does not name."""
-    from labbuilder.lab import config_stage
-
     owners = {o.name: o.owner for h in lab.plan.hosts for o in virt.owned_objects(lab.conns(h), lab.plan.lab, lab.plan.team)}
 
     def one(node) -> NodeStatus:

@@ -8,6 +8,7 @@ import io
 from dataclasses import dataclass, field
 from importlib import resources
 
+import pycdlib
 import yaml
 
 APT_PROXY_FILE = "/etc/apt/apt.conf.d/90labbuilder-proxy"
@@ -83,8 +84,6 @@ def seed_iso(seed: Seed) -> bytes:
         "user-data": "#cloud-config\n" + yaml.safe_dump(user_data(seed), sort_keys=False),
         "network-config": yaml.safe_dump(network_config(seed), sort_keys=False),
     }
-    import pycdlib  # on first use: commands that make no seed (down, status) start faster
-
     iso = pycdlib.PyCdlib()
     iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident="cidata")
     for name, text in files.items():

@@ -19,7 +19,7 @@ from labbuilder.model import names
 from labbuilder.model.names import is_local_uri
 from labbuilder.model.request import LabRequest
 from labbuilder.model.topology import load_topology
-from labbuilder.system import locks, privatelibvirtd, virt
+from labbuilder.system import aptcache, locks, privatelibvirtd, virt
 from labbuilder.system.connections import Connections, parallel
 from labbuilder.system.pause import pause_point
 
@@ -74,7 +74,6 @@ def _stop_idle_package_cache(conns: Connections, hosts: tuple[Host, ...]) -> lis
         return []
     if any(virt.owned_objects(conns(h)) for h in hosts if is_local_uri(h.uri)):
         return []
-    from labbuilder.system import aptcache  # here: only when labbuilder runs a cache
 
     aptcache.stop(aptcache.AptCache(cache_dir, aptcache.PORT, None))
     return ["package cache (no lab left on this machine)"]

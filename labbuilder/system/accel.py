@@ -8,6 +8,7 @@ to a debug-exit port, and trusts KVM only if QEMU exits with that byte in time.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +54,6 @@ def _probe(timeout: float) -> Accel:
     """
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return Accel("qemu", "/dev/kvm is missing or not accessible")
-    import tempfile  # here: most runs read the cached answer
 
     kernel = _host_kernel()
     with tempfile.TemporaryDirectory(prefix="labbuilder-kvm-") as tmp:

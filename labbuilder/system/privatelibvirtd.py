@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -203,8 +205,6 @@ def unfit_state_dir(state_dir: Path) -> str | None:
 
 
 def _home_dirs() -> set[Path]:
-    import pwd  # here: only an inventory's private directory needs it
-
     return {Path(p.pw_dir) for p in pwd.getpwall() if p.pw_dir not in ("/", "")}
 
 
@@ -237,7 +237,6 @@ def _copy_host_config(etc: Path) -> None:
     """Copy the host's libvirt configuration, without its domains: the daemon starts empty."""
     if not HOST_CONFIG.is_dir():
         raise HostError(f"{HOST_CONFIG} is missing: is libvirt-daemon-system installed?")
-    import shutil  # here: `down` and `status` only attach
 
     shutil.copytree(HOST_CONFIG, etc, symlinks=True)
     for xml in (etc / "qemu").glob("*.xml"):
