@@ -49,7 +49,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from labbuilder import progress  # noqa: E402
+from labbuilder import reporting  # noqa: E402
 from labbuilder.image import build, cache  # noqa: E402
 from labbuilder.lab import render  # noqa: E402
 from labbuilder.model import recipe  # noqa: E402
@@ -150,7 +150,7 @@ class Vagrant:
         self.env = {**os.environ, "VAGRANT_HOME": str(state / "vagrant-home"), "VAGRANT_CHECKPOINT_DISABLE": "1"}
         virt.ensure_pool(conn, "vagrant", render.pool_xml("vagrant", str(state / "vagrant-pool")))
         box = build.build(recipe.load_recipe(REPO / "images" / "debian-12-vagrant.yaml"), cache.default_cache_dir(),
-                          progress.Progress())
+                          reporting.Progress())
         self.run(state, "box", "add", "--force", "--name", "labbuilder/debian-12", str(box.dir / "debian-12-vagrant.box"))
 
     def run(self, cwd: Path, *args: str) -> None:
@@ -289,7 +289,7 @@ def main() -> None:
                              "guests on 2 cores can pass: `vagrant up` then fails)")
     args = parser.parse_args()
     base = build.build(recipe.load_recipe(REPO / "images" / "debian-12.yaml"), cache.default_cache_dir(),
-                       progress.Progress())
+                       reporting.Progress())
     # Bytecode as an installed package has it (`make compile`): PYTHONDONTWRITEBYTECODE,
     # set on these machines, would make every labbuilder and floor run compile from source.
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "labbuilder")], check=True)

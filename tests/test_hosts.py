@@ -221,12 +221,12 @@ def test_a_bridge_missing_on_a_host_is_reported_before_any_change(tmp_path, monk
     the network and fail only at the first guest."""
     from labbuilder.lab import pipeline as lab_mod
     from labbuilder.system import hostnet
-    from labbuilder.system.connections import Connections
+    from labbuilder.system.connections import ConnectionPool
 
     plan = _joined_gridka(tmp_path)
     asked = []
     monkeypatch.setattr(hostnet, "bridges", lambda prefix=(): asked.append(prefix) or {"br-internal"})
-    lab = lab_mod.Lab(load_topology(REPO / "topologies/gridka.yaml"), plan, Connections(), tmp_path, "kvm", "")
+    lab = lab_mod.Lab(load_topology(REPO / "topologies/gridka.yaml"), plan, ConnectionPool(), tmp_path, "kvm", "")
     host_a, host_b = plan.hosts[0], plan.hosts[1]
     assert lab_mod._missing_bridges(lab, host_a) == [] and asked == [()]
     monkeypatch.setattr(hostnet, "bridges", lambda prefix=(): {"virbr0"})
@@ -266,7 +266,7 @@ def test_the_host_networks_are_read_once_per_command(tmp_path, monkeypatch):
     monkeypatch.setattr(hostnet, "bridges", lambda prefix=(): read.append(("bridges", prefix)) or {"br0"})
     monkeypatch.setattr(virt, "connect", lambda uri: types.SimpleNamespace(close=lambda: None))
     monkeypatch.setattr(virt, "observe", lambda conn: [])
-    monkeypatch.setattr(accel, "detect", lambda: accel.Accel("qemu", "a unit test"))
+    monkeypatch.setattr(accel, "detect", lambda: accel.Accelerator("qemu", "a unit test"))
     cache = tmp_path / "cache" / "debian-12-000000000000"
     cache.mkdir(parents=True)
     (cache / "manifest.json").write_text(json.dumps({"name": "debian-12", "image": {

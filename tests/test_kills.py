@@ -39,7 +39,7 @@ from labbuilder.lab.observe import HostState
 from labbuilder.lab.plan import BaseImage, plan_lab
 from labbuilder.model.names import POOL_MARK
 from labbuilder.model.topology import load_topology
-from labbuilder.progress import Progress
+from labbuilder.reporting import Progress
 from labbuilder.system import pause, virt
 
 BOOTED = 21  # the team the kills that need answering guests share

@@ -251,7 +251,7 @@ def checkpoints_cmd(as_json, **kwargs):
 
     lab = _open(kwargs, start_private=False, check=False)
     try:
-        found = lab_mod.checkpoints(lab)
+        found = lab_mod.list_checkpoints(lab)
     finally:
         lab.close()
     if as_json:

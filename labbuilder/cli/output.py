@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from labbuilder.progress import Progress
+from labbuilder.reporting import Progress
 
 
 class _LazyConsole:

@@ -13,14 +13,14 @@ from labbuilder.image import outputs
 from labbuilder.image.cache import BuiltImage, cached, entry_dir
 from labbuilder.model.errors import LabError
 from labbuilder.model.recipe import Recipe
-from labbuilder.progress import Progress
+from labbuilder.reporting import Progress
 from labbuilder.system import accel as accel_mod
 from labbuilder.system import guestfs, locks
 from labbuilder.system.pause import pause_point
 from labbuilder.system.run import run
 
 
-def build(recipe: Recipe, cache: Path, progress: Progress, accel: accel_mod.Accel | None = None) -> BuiltImage:
+def build(recipe: Recipe, cache: Path, progress: Progress, accel: accel_mod.Accelerator | None = None) -> BuiltImage:
     """Build `recipe` into the cache unless an entry for its hash exists; return it.
 
     Work happens in a temporary directory renamed into place only on success, so a failed
@@ -47,7 +47,7 @@ def build(recipe: Recipe, cache: Path, progress: Progress, accel: accel_mod.Acce
         return _build(recipe, cache, final, progress, accel or accel_mod.detect())
 
 
-def _build(recipe: Recipe, cache: Path, final: Path, progress: Progress, accel: accel_mod.Accel) -> BuiltImage:
+def _build(recipe: Recipe, cache: Path, final: Path, progress: Progress, accel: accel_mod.Accelerator) -> BuiltImage:
     progress.info(f"accelerator: {'KVM' if accel.kvm else 'TCG (software emulation)'} — {accel.reason}")
     work = cache / f".build-{final.name}-{os.getpid()}"
     log = cache / "logs" / f"{final.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}.log"

@@ -15,7 +15,7 @@ from pathlib import Path
 from labbuilder import __version__
 from labbuilder.model.recipe import Recipe
 from labbuilder.system import qemuimg
-from labbuilder.system.accel import Accel
+from labbuilder.system.accel import Accelerator
 
 
 def write_outputs(recipe: Recipe, raw: Path, work: Path, log: Path) -> tuple[Path, list[Path]]:
@@ -79,7 +79,7 @@ def file_entry(path: Path) -> dict:
             "size": path.stat().st_size, **file_digests(path)}
 
 
-def make_manifest(recipe: Recipe, image: Path, extra: list[Path], accel: Accel, timings: dict) -> dict:
+def make_manifest(recipe: Recipe, image: Path, extra: list[Path], accel: Accelerator, timings: dict) -> dict:
     entry = file_entry(image)
     return {
         "name": recipe.name,

@@ -13,9 +13,9 @@ from labbuilder.lab.diff import Action, Desired, ObjectKind, Verb
 from labbuilder.lab.observe import pool_owner
 from labbuilder.model.errors import HostError
 from labbuilder.model.names import BASE_POOL, DONE_SUFFIX, POOL_MARK, POOL_ROOT, pool_dir, pool_mark
-from labbuilder.progress import Progress
+from labbuilder.reporting import Progress
 from labbuilder.system import locks, virt
-from labbuilder.system.connections import Connections, parallel
+from labbuilder.system.connections import ConnectionPool, parallel
 from labbuilder.system.pause import pause_point
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 class ApplyContext:
     plan: LabPlan
     want: Desired
-    conns: Connections
+    conns: ConnectionPool
     pubkey: str
     progress: Progress
     locks: Path  # per-host lock files (see _upload_image)
@@ -173,13 +173,13 @@ def _create_volumes(ctx: ApplyContext, conn, pool, node: NodePlan, bases: dict[s
         virt.upload_volume(conn, vol, iso)
 
 
-def node_seed(plan: LabPlan, node: NodePlan, pubkey: str) -> seed.Seed:
+def node_seed(plan: LabPlan, node: NodePlan, pubkey: str) -> seed.NodeIdentity:
     """The node's identity: hostname, the lab key, its NICs, every lab node in /etc/hosts."""
     nics = tuple(seed.SeedNic(n.guest_name, n.mac,
                               addresses=(f"{n.ip}/{n.prefix}",) if n.ip and not n.dhcp else (),
                               dhcp=n.dhcp) for n in node.nics)
     hosts = tuple((other.lab_ip, other.key) for other in plan.nodes if other.lab_ip)
-    return seed.Seed(instance_id=f"{node.name}-{time.time_ns()}", hostname=node.key, fqdn=node.fqdn,
+    return seed.NodeIdentity(instance_id=f"{node.name}-{time.time_ns()}", hostname=node.key, fqdn=node.fqdn,
                      authorized_keys=(pubkey,), nics=nics, hosts=hosts, apt_proxy=packages.node_proxy(plan, node))
 
 

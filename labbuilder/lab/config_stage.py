@@ -24,7 +24,7 @@ from lxml import etree
 from labbuilder.lab.plan import LabPlan, NodePlan
 from labbuilder.model.errors import ConfigError, TopologyError
 from labbuilder.model.topology import Topology
-from labbuilder.progress import Progress
+from labbuilder.reporting import Progress
 from labbuilder.system import ssh, virt
 from labbuilder.system.connections import parallel
 from labbuilder.system.run import run

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from labbuilder.model.errors import ImageError, LabError
-from labbuilder.progress import Progress
+from labbuilder.reporting import Progress
 from labbuilder.system import ssh
 
 if TYPE_CHECKING:

@@ -86,7 +86,7 @@ def private_host(state_dir: Path, start: bool | None = True, label: str = "priva
 
 def _private_uri(state_dir: Path) -> str:
     """The URI of the private libvirtd in `state_dir`, running or not."""
-    return privatelibvirtd.PrivateLibvirtd(Path(state_dir).resolve(), 0).uri
+    return privatelibvirtd.PrivateDaemon(Path(state_dir).resolve(), 0).uri
 
 
 PRIVATE_DIRS = PrivateDirs(uri=_private_uri, unfit=privatelibvirtd.unfit_state_dir)

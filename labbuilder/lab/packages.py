@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from labbuilder.lab.hosts import state_root
 from labbuilder.model.names import is_local_uri
-from labbuilder.progress import Progress
+from labbuilder.reporting import Progress
 from labbuilder.system import aptcache
 
 if TYPE_CHECKING:

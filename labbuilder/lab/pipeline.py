@@ -12,7 +12,7 @@ from typing import ContextManager
 import yaml
 
 from labbuilder.image import cache as image_cache
-from labbuilder.lab import apply, checkpoint, checks, config_stage, diff, glance, observe, packages
+from labbuilder.lab import apply, checkpoints, checks, config_stage, diff, glance, observe, packages
 from labbuilder.lab import wait as wait_for
 from labbuilder.lab.apply import ApplyContext
 from labbuilder.lab.diff import Action, ObjectKind
@@ -23,9 +23,9 @@ from labbuilder.model.errors import ConfigError, LabError, TopologyError
 from labbuilder.model.names import is_local_uri
 from labbuilder.model.request import LabRequest
 from labbuilder.model.topology import Topology, load_topology
-from labbuilder.progress import Progress
+from labbuilder.reporting import Progress
 from labbuilder.system import accel, hostnet, locks, ssh, virt
-from labbuilder.system.connections import Connections, parallel
+from labbuilder.system.connections import ConnectionPool, parallel
 from labbuilder.system.pause import pause_point
 
 
@@ -35,7 +35,7 @@ class Lab:
 
     topology: Topology
     plan: LabPlan
-    conns: Connections
+    conns: ConnectionPool
     state: Path
     domain_type: str
     accel_reason: str
@@ -46,7 +46,7 @@ class Lab:
     host_networks: hostnet.HostNetworks = field(default_factory=hostnet.HostNetworks)
 
     @property
-    def key(self) -> Path:
+    def ssh_key(self) -> Path:
         return self.state / "id_ed25519"
 
     def close(self) -> None:
@@ -64,7 +64,7 @@ def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = T
     images = find_images(topo, req.image_cache, required=check)
     hosts = _hosts(topo, req, start_private)
     plan = plan_lab(topo, req.team, hosts, images, req.memory_scale)
-    lab = Lab(topo, plan, Connections(), team_dir(topo.lab, req.team), *_domain_type(plan),
+    lab = Lab(topo, plan, ConnectionPool(), team_dir(topo.lab, req.team), *_domain_type(plan),
               host_networks=host_networks or hostnet.HostNetworks())
     if check:
         lab.observed = check_hosts(lab)
@@ -180,7 +180,7 @@ def team_lock(lab: Lab) -> ContextManager[None]:
 
 
 def _context(lab: Lab, progress: Progress) -> ApplyContext:
-    pubkey = ssh.ensure_keypair(lab.key)
+    pubkey = ssh.ensure_keypair(lab.ssh_key)
     return ApplyContext(lab.plan, diff.render_plan(lab.plan, lab.domain_type), lab.conns, pubkey, progress,
                         state_root() / "locks")
 
@@ -205,7 +205,7 @@ def up(lab: Lab, progress: Progress) -> list[Action]:
 def wait(lab: Lab, progress: Progress) -> dict[str, str]:
     """Wait until every node answers on SSH; refresh the hand-off files with the addresses."""
     pause_point("wait")
-    ready = wait_for.wait_ready(lab.plan, lab.conns, lab.key, progress)
+    ready = wait_for.wait_ready(lab.plan, lab.conns, lab.ssh_key, progress)
     write_handoff(lab, ready)
     return ready
 
@@ -220,11 +220,11 @@ def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:
         infrastructure = (ObjectKind.IMAGE, ObjectKind.NETWORK, ObjectKind.POOL)
         actions = diff.diff(lab.plan, ctx.want, observe.observe_hosts(lab.plan, lab.conns))
         apply.apply(ctx, [a for a in actions if a.kind in infrastructure])
-        dropped = checkpoint.drop(lab.conns, targets)
+        dropped = checkpoints.drop(lab.conns, targets)
         if dropped:
             progress.info(f"Checkpoints of the reset nodes are gone with their disks: {', '.join(dropped)}")
         apply.reset_nodes(ctx, targets)
-        return wait_for.wait_ready(lab.plan, lab.conns, lab.key, progress, targets)
+        return wait_for.wait_ready(lab.plan, lab.conns, lab.ssh_key, progress, targets)
 
 
 def reset_to(lab: Lab, name: str, nodes: list[str], progress: Progress, cold: bool = False) -> dict[str, str]:
@@ -233,22 +233,22 @@ def reset_to(lab: Lab, name: str, nodes: list[str], progress: Progress, cold: bo
     targets = [lab.plan.node(n) for n in nodes] if nodes else list(lab.plan.nodes)
     with team_lock(lab):
         if not cold:
-            checkpoint.revert(lab.plan, lab.conns, lab.key, name, targets, progress)
+            checkpoints.revert(lab.plan, lab.conns, lab.ssh_key, name, targets, progress)
             return {n.key: ssh_target(lab, n.key).address for n in targets}
-        checkpoint.revert_cold(lab.plan, lab.conns, name, targets, progress)
-        return wait_for.wait_ready(lab.plan, lab.conns, lab.key, progress, targets)
+        checkpoints.revert_cold(lab.plan, lab.conns, name, targets, progress)
+        return wait_for.wait_ready(lab.plan, lab.conns, lab.ssh_key, progress, targets)
 
 
-def take_checkpoint(lab: Lab, name: str, progress: Progress, role: str | None = None) -> checkpoint.Checkpoint:
+def take_checkpoint(lab: Lab, name: str, progress: Progress, role: str | None = None) -> checkpoints.Checkpoint:
     """A consistent point (disks + memory) of every node of the team, once they have
     finished booting."""
     with team_lock(lab):
         return _checkpoint(lab, name, progress, role)
 
 
-def _checkpoint(lab: Lab, name: str, progress: Progress, role: str | None) -> checkpoint.Checkpoint:
+def _checkpoint(lab: Lab, name: str, progress: Progress, role: str | None) -> checkpoints.Checkpoint:
     settle_boots(lab, progress)
-    return checkpoint.create(lab.plan, lab.conns, name, progress, role)
+    return checkpoints.create(lab.plan, lab.conns, name, progress, role)
 
 
 def settle_boots(lab: Lab, progress: Progress, timeout: float = 600) -> None:
@@ -268,8 +268,8 @@ def _boot_finished(lab: Lab, node_key: str, timeout: float) -> None:
         pass  # no address, unreachable or too slow: checkpoint it as it is
 
 
-def checkpoints(lab: Lab) -> list[checkpoint.Checkpoint]:
-    return checkpoint.listing(lab.plan, lab.conns)
+def list_checkpoints(lab: Lab) -> list[checkpoints.Checkpoint]:
+    return checkpoints.listing(lab.plan, lab.conns)
 
 
 def check_config(lab: Lab) -> None:
@@ -339,7 +339,7 @@ def _require_checks(stage, role: str) -> None:
 
 
 def _stage(lab: Lab, addresses: dict[str, str], progress: Progress, after=None):
-    targets = {n.key: ssh.SshTarget(addresses[n.key], lab.key, prefix=n.host.runtime.ssh_prefix) for n in lab.plan.nodes}
+    targets = {n.key: ssh.SshTarget(addresses[n.key], lab.ssh_key, prefix=n.host.runtime.ssh_prefix) for n in lab.plan.nodes}
     return config_stage.Stage(lab.topology, lab.plan, lab.conns, targets, inventory(lab.plan, addresses),
                               lab.state / "config", progress, after)
 
@@ -359,8 +359,8 @@ def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = Fal
         if ready is not None and (node.key in ready or not probe_rest):
             reachable = node.key in ready
         else:
-            reachable = bool(state == "running" and address and lab.key.exists() and
-                             ssh.answers(ssh.SshTarget(address, lab.key, prefix=node.host.runtime.ssh_prefix)))
+            reachable = bool(state == "running" and address and lab.ssh_key.exists() and
+                             ssh.answers(ssh.SshTarget(address, lab.ssh_key, prefix=node.host.runtime.ssh_prefix)))
         created = owners.get(node.name, {}).get("created", "")
         return NodeStatus(node.key, node.name, node.host.name, state, ips, reachable, tuple(node.roles),
                           tuple(config_stage.read_record(conn, node.name).done),
@@ -383,7 +383,7 @@ def ssh_target(lab: Lab, node_key: str) -> ssh.SshTarget:
     address = wait_for.node_address(lab.conns, node)
     if address is None:
         raise TopologyError([lab.topology.problem(("nodes", node_key), "node has no known address yet")])
-    return ssh.SshTarget(address, lab.key, prefix=node.host.runtime.ssh_prefix)
+    return ssh.SshTarget(address, lab.ssh_key, prefix=node.host.runtime.ssh_prefix)
 
 
 def inventory(plan: LabPlan, addresses: dict[str, str]) -> dict:
@@ -433,5 +433,5 @@ def write_handoff(lab: Lab, addresses: dict[str, str]) -> HandoffFiles:
                                    for n in lab.plan.nodes if addresses.get(n.key) or n.ssh_ip))
     files.ssh_config.write_text(ssh.ssh_config(
         [(n.key, addresses.get(n.key) or n.ssh_ip, n.host.runtime.ssh_prefix) for n in lab.plan.nodes
-         if addresses.get(n.key) or n.ssh_ip], lab.key))
+         if addresses.get(n.key) or n.ssh_ip], lab.ssh_key))
     return files

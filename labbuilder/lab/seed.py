@@ -25,7 +25,7 @@ class SeedNic:
 
 
 @dataclass(frozen=True)
-class Seed:
+class NodeIdentity:
     instance_id: str
     hostname: str
     fqdn: str
@@ -36,11 +36,11 @@ class Seed:
     extra: dict = field(default_factory=dict)
 
 
-def meta_data(seed: Seed) -> dict:
+def meta_data(seed: NodeIdentity) -> dict:
     return {"instance-id": seed.instance_id, "local-hostname": seed.hostname}
 
 
-def user_data(seed: Seed) -> dict:
+def user_data(seed: NodeIdentity) -> dict:
     doc = yaml.safe_load(BASE_USER_DATA.read_text())
     doc.update(hostname=seed.hostname, fqdn=seed.fqdn, ssh_authorized_keys=list(seed.authorized_keys))
     doc["write_files"] = [{"path": "/etc/hosts", "permissions": "0644", "content": hosts_file(seed)}]
@@ -51,7 +51,7 @@ def user_data(seed: Seed) -> dict:
     return doc
 
 
-def hosts_file(seed: Seed) -> str:
+def hosts_file(seed: NodeIdentity) -> str:
     """/etc/hosts: localhost, the node itself, then every lab node it should know."""
     lines = ["127.0.0.1 localhost", f"127.0.1.1 {seed.fqdn} {seed.hostname}",
              "::1 localhost ip6-localhost ip6-loopback"]
@@ -59,7 +59,7 @@ def hosts_file(seed: Seed) -> str:
     return "\n".join(lines) + "\n"
 
 
-def network_config(seed: Seed) -> dict:
+def network_config(seed: NodeIdentity) -> dict:
     """Netplan-style v2 config, NICs matched by MAC (names follow topology order)."""
     ethernets = {}
     for nic in seed.nics:
@@ -77,7 +77,7 @@ def network_config(seed: Seed) -> dict:
     return {"version": 2, "ethernets": ethernets}
 
 
-def seed_iso(seed: Seed) -> bytes:
+def seed_iso(seed: NodeIdentity) -> bytes:
     """The NoCloud ISO (volume label cidata, Rock Ridge + Joliet) for `seed`."""
     files = {
         "meta-data": yaml.safe_dump(meta_data(seed), sort_keys=False),

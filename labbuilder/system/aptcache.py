@@ -71,7 +71,7 @@ class Mirrors:
 
 
 @dataclass(frozen=True)
-class AptCache:
+class PackageCache:
     """A package cache answering on 127.0.0.1:`port`; `pid` is set if this state owns it."""
 
     state_dir: Path
@@ -98,7 +98,7 @@ def proxy_url(gateway: str, port: int = PORT) -> str:
     return f"http://{ipaddress.IPv4Address(gateway)}:{port}"
 
 
-def ensure_running(state_dir: Path, port: int = PORT) -> AptCache:
+def ensure_running(state_dir: Path, port: int = PORT) -> PackageCache:
     """The package cache on 127.0.0.1:`port`: ours if it runs, else one that answers
     there already, else a new one started (and owned) with its state in `state_dir`.
     HostError (one line) if none can run: not installed, port taken, no host mirror."""
@@ -110,10 +110,10 @@ def ensure_running(state_dir: Path, port: int = PORT) -> AptCache:
         return _ensure(state_dir, port)
 
 
-def relay_into_namespace(cache: AptCache, netns: str | Path | None, listen_ip: str,
+def relay_into_namespace(cache: PackageCache, netns: str | Path | None, listen_ip: str,
                          port: int = PORT) -> Relay:
     """A relay listening on `listen_ip`:`port` inside network namespace `netns` (a path:
-    PrivateLibvirtd.netns, /run/netns/NAME; None: the host's own) to `cache`. Started
+    PrivateDaemon.netns, /run/netns/NAME; None: the host's own) to `cache`. Started
     once and recorded in the cache's state dir; a second call returns the running one.
     The cache is started again if it went away meanwhile."""
     listen_ip = str(ipaddress.IPv4Address(listen_ip))
@@ -143,7 +143,7 @@ def stop_relay(relay: Relay) -> None:
         relay.pidfile.unlink(missing_ok=True)
 
 
-def stop(cache: AptCache) -> None:
+def stop(cache: PackageCache) -> None:
     """Stop every relay started from the cache's state dir, and the daemon it owns if one
     runs (found again from the state dir: `cache` may predate a restart)."""
     with _host_lock():
@@ -152,7 +152,7 @@ def stop(cache: AptCache) -> None:
         _stop_daemon(cache.state_dir)
 
 
-def stop_if_idle(cache: AptCache) -> bool:
+def stop_if_idle(cache: PackageCache) -> bool:
     """Stop the daemon the cache's state dir owns once no relay on this host forwards to
     it (the last lab's `down`); its cache stays on disk for the next start. True if it
     was stopped; a cache we do not own is never stopped."""
@@ -208,22 +208,22 @@ def render_config(state_dir: Path, port: int, mirrors: Mirrors) -> str:
 # --- the daemon -------------------------------------------------------------------------
 
 
-def _ensure(state_dir: Path, port: int) -> AptCache:
+def _ensure(state_dir: Path, port: int) -> PackageCache:
     pid = _daemon_pid(state_dir)
     if pid is not None and _serves(pid, port):
-        return AptCache(state_dir, port, pid)
+        return PackageCache(state_dir, port, pid)
     if pid is not None:
         procs.terminate([pid], STOP_TIMEOUT)  # ours, but not listening: start afresh
     listener = _probe(port)
     if listener == "apt-cacher-ng":
-        return AptCache(state_dir, port, None)
+        return PackageCache(state_dir, port, None)
     if listener == "other":
         raise HostError(f"127.0.0.1:{port} is taken by a program that is not apt-cacher-ng; "
                         "the guests' package cache needs that port")
     return _start(state_dir, port)
 
 
-def _start(state_dir: Path, port: int) -> AptCache:
+def _start(state_dir: Path, port: int) -> PackageCache:
     if not BINARY.exists():
         raise HostError(f"{BINARY} is missing: the guests' package cache needs the "
                         "apt-cacher-ng package (apt-get install apt-cacher-ng)")
@@ -233,7 +233,7 @@ def _start(state_dir: Path, port: int) -> AptCache:
                    timeout=START_TIMEOUT)
     except ToolError as e:
         raise HostError(f"apt-cacher-ng did not start: {_last_line(e.stderr)}") from None
-    return AptCache(state_dir, port, _wait_serving(state_dir, port, said.stdout + said.stderr))
+    return PackageCache(state_dir, port, _wait_serving(state_dir, port, said.stdout + said.stderr))
 
 
 def _prepare(state_dir: Path, port: int, mirrors: Mirrors) -> None:
@@ -334,7 +334,7 @@ def _relay_pidfile(state_dir: Path, netns: str | Path | None, ip: str, port: int
     return state_dir / "relays" / f"{inode}-{ip}-{port}.pid"
 
 
-def _start_relay(cache: AptCache, netns: str | Path | None, ip: str, port: int, pidfile: Path) -> int:
+def _start_relay(cache: PackageCache, netns: str | Path | None, ip: str, port: int, pidfile: Path) -> int:
     pidfile.parent.mkdir(parents=True, exist_ok=True)
     pidfile.unlink(missing_ok=True)  # a dead relay's
     argv = [sys.executable, str(RELAY_SCRIPT), "--pidfile", str(pidfile)]

@@ -91,7 +91,7 @@ QEMU_CONF = {
 
 
 @dataclass(frozen=True)
-class PrivateLibvirtd:
+class PrivateDaemon:
     """A running private libvirtd: its state dir and its pid."""
 
     state_dir: Path
@@ -121,22 +121,22 @@ class PrivateLibvirtd:
         return ["nsenter", f"--mount=/proc/{self.pid}/ns/mnt", "--"]
 
 
-def ensure(state_dir: Path) -> PrivateLibvirtd:
+def ensure(state_dir: Path) -> PrivateDaemon:
     """Return the private libvirtd running in `state_dir`, starting one if there is none."""
     return attach(state_dir) or start(state_dir)
 
 
-def attach(state_dir: Path) -> PrivateLibvirtd | None:
+def attach(state_dir: Path) -> PrivateDaemon | None:
     """Find the private libvirtd still running in `state_dir`; None if there is none."""
     state_dir = Path(state_dir).resolve()
     pid = _daemon_pid(state_dir / "libvirtd.pid", "libvirtd")
     if pid is None:
         return None
-    daemon = PrivateLibvirtd(state_dir, pid)
+    daemon = PrivateDaemon(state_dir, pid)
     return daemon if daemon.socket.is_socket() else None
 
 
-def start(state_dir: Path) -> PrivateLibvirtd:
+def start(state_dir: Path) -> PrivateDaemon:
     """Start libvirtd and virtlogd in new namespaces with their state in `state_dir`.
 
     Returns once the daemon answers on its socket. Raises HostError if one
@@ -152,7 +152,7 @@ def start(state_dir: Path) -> PrivateLibvirtd:
     _prepare_state_dir(state_dir)
     try:
         _launch(state_dir)
-        daemon = PrivateLibvirtd(state_dir, procs.read_pid(state_dir / "libvirtd.pid") or 0)
+        daemon = PrivateDaemon(state_dir, procs.read_pid(state_dir / "libvirtd.pid") or 0)
         _wait_until_answering(daemon)
     except BaseException:
         procs.terminate(_pidfile_pids(state_dir), STOP_TIMEOUT)
@@ -160,7 +160,7 @@ def start(state_dir: Path) -> PrivateLibvirtd:
     return daemon
 
 
-def stop(daemon: PrivateLibvirtd) -> None:
+def stop(daemon: PrivateDaemon) -> None:
     """Remove every domain and network, stop the daemons, and kill what they leave behind."""
     daemons = _pidfile_pids(daemon.state_dir)
     netns = _netns_id(daemons[0]) if daemons else None
@@ -263,7 +263,7 @@ def _launch(state_dir: Path) -> None:
     run(argv, log=state_dir / "start.log", timeout=START_TIMEOUT)
 
 
-def _wait_until_answering(daemon: PrivateLibvirtd) -> None:
+def _wait_until_answering(daemon: PrivateDaemon) -> None:
     """Poll until the daemon answers on its socket; HostError with its log if it does not."""
     deadline = time.monotonic() + START_TIMEOUT
     while not _answers(daemon):
@@ -274,7 +274,7 @@ def _wait_until_answering(daemon: PrivateLibvirtd) -> None:
         time.sleep(_POLL)
 
 
-def _answers(daemon: PrivateLibvirtd) -> bool:
+def _answers(daemon: PrivateDaemon) -> bool:
     """True if the socket exists and a libvirt connection through it opens.
 
     A real libvirt handshake, not a bare connect(): that would log an error in libvirtd.
@@ -288,7 +288,7 @@ def _answers(daemon: PrivateLibvirtd) -> bool:
     return True
 
 
-def _startup_failure(daemon: PrivateLibvirtd, what: str) -> str:
+def _startup_failure(daemon: PrivateDaemon, what: str) -> str:
     """A message naming the failure, with the tail of libvirtd's log."""
     log = daemon.state_dir / "log" / "libvirtd.log"
     try:
