@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from labbuilder.cli import cache_option, main
-from labbuilder.cli.lab import _open, lab_mod, lab_options
+from labbuilder.cli.lab import _open, lab_options, pipeline
 from labbuilder.cli.output import RichProgress, console, new_table, out, size_text
 from labbuilder.image import cache as image_cache
 
@@ -102,7 +102,7 @@ def image_upload(name, as_name, node, as_json, **kwargs):
     built = image_cache.find_image(kwargs["cache"] or image_cache.default_cache_dir(), name)
     lab = _open(kwargs, start_private=False, check=False)
     try:
-        done = lab_mod.upload_image(lab, built, as_name or name, node, RichProgress(console.real))
+        done = pipeline.upload_image(lab, built, as_name or name, node, RichProgress(console.real))
     finally:
         lab.close()
     if as_json:
