@@ -31,8 +31,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from labbuilder import progress  # noqa: E402
-from labbuilder.image import build as image  # noqa: E402
+from labbuilder import reporting  # noqa: E402
+from labbuilder.image import build, cache  # noqa: E402
 from labbuilder.model import recipe  # noqa: E402
 from labbuilder.system import ssh  # noqa: E402
 
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--no-cold", action="store_true", help="skip the cold reset (a full boot under TCG)")
     parser.add_argument("--settle", type=float, default=0, help="seconds between up and checkpoint")
     args = parser.parse_args()
-    image.build(recipe.load_recipe(REPO / "images" / "debian-12.yaml"), image.default_cache_dir(), progress.Progress())
+    build.build(recipe.load_recipe(REPO / "images" / "debian-12.yaml"), cache.default_cache_dir(), reporting.Progress())
     with bench_libvirtd() as (state, daemon, _conn):
         key = state / "bench-t1" / "id_ed25519"
         for n in [int(x) for x in args.sizes.split(",")]:

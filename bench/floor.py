@@ -59,7 +59,7 @@ def define_one(args, pubkey: str, i: int) -> None:
     conn = thread_conn(args.uri)
     pool = conn.storagePoolLookupByName("floor")
     overlay(pool, args, i)
-    iso = seed.seed_iso(seed.Seed(f"floor-{i}", f"f{i}", f"f{i}", (pubkey,),
+    iso = seed.seed_iso(seed.NodeIdentity(f"floor-{i}", f"f{i}", f"f{i}", (pubkey,),
                                   (seed.SeedNic("eth0", mac(i), dhcp=True),)))
     virt.upload_volume(conn, virt.create_volume(pool, render.volume_xml(f"f{i}.iso", len(iso), "raw")), iso)
     xml = render.render_xml("domain.xml.j2", domain_type="qemu", name=f"floor-{i}",

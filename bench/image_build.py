@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from labbuilder import progress
+from labbuilder import reporting
 from labbuilder.image import build as image
 from labbuilder.model import recipe
 
@@ -27,12 +27,12 @@ def main() -> None:
     rec = recipe.load_recipe(Path(args.recipe))
     cache = Path(tempfile.mkdtemp(prefix="lb-bench-"))
     try:
-        p = progress.Progress()
+        p = reporting.Progress()
         t0 = time.monotonic()
         built = image.build(rec, cache, p)
         cold = time.monotonic() - t0
         t0 = time.monotonic()
-        image.build(rec, cache, progress.Progress())
+        image.build(rec, cache, reporting.Progress())
         warm = time.monotonic() - t0
     finally:
         shutil.rmtree(cache, ignore_errors=True)

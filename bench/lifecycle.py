@@ -49,8 +49,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from labbuilder import progress  # noqa: E402
-from labbuilder.image import build as image  # noqa: E402
+from labbuilder import reporting  # noqa: E402
+from labbuilder.image import build, cache  # noqa: E402
 from labbuilder.lab import render  # noqa: E402
 from labbuilder.model import recipe  # noqa: E402
 from labbuilder.system import privatelibvirtd, virt  # noqa: E402
@@ -149,8 +149,8 @@ class Vagrant:
         self.boot_timeout = boot_timeout
         self.env = {**os.environ, "VAGRANT_HOME": str(state / "vagrant-home"), "VAGRANT_CHECKPOINT_DISABLE": "1"}
         virt.ensure_pool(conn, "vagrant", render.pool_xml("vagrant", str(state / "vagrant-pool")))
-        box = image.build(recipe.load_recipe(REPO / "images" / "debian-12-vagrant.yaml"), image.default_cache_dir(),
-                          progress.Progress())
+        box = build.build(recipe.load_recipe(REPO / "images" / "debian-12-vagrant.yaml"), cache.default_cache_dir(),
+                          reporting.Progress())
         self.run(state, "box", "add", "--force", "--name", "labbuilder/debian-12", str(box.dir / "debian-12-vagrant.box"))
 
     def run(self, cwd: Path, *args: str) -> None:
@@ -288,8 +288,8 @@ def main() -> None:
                         help="vagrant's config.vm.boot_timeout in seconds (its own default: 300, which 8 TCG "
                              "guests on 2 cores can pass: `vagrant up` then fails)")
     args = parser.parse_args()
-    base = image.build(recipe.load_recipe(REPO / "images" / "debian-12.yaml"), image.default_cache_dir(),
-                       progress.Progress())
+    base = build.build(recipe.load_recipe(REPO / "images" / "debian-12.yaml"), cache.default_cache_dir(),
+                       reporting.Progress())
     # Bytecode as an installed package has it (`make compile`): PYTHONDONTWRITEBYTECODE,
     # set on these machines, would make every labbuilder and floor run compile from source.
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "labbuilder")], check=True)

@@ -99,7 +99,7 @@ def lab_state():
     if (root / "aptcache").exists():  # a package cache some `up` started for this session
         from labbuilder.system import aptcache
 
-        aptcache.stop(aptcache.AptCache(root / "aptcache", aptcache.PORT, None))
+        aptcache.stop(aptcache.PackageCache(root / "aptcache", aptcache.PORT, None))
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -143,12 +143,12 @@ def test_host(tmp_path) -> str:
 
 def _built_image(name: str):
     """images/NAME.yaml built by our own pipeline (cached: instant once built)."""
-    from labbuilder import progress
-    from labbuilder.image import build as image
+    from labbuilder import reporting
+    from labbuilder.image import build, cache
     from labbuilder.model import recipe
 
     rec = recipe.load_recipe(REPO / "images" / f"{name}.yaml")
-    return image.build(rec, image.default_cache_dir(), progress.Progress())
+    return build.build(rec, cache.default_cache_dir(), reporting.Progress())
 
 
 @pytest.fixture(scope="session")

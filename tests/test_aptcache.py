@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from labbuilder.model.errors import HostError
-from labbuilder.system import aptcache
+from labbuilder.system import aptcache, procs
 from labbuilder.system.run import run
 
 GATEWAY = "192.168.250.1"
@@ -117,7 +117,7 @@ def free_port() -> int:
 
 
 def alive(pid: int) -> bool:
-    return aptcache._alive(pid)
+    return procs.alive(pid)
 
 
 @pytest.fixture
@@ -161,14 +161,14 @@ def indexed_deb(package: str) -> tuple[str, str]:
     return fields["Filename"], fields["SHA256"]
 
 
-def log_lines(cache: aptcache.AptCache, path: str, kind: str | None = None) -> int:
+def log_lines(cache: aptcache.PackageCache, path: str, kind: str | None = None) -> int:
     """apt-cacher-ng's log lines about `path` (of one kind: I fetched from the mirror, O served)."""
     log = cache.state_dir / "log" / "apt-cacher.log"
     lines = log.read_text().splitlines() if log.exists() else []
     return sum(1 for line in lines if line.endswith(path) and (kind is None or line.split("|")[1] == kind))
 
 
-def fetched_upstream(cache: aptcache.AptCache, path: str, served: int) -> int:
+def fetched_upstream(cache: aptcache.PackageCache, path: str, served: int) -> int:
     """How often the log says it fetched `path` from the mirror, once it has logged the
     `served`-th delivery (the log is written after the reply: wait for it, up to 20 s)."""
     deadline = time.monotonic() + 20
@@ -272,6 +272,6 @@ def test_missing_package_is_one_line(tmp_path, monkeypatch):
 
 
 def test_relay_into_a_missing_namespace_is_one_line(tmp_path):
-    cache = aptcache.AptCache(tmp_path, free_port(), None)
+    cache = aptcache.PackageCache(tmp_path, free_port(), None)
     with pytest.raises(HostError, match="^network namespace .*/no-such-netns does not exist$"):
         aptcache.relay_into_namespace(cache, tmp_path / "no-such-netns", GATEWAY)

@@ -31,7 +31,7 @@ def _create_lab(conn, base, workdir, pubkey):
                                                    capacity=size, format="qcow2", backing=str(base.image)))
         virt.create_volume(pool, render.render_xml("volume.xml.j2", name=f"{name}-vdb.qcow2",
                                                    capacity=1 << 30, format="qcow2", backing=""))
-        iso = seed.seed_iso(seed.Seed(
+        iso = seed.seed_iso(seed.NodeIdentity(
             instance_id=f"boot-{name}", hostname=name, fqdn=f"{name}.lab", authorized_keys=(pubkey,),
             nics=(seed.SeedNic("eth0", mac, dhcp=True),), hosts=tuple((i, n) for n, (_, i) in NODES.items())))
         vol = virt.create_volume(pool, render.render_xml("volume.xml.j2", name=f"{name}-seed.iso",

@@ -3,7 +3,7 @@ the real upload is in tests/test_cloud_vm.py)."""
 
 from pathlib import Path
 
-from labbuilder.image.build import BuiltImage
+from labbuilder.image.cache import BuiltImage
 from labbuilder.lab import glance
 
 MANIFEST = {"image": {"file": "x.qcow2", "md5": "m" * 32, "sha256": "s" * 64},

@@ -30,7 +30,7 @@ def _create_node(conn, base, workdir, pubkey):
     virt.create_volume(pool, render.render_xml("volume.xml.j2", name="vda.qcow2", format="qcow2",
                                                capacity=base.manifest["image"]["virtual_size"],
                                                backing=str(base.image)))
-    iso = seed.seed_iso(seed.Seed(instance_id=f"gridka-{NAME}", hostname=NAME, fqdn=f"{NAME}.lab",
+    iso = seed.seed_iso(seed.NodeIdentity(instance_id=f"gridka-{NAME}", hostname=NAME, fqdn=f"{NAME}.lab",
                                   authorized_keys=(pubkey,), nics=(seed.SeedNic("eth0", MAC, dhcp=True),)))
     vol = virt.create_volume(pool, render.render_xml("volume.xml.j2", name="seed.iso", capacity=len(iso),
                                                      format="raw", backing=""))

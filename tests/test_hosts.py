@@ -104,7 +104,7 @@ def test_a_private_slot_not_running_is_a_stand_in_for_plan_and_an_error_otherwis
         "hosts:\n  host-a: {uri: 'qemu+ssh://a/system', bridges: {internal: br1}}\n"
         "  host-b:\n    private: hostb\n    bridges: {internal: br1}\n")
     stand_in = _hosts(topo, tmp_path / "hosts.yaml")["host-b"]
-    assert not stand_in.running and stand_in.uri == f"qemu+unix:///system?socket={tmp_path}/hostb/run/libvirt-sock"
+    assert not stand_in.runtime.running and stand_in.uri == f"qemu+unix:///system?socket={tmp_path}/hostb/run/libvirt-sock"
     assert stand_in.name == f"private libvirtd {tmp_path}/hostb (not started yet)"
     with pytest.raises(TopologyError) as e:
         resolve_hosts(topo, None, tmp_path / "hosts.yaml", tmp_path, start=False)
@@ -221,15 +221,16 @@ def test_a_bridge_missing_on_a_host_is_reported_before_any_change(tmp_path, monk
     the network and fail only at the first guest."""
     from labbuilder.lab import pipeline as lab_mod
     from labbuilder.system import hostnet
-    from labbuilder.system.connections import Connections
+    from labbuilder.system.connections import ConnectionPool
 
     plan = _joined_gridka(tmp_path)
     asked = []
     monkeypatch.setattr(hostnet, "bridges", lambda prefix=(): asked.append(prefix) or {"br-internal"})
-    lab = lab_mod.Lab(load_topology(REPO / "topologies/gridka.yaml"), plan, Connections(), tmp_path, "kvm", "")
+    lab = lab_mod.Lab(load_topology(REPO / "topologies/gridka.yaml"), plan, ConnectionPool(), tmp_path, "kvm", "")
     host_a, host_b = plan.hosts[0], plan.hosts[1]
     assert lab_mod._missing_bridges(lab, host_a) == [] and asked == [()]
     monkeypatch.setattr(hostnet, "bridges", lambda prefix=(): {"virbr0"})
+    lab.host_networks = hostnet.HostNetworks()  # as in another command: the bridges read above are kept per command
     assert [str(p) for p in lab_mod._missing_bridges(lab, host_b)] == [
         f"{REPO}/topologies/gridka.yaml:{_internal_line()}: networks.internal: host bridge 'br-internal' does not exist on "
         "qemu+ssh://root@host-b.example/system (hint: create it (linked between the hosts, for a joined network), "
@@ -249,3 +250,29 @@ def test_a_split_network_is_reported_before_a_private_libvirtd_starts(tmp_path, 
         resolve_hosts(topo, "qemu+ssh://a/system", tmp_path / "hosts.yaml", tmp_path, start=True,
                       check=lambda where: check_host_networks(topo, where))
     assert started == []
+
+
+def test_the_host_networks_are_read_once_per_command(tmp_path, monkeypatch):
+    """`up --teams 1-3` checks each team's subnets and bridges against the local host's
+    routes and bridges: `ip` reads each once for the command, not once per team or host."""
+    import types
+
+    from labbuilder.lab import pipeline
+    from labbuilder.model.request import LabRequest
+    from labbuilder.system import accel, hostnet, virt
+
+    read = []
+    monkeypatch.setattr(hostnet, "routes", lambda prefix=(): read.append(("routes", prefix)) or [])
+    monkeypatch.setattr(hostnet, "bridges", lambda prefix=(): read.append(("bridges", prefix)) or {"br0"})
+    monkeypatch.setattr(virt, "connect", lambda uri: types.SimpleNamespace(close=lambda: None))
+    monkeypatch.setattr(virt, "observe", lambda conn: [])
+    monkeypatch.setattr(accel, "detect", lambda: accel.Accelerator("qemu", "a unit test"))
+    cache = tmp_path / "cache" / "debian-12-000000000000"
+    cache.mkdir(parents=True)
+    (cache / "manifest.json").write_text(json.dumps({"name": "debian-12", "image": {
+        "file": "debian-12.qcow2", "sha256": "ab" * 32, "size": 256 << 20, "virtual_size": 4 << 30}}))
+    reqs = [LabRequest(REPO / "tests/data/two-hosts.yaml", team, "qemu:///system", None, None, 1.0, cache.parent)
+            for team in (1, 2, 3)]
+    labs = pipeline.open_labs(reqs)
+    assert [lab.plan.team for lab in labs] == [1, 2, 3] and all(lab.observed == {"qemu:///system": []} for lab in labs)
+    assert read == [("routes", ()), ("bridges", ())]

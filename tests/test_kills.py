@@ -31,14 +31,15 @@ from pause_runs import (
     temp_dirs,
 )
 
-from labbuilder.image import build as image_mod
+from labbuilder.image import build as image_build
+from labbuilder.image import cache as image_cache
 from labbuilder.lab import diff
 from labbuilder.lab.hosts import Host
 from labbuilder.lab.observe import HostState
 from labbuilder.lab.plan import BaseImage, plan_lab
 from labbuilder.model.names import POOL_MARK
 from labbuilder.model.topology import load_topology
-from labbuilder.progress import Progress
+from labbuilder.reporting import Progress
 from labbuilder.system import pause, virt
 
 BOOTED = 21  # the team the kills that need answering guests share
@@ -137,14 +138,14 @@ def test_a_build_cut_short_leaves_nothing_the_next_build_keeps(tmp_path, monkeyp
     recipe_file.write_text(TINY)
     recipe = load_recipe(recipe_file)
     cache = tmp_path / "cache"
-    final = image_mod.entry_dir(cache, recipe)
+    final = image_cache.entry_dir(cache, recipe)
     work = _entry(cache, f".build-{final.name}-4242")
     broken = _entry(cache, final.name, with_image=False)
-    assert image_mod.list_images(cache)[0].dir == broken and len(image_mod.list_images(cache)) == 1
-    assert image_mod.cached(cache, recipe) is None
+    assert image_cache.list_images(cache)[0].dir == broken and len(image_cache.list_images(cache)) == 1
+    assert image_cache.cached(cache, recipe) is None
     seen = []
-    monkeypatch.setattr(image_mod, "_build", lambda *a: seen.append((work.exists(), broken.exists())) or "built")
-    assert image_mod.build(recipe, cache, Progress(), accel=object()) == "built"
+    monkeypatch.setattr(image_build, "_build", lambda *a: seen.append((work.exists(), broken.exists())) or "built")
+    assert image_build.build(recipe, cache, Progress(), accel=object()) == "built"
     assert seen == [(False, False)]
 
 

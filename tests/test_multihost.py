@@ -74,8 +74,8 @@ hosts:
 @dataclass(frozen=True)
 class TwoHosts:
     state: Path  # $LABBUILDER_STATE of every labbuilder run here
-    a: privatelibvirtd.PrivateLibvirtd
-    b: privatelibvirtd.PrivateLibvirtd
+    a: privatelibvirtd.PrivateDaemon
+    b: privatelibvirtd.PrivateDaemon
 
     @property
     def topology(self) -> str:
@@ -94,7 +94,7 @@ class TwoHosts:
         return self.lb("ssh", self.topology, node, "--", command, check=check)
 
 
-def _link_with_a_bridge_each(a: privatelibvirtd.PrivateLibvirtd, b: privatelibvirtd.PrivateLibvirtd) -> None:
+def _link_with_a_bridge_each(a: privatelibvirtd.PrivateDaemon, b: privatelibvirtd.PrivateDaemon) -> None:
     """lbjoin0 in each daemon's network namespace; a veth pair between them, one end
     enslaved to each bridge: the hosts' "cable"."""
     for daemon in (a, b):

@@ -83,7 +83,7 @@ def _programs_in(netns: str) -> dict[int, str]:
     return {pid: Path(argv[0]).name for pid, (argv, ns) in _live_processes().items() if ns == netns}
 
 
-def _in_namespace(daemon: privatelibvirtd.PrivateLibvirtd, *argv: str):
+def _in_namespace(daemon: privatelibvirtd.PrivateDaemon, *argv: str):
     return run([*daemon.nsenter_argv(), *argv], check=False)
 
 
@@ -184,12 +184,12 @@ def test_eight_jobs_at_once_stay_under_the_daemons_request_limit(private_libvirt
     daemon keeps, as a lab host's does) and stops reading the connection beyond that; an
     `up` of 8 once waited forever there. Each job has a connection of its own."""
     from labbuilder.lab.hosts import Host
-    from labbuilder.system.connections import Connections, parallel
+    from labbuilder.system.connections import ConnectionPool, parallel
 
     log = private_libvirtd.state_dir / "log" / "libvirtd.log"
     seen = log.stat().st_size if log.exists() else 0
     host = Host(private_libvirtd.uri)
-    conns = Connections()
+    conns = ConnectionPool()
 
     def churn(i: int) -> None:
         for _ in range(15):

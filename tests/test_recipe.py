@@ -152,15 +152,15 @@ def test_vagrant_box_holds_the_image_and_what_vagrant_libvirt_reads(tmp_path):
     import subprocess
     import tarfile
 
-    from labbuilder.image import build as image
+    from labbuilder.image import outputs
 
     disk = tmp_path / "d.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "3G"], check=True)
-    box = image.vagrant_box(disk, tmp_path / "d.box")
+    box = outputs.vagrant_box(disk, tmp_path / "d.box")
     with tarfile.open(box) as tar:
         assert sorted(tar.getnames()) == ["Vagrantfile", "box.img", "metadata.json"]
         meta = json.load(tar.extractfile("metadata.json"))
         assert meta == {"provider": "libvirt", "format": "qcow2", "virtual_size": 3}
         assert tar.extractfile("box.img").read() == disk.read_bytes()
         assert b'libvirt.video_type = "vga"' in tar.extractfile("Vagrantfile").read()
-    assert image._file_entry(box)["format"] == "vagrant-libvirt box"
+    assert outputs.file_entry(box)["format"] == "vagrant-libvirt box"

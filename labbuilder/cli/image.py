@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import click
 
 from labbuilder.cli import cache_option, main
-from labbuilder.cli.lab import _open, lab_mod, lab_options
+from labbuilder.cli.lab import _open, lab_options, pipeline
 from labbuilder.cli.output import RichProgress, console, new_table, out, size_text
 
 
@@ -23,12 +24,11 @@ def image():
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def image_build(recipe, cache, as_json):
     """Build RECIPE (e.g. images/debian-12.yaml) into the cache; instant if already built."""
-    from labbuilder.image import build as image_mod  # the image commands only: lab commands start without it
+    from labbuilder.image import cache as image_cache  # per command: lab commands start without these
+    from labbuilder.image.build import build
     from labbuilder.model.recipe import load_recipe
 
-    rec = load_recipe(recipe)
-    cache = cache or image_mod.default_cache_dir()
-    built = image_mod.build(rec, cache, RichProgress(console.real))
+    built = build(load_recipe(recipe), cache or image_cache.default_cache_dir(), RichProgress(console.real))
     _print_image(built, as_json)
 
 
@@ -37,9 +37,9 @@ def image_build(recipe, cache, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def image_list(cache, as_json):
     """List the images in the cache."""
-    from labbuilder.image import build as image_mod
+    from labbuilder.image import cache as image_cache
 
-    images = image_mod.list_images(cache or image_mod.default_cache_dir())
+    images = image_cache.list_images(cache or image_cache.default_cache_dir())
     if as_json:
         out.print_json(json.dumps([{"name": b.name, "path": str(b.image), **b.manifest["image"]}
                                    for b in images]))
@@ -58,10 +58,10 @@ def image_list(cache, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print manifest and qemu-img info as JSON.")
 def image_info(name, cache, as_json):
     """Show the manifest of image NAME and what qemu-img says about its file."""
-    from labbuilder.image import build as image_mod
+    from labbuilder.image import cache as image_cache
     from labbuilder.system import qemuimg
 
-    built = image_mod.find_image(cache or image_mod.default_cache_dir(), name)
+    built = image_cache.find_image(cache or image_cache.default_cache_dir(), name)
     _print_image(built, as_json, qemu_info=qemuimg.info(built.image))
 
 
@@ -102,16 +102,16 @@ def image_upload(name, as_name, node, as_json, **kwargs):
     """Upload the built image NAME into the Glance of the lab TOPOLOGY (team --team),
     with its manifest's disk/container format, min_disk, min_ram and os_* properties;
     Glance's checksum and SHA-256 must match the manifest, else it is deleted again."""
-    from labbuilder.image import build as image_mod
+    from labbuilder.image import cache as image_cache
 
-    built = image_mod.find_image(kwargs["cache"] or image_mod.default_cache_dir(), name)
+    built = image_cache.find_image(kwargs["cache"] or image_cache.default_cache_dir(), name)
     lab = _open(kwargs, start_private=False, check=False)
     try:
-        done = lab_mod.upload_image(lab, built, as_name or name, node, RichProgress(console.real))
+        done = pipeline.upload_image(lab, built, as_name or name, node, RichProgress(console.real))
     finally:
         lab.close()
     if as_json:
-        out.print_json(json.dumps(done.__dict__))
+        out.print_json(json.dumps(asdict(done)))
         return
     out.print(f"image {done.name} ({done.id}) in Glance through {done.node}: checksum {done.checksum}, "
               f"{done.os_hash_algo} {done.os_hash_value} match the manifest", highlight=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -12,17 +13,17 @@ from labbuilder.cli.output import RichProgress, age, console, new_table, out, pr
 from labbuilder.model.request import LabRequest
 
 
-class _LazyLab:
-    """labbuilder.lab, imported on first use: `down` (labbuilder.teardown) needs none of
+class _LazyPipeline:
+    """labbuilder.lab.pipeline, imported on first use: `down` (lab/teardown) needs none of
     its planning, rendering and SSH while the guests it stops take the CPU."""
 
     def __getattr__(self, name: str):
-        from labbuilder.lab import pipeline as lab
+        from labbuilder.lab import pipeline as module
 
-        return getattr(lab, name)
+        return getattr(module, name)
 
 
-lab_mod = _LazyLab()
+pipeline = _LazyPipeline()
 
 
 def lab_options(f):
@@ -50,9 +51,14 @@ def _request(topology, team, connect, inventory, private, memory_scale, cache, *
 
 
 def _open(kwargs, start_private=True, check=True):
-    lab = lab_mod.open_lab(_request(**kwargs), start_private, check)
-    _describe(lab)
-    return lab
+    return _open_teams(kwargs, [kwargs["team"]], start_private, check)[0]
+
+
+def _open_teams(kwargs, teams, start_private=True, check=True):
+    labs = pipeline.open_labs([_request(**{**kwargs, "team": t}) for t in teams], start_private, check)
+    for lab in labs:
+        _describe(lab)
+    return labs
 
 
 def _describe(lab) -> None:
@@ -60,9 +66,9 @@ def _describe(lab) -> None:
     where = ", ".join(sorted({h.name for h in lab.plan.hosts}))
     click.secho(f"{lab.plan.lab} team {lab.plan.team} on {where}; "
                 f"domain type {lab.domain_type} ({lab.accel_reason})", dim=True, err=True)
-    if any(h.ssh_prefix for h in lab.plan.hosts):
+    if any(h.runtime.ssh_prefix for h in lab.plan.hosts):
         click.secho(f"No system libvirtd is used here: the lab lives in a private libvirtd in its own "
-                    f"mount and network namespaces ({lab_mod.state_root() / 'libvirtd'}); reach guests "
+                    f"mount and network namespaces ({pipeline.state_root() / 'libvirtd'}); reach guests "
                     f"with `labbuilder ssh` or the lab's ssh_config.", dim=True, err=True)
     if lab.plan.memory_note:
         click.echo(click.style("note:", fg="yellow") + f" {lab.plan.memory_note}", err=True)
@@ -93,9 +99,9 @@ def _plan_json(lab, actions):
         "networks": [{"network": n.key, "name": n.name, "host": n.host.uri, "mode": n.mode,
                       "bridge": n.bridge, "subnet": str(n.subnet) if n.subnet else None,
                       "static_hosts": [list(h) for h in n.static_hosts]} for n in lab.plan.networks],
-        "nodes": lab_mod.inventory(lab.plan, {})["all"]["hosts"],
+        "nodes": pipeline.inventory(lab.plan, {})["all"]["hosts"],
         "packages": {"source": lab.plan.packages,
-                     "proxies": {n.key: lab_mod.node_proxy(lab, n) for n in lab.plan.nodes}},
+                     "proxies": {n.key: pipeline.node_proxy(lab, n) for n in lab.plan.nodes}},
     }
 
 
@@ -107,7 +113,7 @@ def plan_cmd(as_json, **kwargs):
     (not even starting the private libvirtd `up` would start)."""
     lab = _open(kwargs, start_private=None)
     try:
-        actions = lab_mod.changes(lab)
+        actions = pipeline.changes(lab)
     finally:
         lab.close()
     if as_json:
@@ -115,7 +121,7 @@ def plan_cmd(as_json, **kwargs):
         return
     out.print(_node_rows(lab))
     out.print(_network_rows(lab))
-    for line in lab_mod.package_source(lab):
+    for line in pipeline.package_source(lab):
         out.print(line, highlight=False)
     print_actions(actions)
 
@@ -145,22 +151,22 @@ def _team_range(ctx, param, value):
 def up_cmd(teams, no_wait, no_config, checkpoints, checks, as_json, **kwargs):
     """Bring the lab up for a team: networks, volumes, seeds, domains; wait for SSH;
     then run the config stage (the topology's roles, in order)."""
-    labs = [_open({**kwargs, "team": t}) for t in (teams or [kwargs["team"]])]
+    labs = _open_teams(kwargs, teams or [kwargs["team"]])
     run_config = not (no_wait or no_config) and bool(labs[0].topology.roles)
     progress = RichProgress(console.real)
     try:
         if run_config:
-            lab_mod.check_config(labs[0])  # before anything changes
+            pipeline.check_config(labs[0])  # before anything changes
         # Converge every team first, then wait for all of them: their guests boot together.
-        changed = [lab_mod.up(lab, progress) for lab in labs]
+        changed = [pipeline.up(lab, progress) for lab in labs]
         for lab, actions in zip(labs, changed):
-            ready = None if no_wait else lab_mod.wait(lab, progress)
+            ready = None if no_wait else pipeline.wait(lab, progress)
             if not actions:
                 console.print(f"Nothing to do: {lab.plan.lab} team {lab.plan.team} already matches the topology.")
             if run_config:
-                ran = lab_mod.configure(lab, progress, ready, checkpoints_after=checkpoints, checks_after=checks)
+                ran = pipeline.configure(lab, progress, ready, checkpoints_after=checkpoints, checks_after=checks)
                 console.print(f"Config stage: {'ran ' + ', '.join(ran) if ran else 'every role already done'}.")
-            print_status(lab_mod.status(lab, ready if ready is not None else {}), as_json)
+            print_status(pipeline.status(lab, ready if ready is not None else {}), as_json)
         _print_reach(labs[0])
     finally:
         for lab in labs:
@@ -177,7 +183,7 @@ def check_cmd(ctx, role, as_json, **kwargs):
     role, node and check, with the failing output's tail. Exit status 1 if any fails."""
     lab = _open(kwargs, start_private=False, check=False)
     try:
-        results = lab_mod.check(lab, RichProgress(console.real), role)
+        results = pipeline.check(lab, RichProgress(console.real), role)
     finally:
         lab.close()
     print_checks(results, as_json)
@@ -201,7 +207,7 @@ def configure_cmd(start, until, only, driver, checkpoints, checks, **kwargs):
         raise click.UsageError("--only cannot be combined with --from or --until")
     lab = _open(kwargs, start_private=False, check=False)
     try:
-        ran = lab_mod.configure(lab, RichProgress(console.real), start=start, until=until, only=only,
+        ran = pipeline.configure(lab, RichProgress(console.real), start=start, until=until, only=only,
                                 driver=driver, checkpoints_after=checkpoints, checks_after=checks)
     finally:
         lab.close()
@@ -225,20 +231,15 @@ def checkpoint_cmd(name, as_json, **kwargs):
     """Save every node of the team (disks and memory) as one consistent checkpoint."""
     lab = _open(kwargs, start_private=False, check=False)
     try:
-        cp = lab_mod.take_checkpoint(lab, name, RichProgress(console.real))
+        cp = pipeline.take_checkpoint(lab, name, RichProgress(console.real))
     finally:
         lab.close()
     if as_json:
-        out.print_json(json.dumps(_checkpoint_json(cp)))
+        out.print_json(json.dumps(asdict(cp)))
     else:
         out.print(f"Checkpoint {cp.name} of {len(cp.nodes)} node(s) taken; back to it with "
                   f"`labbuilder reset {lab.plan.topology_path} --team {lab.plan.team} --to {cp.name}`.",
                   highlight=False)
-
-
-def _checkpoint_json(cp) -> dict:
-    return {"name": cp.name, "created": cp.created, "role": cp.role, "nodes": list(cp.nodes),
-            "missing": list(cp.missing), "memory_bytes": cp.memory_bytes}
 
 
 @main.command("checkpoints")
@@ -250,11 +251,11 @@ def checkpoints_cmd(as_json, **kwargs):
 
     lab = _open(kwargs, start_private=False, check=False)
     try:
-        found = lab_mod.checkpoints(lab)
+        found = pipeline.list_checkpoints(lab)
     finally:
         lab.close()
     if as_json:
-        out.print_json(json.dumps([_checkpoint_json(c) for c in found]))
+        out.print_json(json.dumps([asdict(c) for c in found]))
         return
     table = new_table("checkpoint", "after role", "age", "nodes", "memory state", title=f"{lab.plan.lab} team {lab.plan.team}")
     for c in found:
@@ -271,7 +272,7 @@ def status_cmd(as_json, **kwargs):
     """Per node: host, libvirt state, addresses, SSH; per network: bridge, active."""
     lab = _open(kwargs, start_private=False, check=False)
     try:
-        print_status(lab_mod.status(lab), as_json)
+        print_status(pipeline.status(lab), as_json)
     finally:
         lab.close()
 
@@ -316,10 +317,10 @@ def reset_cmd(nodes, to, cold, **kwargs):
             raise click.BadParameter(f"no node {unknown[0]!r} in {lab.plan.lab}", param_hint="--node")
         progress = RichProgress(console.real)
         if to:
-            ready = lab_mod.reset_to(lab, to, list(nodes), progress, cold)
+            ready = pipeline.reset_to(lab, to, list(nodes), progress, cold)
         else:
-            ready = lab_mod.reset(lab, list(nodes), progress)
-        print_status(lab_mod.status(lab, ready, probe_rest=True), False)
+            ready = pipeline.reset(lab, list(nodes), progress)
+        print_status(pipeline.status(lab, ready, probe_rest=True), False)
     finally:
         lab.close()
 
@@ -336,7 +337,7 @@ def ssh_cmd(node, command, **kwargs):
     try:
         if node not in {n.key for n in lab.plan.nodes}:
             raise click.BadParameter(f"no node {node!r} in {lab.plan.lab}", param_hint="NODE")
-        argv = lab_mod.ssh_target(lab, node).argv(list(command), interactive=not command, shell=True)
+        argv = pipeline.ssh_target(lab, node).argv(list(command), interactive=not command, shell=True)
     finally:
         lab.close()
     os.execvp(argv[0], argv)
@@ -348,10 +349,10 @@ def inventory_cmd(**kwargs):
     """Write ssh_config, hosts and an Ansible YAML inventory for the lab; print their paths."""
     lab = _open(kwargs, start_private=False, check=False)
     try:
-        files = lab_mod.write_handoff(lab, {})
+        files = pipeline.write_handoff(lab, {})
     finally:
         lab.close()
-    for kind, path in files.items():
+    for kind, path in asdict(files).items():
         out.print(f"{kind}: {path}", highlight=False)
 
 

@@ -4,8 +4,9 @@ edge's lines, progress, actions and status."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
-from labbuilder.progress import Progress
+from labbuilder.reporting import Progress
 
 
 class _LazyConsole:
@@ -64,30 +65,29 @@ def print_actions(actions) -> None:
               else "No changes: the hosts match the topology.")
 
 
-def print_status(data: dict, as_json: bool) -> None:
+def print_status(status, as_json: bool) -> None:
+    """A LabStatus (lab/status) as two tables, nodes and networks, or as JSON."""
     if as_json:
-        out.print_json(json.dumps(data))
+        out.print_json(json.dumps(status.to_json()))
         return
     table = new_table("node", "host", "state", "addresses", "ssh", "roles done", "age",
-                  title=f"{data['lab']} team {data['team']}")
-    for n in data["nodes"]:
-        addrs = " ".join(f"{k}={v}" for k, v in n["addresses"].items() if v) or "-"
-        done = [r for r in n["roles"] if r in n["roles_done"]]
-        table.add_row(n["node"], n["host"], n["state"], addrs, "[green]yes[/green]" if n["ssh"] else "[red]no[/red]",
-                      f"{len(done)}/{len(n['roles'])}" if n["roles"] else "-", age(n["age_seconds"]))
+                      title=f"{status.lab} team {status.team}")
+    for n in status.nodes:
+        addrs = " ".join(f"{k}={v}" for k, v in n.addresses.items() if v) or "-"
+        table.add_row(n.node, n.host, n.state, addrs, "[green]yes[/green]" if n.ssh else "[red]no[/red]",
+                      f"{len(n.roles_finished)}/{len(n.roles)}" if n.roles else "-", age(n.age_seconds))
     out.print(table)
     nets = new_table("network", "name", "subnet", "bridge", "active")
-    for n in data["networks"]:
-        nets.add_row(n["network"], n["name"], n["subnet"] or "-", n["bridge"] or "-",
-                     "yes" if n["active"] else ("no" if n["exists"] else "absent"))
+    for n in status.networks:
+        nets.add_row(n.network, n.name, n.subnet or "-", n.bridge or "-",
+                     "yes" if n.active else ("no" if n.exists else "absent"))
     out.print(nets)
 
 
 def print_checks(results: list, as_json: bool) -> None:
     """A line per role, node and check; the failing ones' output tail after the table."""
     if as_json:
-        out.print_json(json.dumps([{"role": r.role, "node": r.node, "check": r.check, "passed": r.passed,
-                                    "status": r.status, "tail": list(r.tail), "log": r.log} for r in results]))
+        out.print_json(json.dumps([asdict(r) for r in results]))
         return
     if not results:
         out.print("No checks: the lab's roles have no checks/ directory.")

@@ -8,18 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from labbuilder.lab import packages, render
+from labbuilder.lab import packages, render, seed
 from labbuilder.lab.diff import Action, Desired, ObjectKind, Verb
 from labbuilder.lab.observe import pool_owner
 from labbuilder.model.errors import HostError
 from labbuilder.model.names import BASE_POOL, DONE_SUFFIX, POOL_MARK, POOL_ROOT, pool_dir, pool_mark
-from labbuilder.progress import Progress
+from labbuilder.reporting import Progress
 from labbuilder.system import locks, virt
-from labbuilder.system.connections import Connections, parallel
+from labbuilder.system.connections import ConnectionPool, parallel
 from labbuilder.system.pause import pause_point
 
 if TYPE_CHECKING:
-    from labbuilder.lab import seed
     from labbuilder.lab.hosts import Host
     from labbuilder.lab.plan import LabPlan, NodePlan
 
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
 class ApplyContext:
     plan: LabPlan
     want: Desired
-    conns: Connections
+    conns: ConnectionPool
     pubkey: str
     progress: Progress
     locks: Path  # per-host lock files (see _upload_image)
@@ -169,22 +168,18 @@ def _create_volumes(ctx: ApplyContext, conn, pool, node: NodePlan, bases: dict[s
         if d.volume not in have:
             virt.create_volume(pool, render.volume_xml(d.volume, d.size_bytes, "qcow2"))
     if node.seed_volume not in have:
-        from labbuilder.lab import seed  # here: `down`, `status` and `ssh` make no seeds and start sooner without it
-
         iso = seed.seed_iso(node_seed(ctx.plan, node, ctx.pubkey))
         vol = virt.create_volume(pool, render.volume_xml(node.seed_volume, len(iso), "raw"))
         virt.upload_volume(conn, vol, iso)
 
 
-def node_seed(plan: LabPlan, node: NodePlan, pubkey: str) -> seed.Seed:
+def node_seed(plan: LabPlan, node: NodePlan, pubkey: str) -> seed.NodeIdentity:
     """The node's identity: hostname, the lab key, its NICs, every lab node in /etc/hosts."""
-    from labbuilder.lab import seed
-
     nics = tuple(seed.SeedNic(n.guest_name, n.mac,
                               addresses=(f"{n.ip}/{n.prefix}",) if n.ip and not n.dhcp else (),
                               dhcp=n.dhcp) for n in node.nics)
     hosts = tuple((other.lab_ip, other.key) for other in plan.nodes if other.lab_ip)
-    return seed.Seed(instance_id=f"{node.name}-{time.time_ns()}", hostname=node.key, fqdn=node.fqdn,
+    return seed.NodeIdentity(instance_id=f"{node.name}-{time.time_ns()}", hostname=node.key, fqdn=node.fqdn,
                      authorized_keys=(pubkey,), nics=nics, hosts=hosts, apt_proxy=packages.node_proxy(plan, node))
 
 

@@ -10,22 +10,21 @@ a checkpoint brings back the record it was taken with.
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
+import jinja2
 from lxml import etree
-
-if TYPE_CHECKING:
-    import jinja2
 
 from labbuilder.lab.plan import LabPlan, NodePlan
 from labbuilder.model.errors import ConfigError, TopologyError
 from labbuilder.model.topology import Topology
-from labbuilder.progress import Progress
+from labbuilder.reporting import Progress
 from labbuilder.system import ssh, virt
 from labbuilder.system.connections import parallel
 from labbuilder.system.run import run
@@ -120,8 +119,6 @@ def write_record(conn, domain: str, record: Record) -> None:
 def step_env(role_dir: Path) -> jinja2.Environment:
     """Templates under `role_dir`, strict about undefined names, with the filter `quote`:
     `{{ vars.db_pass | quote }}` is one shell word whatever the value holds (shlex.quote)."""
-    import jinja2  # on first use: commands that run no roles (down, status) start faster
-
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(role_dir)), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)
     env.filters["quote"] = shell_quote
@@ -130,8 +127,6 @@ def step_env(role_dir: Path) -> jinja2.Environment:
 
 def shell_quote(value) -> str:
     """One shell word for `value` (a number, a name, a password with ' $ ; in it)."""
-    import shlex
-
     return shlex.quote(str(value))
 
 
@@ -148,8 +143,6 @@ def template_context(inventory: dict, node: str, role: str, role_vars: dict) -> 
 
 def render_step(env: jinja2.Environment, template: Path, role_dir: Path, context: dict) -> str:
     """The step's script for one node; errors name the template file and line."""
-    import jinja2
-
     rel = template.relative_to(role_dir).as_posix()
     try:
         return env.get_template(rel).render(context)

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from labbuilder.model.errors import ImageError, LabError
-from labbuilder.progress import Progress
+from labbuilder.reporting import Progress
 from labbuilder.system import ssh
 
 if TYPE_CHECKING:
-    from labbuilder.image.build import BuiltImage
+    from labbuilder.image.cache import BuiltImage
 
 IMAGE_ROLE = "image"
 # admin's credentials, then the command given as arguments: no value is spliced into shell text

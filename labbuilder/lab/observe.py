@@ -11,7 +11,7 @@ from labbuilder.system import virt
 
 if TYPE_CHECKING:
     from labbuilder.lab.plan import LabPlan
-    from labbuilder.system.connections import Connections
+    from labbuilder.system.connections import ConnectionPool
 
 
 @dataclass(frozen=True)
@@ -25,14 +25,14 @@ class HostState:
     pool_volumes: frozenset[str] | None = None  # None: no pool, or one not started (not read: plan changes nothing)
 
 
-def observe_hosts(plan: LabPlan, conns: Connections,
+def observe_hosts(plan: LabPlan, conns: ConnectionPool,
                   observed: dict[str, list[virt.HostObject]] | None = None) -> dict[str, HostState]:
     """Per host URI, what it has of `plan`'s team; `observed` (per host URI, from
     virt.observe) saves reading every domain and network again. A host that is not
     running yet (a private libvirtd `up` would start) has nothing."""
     states = {}
     for host in plan.hosts:
-        if not host.running:
+        if not host.runtime.running:
             states[host.uri] = HostState()
             continue
         conn = conns(host)

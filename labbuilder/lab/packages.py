@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from labbuilder.lab.hosts import state_root
 from labbuilder.model.names import is_local_uri
-from labbuilder.progress import Progress
+from labbuilder.reporting import Progress
 from labbuilder.system import aptcache
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def ensure_cache(plan: LabPlan, progress: Progress) -> None:
     cache = aptcache.ensure_running(cache_dir())
     for host, where in local.items():
         for gateway in sorted(where):
-            aptcache.relay_into_namespace(cache, host.netns, gateway)
+            aptcache.relay_into_namespace(cache, host.runtime.netns, gateway)
     progress.info(f"package cache: apt-cacher-ng on 127.0.0.1:{cache.port}"
                   f"{'' if cache.owned else ' (already running, not labbuilder’s)'}, reached at "
                   + ", ".join(aptcache.proxy_url(g) for where in local.values() for g in sorted(where)))

@@ -5,32 +5,28 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ContextManager
+from typing import ContextManager
 
 import yaml
 
-from labbuilder.lab import apply, diff, observe, packages
+from labbuilder.image import cache as image_cache
+from labbuilder.lab import apply, checkpoints, checks, config_stage, diff, glance, observe, packages
 from labbuilder.lab import wait as wait_for
 from labbuilder.lab.apply import ApplyContext
 from labbuilder.lab.diff import Action, ObjectKind
 from labbuilder.lab.hosts import Host, resolve_hosts, state_root, team_dir
 from labbuilder.lab.plan import BaseImage, LabPlan, check_host_networks, plan_lab
+from labbuilder.lab.status import LabStatus, NetworkStatus, NodeStatus
 from labbuilder.model.errors import ConfigError, LabError, TopologyError
 from labbuilder.model.names import is_local_uri
 from labbuilder.model.request import LabRequest
 from labbuilder.model.topology import Topology, load_topology
-from labbuilder.progress import Progress
-
-# checkpoint, config and the image pipeline are imported where they
-# are used: `status` and `ssh` start sooner without them (`down` is labbuilder.teardown).
+from labbuilder.reporting import Progress
 from labbuilder.system import accel, hostnet, locks, ssh, virt
-from labbuilder.system.connections import Connections, parallel
+from labbuilder.system.connections import ConnectionPool, parallel
 from labbuilder.system.pause import pause_point
-
-if TYPE_CHECKING:
-    from labbuilder.lab.checkpoint import Checkpoint
 
 
 @dataclass
@@ -39,35 +35,47 @@ class Lab:
 
     topology: Topology
     plan: LabPlan
-    conns: Connections
+    conns: ConnectionPool
     state: Path
     domain_type: str
     accel_reason: str
     # What check_hosts read, per host URI. `plan` diffs against it; up and reset read again
     # under the team lock: another run of the team may have changed things in between.
     observed: dict[str, list[virt.HostObject]] | None = None
+    # The local hosts' routes and bridges, read once per command: its teams' labs share it.
+    host_networks: hostnet.HostNetworks = field(default_factory=hostnet.HostNetworks)
 
     @property
-    def key(self) -> Path:
+    def ssh_key(self) -> Path:
         return self.state / "id_ed25519"
 
     def close(self) -> None:
         self.conns.close()
 
 
-def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = True) -> Lab:
+def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = True,
+             host_networks: hostnet.HostNetworks | None = None) -> Lab:
     """Load and validate the topology, find its images and hosts, plan it; with `check`
     (commands that create things), check the hosts for clashing subnets and MACs.
     `start_private`: start a private libvirtd if one is needed and none runs; False: fail
-    then; None: plan against a stand-in for it (nothing exists there yet)."""
+    then; None: plan against a stand-in for it (nothing exists there yet).
+    `host_networks`: the command's reader of the local hosts' routes and bridges."""
     topo = load_topology(req.topology)
     images = find_images(topo, req.image_cache, required=check)
     hosts = _hosts(topo, req, start_private)
     plan = plan_lab(topo, req.team, hosts, images, req.memory_scale)
-    lab = Lab(topo, plan, Connections(), team_dir(topo.lab, req.team), *_domain_type(plan))
+    lab = Lab(topo, plan, ConnectionPool(), team_dir(topo.lab, req.team), *_domain_type(plan),
+              host_networks=host_networks or hostnet.HostNetworks())
     if check:
         lab.observed = check_hosts(lab)
     return lab
+
+
+def open_labs(reqs: list[LabRequest], start_private: bool | None = True, check: bool = True) -> list[Lab]:
+    """open_lab for each request of one command (its teams), which share one reader of the
+    local hosts' routes and bridges: each is read once, not once per team."""
+    host_networks = hostnet.HostNetworks()
+    return [open_lab(req, start_private, check, host_networks) for req in reqs]
 
 
 def _hosts(topo: Topology, req: LabRequest, start_private: bool | None) -> dict[str, Host]:
@@ -87,10 +95,9 @@ def find_images(topo: Topology, cache: Path | None, required: bool = True) -> di
         names.setdefault(name, path)  # a problem names the first use
     if not required:
         return {name: BaseImage(name, "", "", 0, 0) for name in names}
-    from labbuilder.image import build as image_mod
 
-    cache = cache or image_mod.default_cache_dir()
-    built = {b.name: b for b in image_mod.list_images(cache)}
+    cache = cache or image_cache.default_cache_dir()
+    built = {b.name: b for b in image_cache.list_images(cache)}
     found, problems = {}, []
     for name, path in names.items():
         if name not in built:
@@ -116,16 +123,16 @@ def check_hosts(lab: Lab) -> dict[str, list[virt.HostObject]]:
     own): libvirt networks and domains, and on a local host its routes too, and the
     host bridges its bridge-mode networks need.
     Returns what it read: every domain and network, per host URI."""
-    observed = {h.uri: virt.observe(lab.conns(h)) if h.running else [] for h in lab.plan.hosts}
+    observed = {h.uri: virt.observe(lab.conns(h)) if h.runtime.running else [] for h in lab.plan.hosts}
     problems = _mac_clashes(lab, observed)
     ours = {n.name for n in lab.plan.networks}
     for host in lab.plan.hosts:
         networks = [(o.name, ipaddress.ip_interface(f"{addr}/{prefix}").network)
                     for o in observed[host.uri] if o.kind == "network" for addr, prefix in o.subnets]
         existing = [(f"network {name!r} ({subnet})", subnet) for name, subnet in networks if name not in ours]
-        if host.running and is_local_uri(host.uri):  # a remote host's routes are not visible from here
+        if host.runtime.running and is_local_uri(host.uri):  # a remote host's routes are not visible from here
             libvirt_subnets = {subnet for _, subnet in networks}
-            existing += [(f"route {r.network} dev {r.dev}", r.network) for r in hostnet.routes(host.ssh_prefix)
+            existing += [(f"route {r.network} dev {r.dev}", r.network) for r in lab.host_networks.routes(host.runtime.ssh_prefix)
                          if r.network not in libvirt_subnets]
             problems += _missing_bridges(lab, host)
         for net in (n for n in lab.plan.networks if n.host == host and n.subnet):
@@ -144,7 +151,7 @@ def _missing_bridges(lab: Lab, host: Host) -> list:
     """Bridge-mode networks on a local `host` (the topology's, or joined by the inventory)
     whose host bridge is not there: libvirt would start them and fail at the first guest."""
     wanted = [n for n in lab.plan.networks if n.host == host and n.mode == "bridge"]
-    present = hostnet.bridges(host.ssh_prefix) if wanted else set()
+    present = lab.host_networks.bridges(host.runtime.ssh_prefix) if wanted else set()
     return [lab.topology.problem(("networks", net.key), f"host bridge {net.bridge!r} does not exist on {host.name}",
                                  "create it (linked between the hosts, for a joined network), or name another")
             for net in wanted if net.bridge not in present]
@@ -173,7 +180,7 @@ def team_lock(lab: Lab) -> ContextManager[None]:
 
 
 def _context(lab: Lab, progress: Progress) -> ApplyContext:
-    pubkey = ssh.ensure_keypair(lab.key)
+    pubkey = ssh.ensure_keypair(lab.ssh_key)
     return ApplyContext(lab.plan, diff.render_plan(lab.plan, lab.domain_type), lab.conns, pubkey, progress,
                         state_root() / "locks")
 
@@ -198,7 +205,7 @@ def up(lab: Lab, progress: Progress) -> list[Action]:
 def wait(lab: Lab, progress: Progress) -> dict[str, str]:
     """Wait until every node answers on SSH; refresh the hand-off files with the addresses."""
     pause_point("wait")
-    ready = wait_for.wait_ready(lab.plan, lab.conns, lab.key, progress)
+    ready = wait_for.wait_ready(lab.plan, lab.conns, lab.ssh_key, progress)
     write_handoff(lab, ready)
     return ready
 
@@ -206,8 +213,6 @@ def wait(lab: Lab, progress: Progress) -> dict[str, str]:
 def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:
     """Nodes (default: all) back to a fresh overlay of the base image, running, on SSH.
     Their checkpoints go with the old overlays."""
-    from labbuilder.lab import checkpoint
-
     targets = [lab.plan.node(n) for n in nodes] if nodes else list(lab.plan.nodes)
     with team_lock(lab):
         packages.ensure_cache(lab.plan, progress)
@@ -215,39 +220,35 @@ def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:
         infrastructure = (ObjectKind.IMAGE, ObjectKind.NETWORK, ObjectKind.POOL)
         actions = diff.diff(lab.plan, ctx.want, observe.observe_hosts(lab.plan, lab.conns))
         apply.apply(ctx, [a for a in actions if a.kind in infrastructure])
-        dropped = checkpoint.drop(lab.conns, targets)
+        dropped = checkpoints.drop(lab.conns, targets)
         if dropped:
             progress.info(f"Checkpoints of the reset nodes are gone with their disks: {', '.join(dropped)}")
         apply.reset_nodes(ctx, targets)
-        return wait_for.wait_ready(lab.plan, lab.conns, lab.key, progress, targets)
+        return wait_for.wait_ready(lab.plan, lab.conns, lab.ssh_key, progress, targets)
 
 
 def reset_to(lab: Lab, name: str, nodes: list[str], progress: Progress, cold: bool = False) -> dict[str, str]:
     """Nodes (default: all) back to checkpoint `name`: warm (memory state, no boot, clocks
     set) or `cold` (its disks, then a boot); running and answering on SSH."""
-    from labbuilder.lab import checkpoint
-
     targets = [lab.plan.node(n) for n in nodes] if nodes else list(lab.plan.nodes)
     with team_lock(lab):
         if not cold:
-            checkpoint.revert(lab.plan, lab.conns, lab.key, name, targets, progress)
+            checkpoints.revert(lab.plan, lab.conns, lab.ssh_key, name, targets, progress)
             return {n.key: ssh_target(lab, n.key).address for n in targets}
-        checkpoint.revert_cold(lab.plan, lab.conns, name, targets, progress)
-        return wait_for.wait_ready(lab.plan, lab.conns, lab.key, progress, targets)
+        checkpoints.revert_cold(lab.plan, lab.conns, name, targets, progress)
+        return wait_for.wait_ready(lab.plan, lab.conns, lab.ssh_key, progress, targets)
 
 
-def take_checkpoint(lab: Lab, name: str, progress: Progress, role: str | None = None) -> Checkpoint:
+def take_checkpoint(lab: Lab, name: str, progress: Progress, role: str | None = None) -> checkpoints.Checkpoint:
     """A consistent point (disks + memory) of every node of the team, once they have
     finished booting."""
     with team_lock(lab):
         return _checkpoint(lab, name, progress, role)
 
 
-def _checkpoint(lab: Lab, name: str, progress: Progress, role: str | None) -> Checkpoint:
-    from labbuilder.lab import checkpoint
-
+def _checkpoint(lab: Lab, name: str, progress: Progress, role: str | None) -> checkpoints.Checkpoint:
     settle_boots(lab, progress)
-    return checkpoint.create(lab.plan, lab.conns, name, progress, role)
+    return checkpoints.create(lab.plan, lab.conns, name, progress, role)
 
 
 def settle_boots(lab: Lab, progress: Progress, timeout: float = 600) -> None:
@@ -267,16 +268,12 @@ def _boot_finished(lab: Lab, node_key: str, timeout: float) -> None:
         pass  # no address, unreachable or too slow: checkpoint it as it is
 
 
-def checkpoints(lab: Lab) -> list[Checkpoint]:
-    from labbuilder.lab import checkpoint
-
-    return checkpoint.listing(lab.plan, lab.conns)
+def list_checkpoints(lab: Lab) -> list[checkpoints.Checkpoint]:
+    return checkpoints.listing(lab.plan, lab.conns)
 
 
 def check_config(lab: Lab) -> None:
     """The config stage's roles exist (before `up` changes anything)."""
-    from labbuilder.lab import config_stage
-
     config_stage.load_roles(lab.topology, lab.plan)
 
 
@@ -286,8 +283,6 @@ def configure(lab: Lab, progress: Progress, addresses: dict[str, str] | None = N
     """Run the config stage on the team's nodes (they must answer on SSH); return the
     roles run. With `checks_after`, each role's checks run after it and a failing one
     stops the stage; with `checkpoints_after`, checkpoint `after-<role>` after each role."""
-    from labbuilder.lab import config_stage
-
     with team_lock(lab):
         addresses = addresses or {n.key: ssh_target(lab, n.key).address for n in lab.plan.nodes}
         files = write_handoff(lab, addresses)
@@ -299,7 +294,7 @@ def configure(lab: Lab, progress: Progress, addresses: dict[str, str] | None = N
 
         stage = _stage(lab, addresses, progress, after if checks_after or checkpoints_after else None)
         if driver == "ansible":
-            return config_stage.ansible_stage(stage, files["inventory"], files["ssh_config"], start, until, only)
+            return config_stage.ansible_stage(stage, files.inventory, files.ssh_config, start, until, only)
         try:
             return config_stage.run_stage(stage, start, until, only)
         finally:
@@ -309,8 +304,6 @@ def configure(lab: Lab, progress: Progress, addresses: dict[str, str] | None = N
 def upload_image(lab: Lab, built, name: str, node: str | None, progress: Progress):
     """Upload a built image into the lab's Glance through a node of the image role;
     verified against its manifest (glance.Uploaded)."""
-    from labbuilder.lab import glance
-
     node = glance.image_node(lab.plan, node)
     return glance.upload(ssh_target(lab, node), node, built, name, progress)
 
@@ -328,8 +321,6 @@ def node_proxy(lab: Lab, node) -> str | None:
 def check(lab: Lab, progress: Progress, role: str | None = None) -> list:
     """Run the checks of every role (or of `role`) on the team's nodes; a CheckResult per
     node and check. The nodes must answer on SSH."""
-    from labbuilder.lab import checks, config_stage
-
     addresses = {n.key: ssh_target(lab, n.key).address for n in lab.plan.nodes}
     stage = _stage(lab, addresses, progress)
     try:
@@ -339,8 +330,6 @@ def check(lab: Lab, progress: Progress, role: str | None = None) -> list:
 
 
 def _require_checks(stage, role: str) -> None:
-    from labbuilder.lab import checks
-
     failed = [r for r in checks.run_checks(stage, checks.load_checks(stage, role)) if not r.passed]
     if failed:
         f = failed[0]
@@ -350,23 +339,18 @@ def _require_checks(stage, role: str) -> None:
 
 
 def _stage(lab: Lab, addresses: dict[str, str], progress: Progress, after=None):
-    from labbuilder.lab import config_stage
-
-    targets = {n.key: ssh.SshTarget(addresses[n.key], lab.key, prefix=n.host.ssh_prefix) for n in lab.plan.nodes}
+    targets = {n.key: ssh.SshTarget(addresses[n.key], lab.ssh_key, prefix=n.host.runtime.ssh_prefix) for n in lab.plan.nodes}
     return config_stage.Stage(lab.topology, lab.plan, lab.conns, targets, inventory(lab.plan, addresses),
                               lab.state / "config", progress, after)
 
 
-def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = False) -> dict:
+def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = False) -> LabStatus:
     """Per node: host, state, addresses, SSH; per network: bridge, active. With `ready`
     (node → address, from a wait just done) SSH is taken from it instead of probed;
     `probe_rest` still probes the nodes it does not name."""
-    from labbuilder.lab import config_stage
-
-    nodes = []
     owners = {o.name: o.owner for h in lab.plan.hosts for o in virt.owned_objects(lab.conns(h), lab.plan.lab, lab.plan.team)}
 
-    def one(node):
+    def one(node) -> NodeStatus:
         conn = lab.conns(node.host)
         state = virt.domain_state(conn, node.name)
         leases = wait_for.node_leases(lab.conns, node)
@@ -375,25 +359,21 @@ def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = Fal
         if ready is not None and (node.key in ready or not probe_rest):
             reachable = node.key in ready
         else:
-            reachable = bool(state == "running" and address and lab.key.exists() and
-                             ssh.answers(ssh.SshTarget(address, lab.key, prefix=node.host.ssh_prefix)))
+            reachable = bool(state == "running" and address and lab.ssh_key.exists() and
+                             ssh.answers(ssh.SshTarget(address, lab.ssh_key, prefix=node.host.runtime.ssh_prefix)))
         created = owners.get(node.name, {}).get("created", "")
-        nodes.append({"node": node.key, "domain": node.name, "host": node.host.name, "state": state,
-                      "addresses": ips, "ssh": reachable, "roles": list(node.roles),
-                      "roles_done": list(config_stage.read_record(conn, node.name).done),
-                      "age_seconds": int(time.time()) - int(created) if created.isdigit() else None})
+        return NodeStatus(node.key, node.name, node.host.name, state, ips, reachable, tuple(node.roles),
+                          tuple(config_stage.read_record(conn, node.name).done),
+                          int(time.time()) - int(created) if created.isdigit() else None)
 
-    parallel([lambda n=n: one(n) for n in lab.plan.nodes])
-    order = [n.key for n in lab.plan.nodes]
-    nodes.sort(key=lambda n: order.index(n["node"]))
-    networks = []
-    for net in lab.plan.networks:
-        info = virt.network_info(lab.conns(net.host), net.name)
-        networks.append({"network": net.key, "name": net.name, "host": net.host.name,
-                         "subnet": str(net.subnet) if net.subnet else None,
-                         "bridge": info[1] if info else None, "active": bool(info and info[0]),
-                         "exists": info is not None})
-    return {"lab": lab.plan.lab, "team": lab.plan.team, "nodes": nodes, "networks": networks}
+    nodes = parallel([lambda n=n: one(n) for n in lab.plan.nodes])
+    return LabStatus(lab.plan.lab, lab.plan.team, tuple(nodes), tuple(_network_status(lab, net) for net in lab.plan.networks))
+
+
+def _network_status(lab: Lab, net) -> NetworkStatus:
+    info = virt.network_info(lab.conns(net.host), net.name)
+    return NetworkStatus(net.key, net.name, net.host.name, str(net.subnet) if net.subnet else None,
+                         info[1] if info else None, bool(info and info[0]), info is not None)
 
 
 # ---- hand-off: inventory, ssh config, hosts file ----
@@ -403,7 +383,7 @@ def ssh_target(lab: Lab, node_key: str) -> ssh.SshTarget:
     address = wait_for.node_address(lab.conns, node)
     if address is None:
         raise TopologyError([lab.topology.problem(("nodes", node_key), "node has no known address yet")])
-    return ssh.SshTarget(address, lab.key, prefix=node.host.ssh_prefix)
+    return ssh.SshTarget(address, lab.ssh_key, prefix=node.host.runtime.ssh_prefix)
 
 
 def inventory(plan: LabPlan, addresses: dict[str, str]) -> dict:
@@ -431,17 +411,27 @@ def inventory(plan: LabPlan, addresses: dict[str, str]) -> dict:
         r: {"hosts": {n.key: None for n in plan.nodes if r in n.roles}} for r in roles}}}
 
 
-def write_handoff(lab: Lab, addresses: dict[str, str]) -> dict[str, Path]:
+@dataclass(frozen=True)
+class HandoffFiles:
+    """The hand-off files in a team's state directory."""
+
+    inventory: Path  # inventory.yaml, Ansible-compatible
+    ssh_config: Path
+    hosts: Path  # /etc/hosts lines
+    vars: Path  # vars.yaml: the topology's vars, for the roles
+
+
+def write_handoff(lab: Lab, addresses: dict[str, str]) -> HandoffFiles:
     """Write inventory.yaml, ssh_config, hosts and the role variables (vars.yaml) into
     the lab's state directory."""
     lab.state.mkdir(parents=True, exist_ok=True)
-    files = {"inventory": lab.state / "inventory.yaml", "ssh_config": lab.state / "ssh_config",
-             "hosts": lab.state / "hosts", "vars": lab.state / "vars.yaml"}
-    files["vars"].write_text(yaml.safe_dump(dict(lab.topology.vars), sort_keys=False))
-    files["inventory"].write_text(yaml.safe_dump(inventory(lab.plan, addresses), sort_keys=False))
-    files["hosts"].write_text("".join(f"{addresses.get(n.key) or n.ssh_ip} {n.key}\n"
-                                      for n in lab.plan.nodes if addresses.get(n.key) or n.ssh_ip))
-    files["ssh_config"].write_text(ssh.ssh_config(
-        [(n.key, addresses.get(n.key) or n.ssh_ip, n.host.ssh_prefix) for n in lab.plan.nodes
-         if addresses.get(n.key) or n.ssh_ip], lab.key))
+    files = HandoffFiles(lab.state / "inventory.yaml", lab.state / "ssh_config", lab.state / "hosts",
+                         lab.state / "vars.yaml")
+    files.vars.write_text(yaml.safe_dump(dict(lab.topology.vars), sort_keys=False))
+    files.inventory.write_text(yaml.safe_dump(inventory(lab.plan, addresses), sort_keys=False))
+    files.hosts.write_text("".join(f"{addresses.get(n.key) or n.ssh_ip} {n.key}\n"
+                                   for n in lab.plan.nodes if addresses.get(n.key) or n.ssh_ip))
+    files.ssh_config.write_text(ssh.ssh_config(
+        [(n.key, addresses.get(n.key) or n.ssh_ip, n.host.runtime.ssh_prefix) for n in lab.plan.nodes
+         if addresses.get(n.key) or n.ssh_ip], lab.ssh_key))
     return files

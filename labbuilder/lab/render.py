@@ -8,21 +8,15 @@ from __future__ import annotations
 
 import hashlib
 from functools import cache
-from typing import TYPE_CHECKING
 
+import jinja2
 from lxml import etree
 
 from labbuilder.model.names import OWNER_NS
 
-if TYPE_CHECKING:
-    import jinja2
-
-
 
 @cache
 def _env() -> jinja2.Environment:
-    import jinja2  # on first use: commands that render nothing (down, status) start faster
-
     return jinja2.Environment(
         loader=jinja2.PackageLoader("labbuilder", "templates"),
         autoescape=True,

@@ -8,6 +8,7 @@ import io
 from dataclasses import dataclass, field
 from importlib import resources
 
+import pycdlib
 import yaml
 
 APT_PROXY_FILE = "/etc/apt/apt.conf.d/90labbuilder-proxy"
@@ -24,7 +25,7 @@ class SeedNic:
 
 
 @dataclass(frozen=True)
-class Seed:
+class NodeIdentity:
     instance_id: str
     hostname: str
     fqdn: str
@@ -35,11 +36,11 @@ class Seed:
     extra: dict = field(default_factory=dict)
 
 
-def meta_data(seed: Seed) -> dict:
+def meta_data(seed: NodeIdentity) -> dict:
     return {"instance-id": seed.instance_id, "local-hostname": seed.hostname}
 
 
-def user_data(seed: Seed) -> dict:
+def user_data(seed: NodeIdentity) -> dict:
     doc = yaml.safe_load(BASE_USER_DATA.read_text())
     doc.update(hostname=seed.hostname, fqdn=seed.fqdn, ssh_authorized_keys=list(seed.authorized_keys))
     doc["write_files"] = [{"path": "/etc/hosts", "permissions": "0644", "content": hosts_file(seed)}]
@@ -50,7 +51,7 @@ def user_data(seed: Seed) -> dict:
     return doc
 
 
-def hosts_file(seed: Seed) -> str:
+def hosts_file(seed: NodeIdentity) -> str:
     """/etc/hosts: localhost, the node itself, then every lab node it should know."""
     lines = ["127.0.0.1 localhost", f"127.0.1.1 {seed.fqdn} {seed.hostname}",
              "::1 localhost ip6-localhost ip6-loopback"]
@@ -58,7 +59,7 @@ def hosts_file(seed: Seed) -> str:
     return "\n".join(lines) + "\n"
 
 
-def network_config(seed: Seed) -> dict:
+def network_config(seed: NodeIdentity) -> dict:
     """Netplan-style v2 config, NICs matched by MAC (names follow topology order)."""
     ethernets = {}
     for nic in seed.nics:
@@ -76,15 +77,13 @@ def network_config(seed: Seed) -> dict:
     return {"version": 2, "ethernets": ethernets}
 
 
-def seed_iso(seed: Seed) -> bytes:
+def seed_iso(seed: NodeIdentity) -> bytes:
     """The NoCloud ISO (volume label cidata, Rock Ridge + Joliet) for `seed`."""
     files = {
         "meta-data": yaml.safe_dump(meta_data(seed), sort_keys=False),
         "user-data": "#cloud-config\n" + yaml.safe_dump(user_data(seed), sort_keys=False),
         "network-config": yaml.safe_dump(network_config(seed), sort_keys=False),
     }
-    import pycdlib  # on first use: commands that make no seed (down, status) start faster
-
     iso = pycdlib.PyCdlib()
     iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident="cidata")
     for name, text in files.items():

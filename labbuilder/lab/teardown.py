@@ -19,27 +19,27 @@ from labbuilder.model import names
 from labbuilder.model.names import is_local_uri
 from labbuilder.model.request import LabRequest
 from labbuilder.model.topology import load_topology
-from labbuilder.system import locks, privatelibvirtd, virt
-from labbuilder.system.connections import Connections, parallel
+from labbuilder.system import aptcache, locks, privatelibvirtd, virt
+from labbuilder.system.connections import ConnectionPool, parallel
 from labbuilder.system.pause import pause_point
 
 
 @dataclass(frozen=True)
-class Teardown:
+class Removal:
     lab: str
     team: int
     hosts: tuple[Host, ...]
     removed: tuple[str, ...]  # "domain demo-t1-alpha", "pool demo-t1-pool", …
 
 
-def down(req: LabRequest, all_teams: bool = False) -> Teardown:
+def down(req: LabRequest, all_teams: bool = False) -> Removal:
     """Remove what the lab (team; every team with `all_teams`) owns on the hosts its slots
     land on. A private libvirtd that `up` started for this state directory is stopped too
     once nothing runs in it. Starts nothing: no running private libvirtd is an error."""
     topo = load_topology(req.topology)
     slots = resolve_hosts(topo, req.connect, req.inventory, state_root(), req.private, start=False)
     hosts = tuple({h.uri: h for h in slots.values()}.values())
-    conns = Connections()
+    conns = ConnectionPool()
     try:
         with locks.team_lock(team_dir(topo.lab, req.team), topo.lab, req.team, every_team=all_teams):
             removed = []
@@ -49,10 +49,10 @@ def down(req: LabRequest, all_teams: bool = False) -> Teardown:
             removed += _stop_idle_private_libvirtd(conns, hosts)
     finally:
         conns.close()
-    return Teardown(topo.lab, req.team, hosts, tuple(removed))
+    return Removal(topo.lab, req.team, hosts, tuple(removed))
 
 
-def remove_owned(conns: Connections, host: Host, lab: str, team: int | None) -> list[str]:
+def remove_owned(conns: ConnectionPool, host: Host, lab: str, team: int | None) -> list[str]:
     """Remove every object this lab (team) owns on `host`; nothing else. Returns what went."""
     owned = virt.owned_objects(conns(host), lab, team)
     parallel([lambda o=o: virt.remove_domain(conns(host), o.name) for o in owned if o.kind == "domain"])
@@ -65,7 +65,7 @@ def remove_owned(conns: Connections, host: Host, lab: str, team: int | None) -> 
     return [f"{o.kind} {o.name}" for o in owned] + [f"pool {p}" for p in pools]
 
 
-def _stop_idle_package_cache(conns: Connections, hosts: tuple[Host, ...]) -> list[str]:
+def _stop_idle_package_cache(conns: ConnectionPool, hosts: tuple[Host, ...]) -> list[str]:
     """The last lab's `down` stops the package cache labbuilder started here, and its
     relays; the packages stay on disk for the next `up`. A cache labbuilder did not
     start is left alone, and so is ours while any lab object remains on a local host."""
@@ -74,13 +74,12 @@ def _stop_idle_package_cache(conns: Connections, hosts: tuple[Host, ...]) -> lis
         return []
     if any(virt.owned_objects(conns(h)) for h in hosts if is_local_uri(h.uri)):
         return []
-    from labbuilder.system import aptcache  # here: only when labbuilder runs a cache
 
-    aptcache.stop(aptcache.AptCache(cache_dir, aptcache.PORT, None))
+    aptcache.stop(aptcache.PackageCache(cache_dir, aptcache.PORT, None))
     return ["package cache (no lab left on this machine)"]
 
 
-def _stop_idle_private_libvirtd(conns: Connections, hosts: tuple[Host, ...]) -> list[str]:
+def _stop_idle_private_libvirtd(conns: ConnectionPool, hosts: tuple[Host, ...]) -> list[str]:
     """Stop the private libvirtd `up` started here (state directory's) once nothing runs in
     it, unless the inventory joins bridges there: they live in its network namespace,
     which would go with it. An inventory's `private:` libvirtds are left running."""

@@ -7,15 +7,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from labbuilder.model.errors import HostError
-from labbuilder.progress import Progress
+from labbuilder.reporting import Progress
 from labbuilder.system import ssh, virt
-from labbuilder.system.connections import Connections, parallel
+from labbuilder.system.connections import ConnectionPool, parallel
 
 if TYPE_CHECKING:
     from labbuilder.lab.plan import LabPlan, NodePlan
 
 
-def wait_ready(plan: LabPlan, conns: Connections, key: Path, progress: Progress,
+def wait_ready(plan: LabPlan, conns: ConnectionPool, ssh_key: Path, progress: Progress,
                nodes: list[NodePlan] | None = None, timeout: float = 1200) -> dict[str, str]:
     """Wait until each node has its fixed leases and answers on SSH; node key → address.
     Boot events drive it: the guest agent connecting says a guest is up (before that,
@@ -28,7 +28,7 @@ def wait_ready(plan: LabPlan, conns: Connections, key: Path, progress: Progress,
         deadline = time.monotonic() + timeout
         with virt.GuestWatch(conns(node.host), node.name) as watch:
             address = _wait_address(node, conns, watch, deadline, timeout)
-            target = ssh.SshTarget(address, key, prefix=node.host.ssh_prefix)
+            target = ssh.SshTarget(address, ssh_key, prefix=node.host.runtime.ssh_prefix)
             ssh.wait_for_ssh(target, deadline - time.monotonic(), interval=2.0, sleep=watch.wait)
         ready[node.key] = address
         progress.step(f"{len(ready)}/{len(nodes)} answer on SSH ({node.key})")
@@ -38,7 +38,7 @@ def wait_ready(plan: LabPlan, conns: Connections, key: Path, progress: Progress,
     return ready
 
 
-def node_leases(conns: Connections, node: NodePlan) -> dict[str, str]:
+def node_leases(conns: ConnectionPool, node: NodePlan) -> dict[str, str]:
     """MAC → leased IPv4 on every DHCP network the node has a NIC on."""
     leases: dict[str, str] = {}
     for net in {n.network for n in node.nics if n.dhcp}:
@@ -47,7 +47,7 @@ def node_leases(conns: Connections, node: NodePlan) -> dict[str, str]:
     return leases
 
 
-def node_address(conns: Connections, node: NodePlan) -> str | None:
+def node_address(conns: ConnectionPool, node: NodePlan) -> str | None:
     """Where to reach a node: its fixed address, else its first NIC's lease (None if none)."""
     if node.ssh_ip:
         return node.ssh_ip
@@ -55,7 +55,7 @@ def node_address(conns: Connections, node: NodePlan) -> str | None:
     return next((leases[n.mac] for n in node.nics if n.mac in leases), None)
 
 
-def _wait_address(node: NodePlan, conns: Connections, watch: virt.GuestWatch, deadline: float,
+def _wait_address(node: NodePlan, conns: ConnectionPool, watch: virt.GuestWatch, deadline: float,
                   timeout: float) -> str:
     """The node's address once its fixed leases are there. dnsmasq has no lease events
     over the API: they are read when the guest agent connects, then every 2 s (every

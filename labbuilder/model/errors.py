@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
 
@@ -65,8 +66,6 @@ class ToolError(LabError):
         super().__init__(f"{argv[0]} failed with exit status {rc}")
 
     def lines(self) -> list[str]:
-        import shlex
-
         out = [f"{shlex.join(self.argv[:1])} failed (exit status {self.rc}): {shlex.join(self.argv)}"]
         tail = [l for l in self.stderr.strip().splitlines() if l.strip()][-3:]
         out += [f"  {l}" for l in tail]

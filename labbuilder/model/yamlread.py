@@ -6,6 +6,7 @@ it is on, so a problem can be reported as ``FILE:LINE: key.path: message``.
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 from typing import Any
@@ -203,7 +204,5 @@ class Checker:
 
 def closest(word: str, options) -> str | None:
     """The option closest to `word`, if one is close enough for a "did you mean"."""
-    import difflib  # here: only a problem needs it
-
     found = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return found[0] if found else None

@@ -8,6 +8,7 @@ to a debug-exit port, and trusts KVM only if QEMU exits with that byte in time.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ _CACHE = Path("/run/labbuilder/accel")
 
 
 @dataclass(frozen=True)
-class Accel:
+class Accelerator:
     domain_type: str  # libvirt <domain type=...>: "kvm" or "qemu"
     reason: str
 
@@ -45,15 +46,14 @@ def _host_kernel() -> Path | None:
     return kernels[-1] if kernels else None
 
 
-def _probe(timeout: float) -> Accel:
+def _probe(timeout: float) -> Accelerator:
     """Boot the host's kernel under KVM for `timeout` s; KVM works if it prints its banner.
 
     A firmware-only probe is not enough: on nested hosts SeaBIOS runs under KVM while
     a Linux kernel hangs, so the probe runs what guests run.
     """
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return Accel("qemu", "/dev/kvm is missing or not accessible")
-    import tempfile  # here: most runs read the cached answer
+        return Accelerator("qemu", "/dev/kvm is missing or not accessible")
 
     kernel = _host_kernel()
     with tempfile.TemporaryDirectory(prefix="labbuilder-kvm-") as tmp:
@@ -71,22 +71,22 @@ def _probe(timeout: float) -> Accel:
             rc = None
         text = serial.read_text(errors="replace") if serial.exists() else ""
     if (kernel and "Linux version" in text) or (not kernel and rc == _EXPECTED_RC):
-        return Accel("kvm", "KVM works")
+        return Accelerator("kvm", "KVM works")
     if rc is None:
-        return Accel("qemu", f"a KVM guest made no progress within {timeout:g}s (nested virtualisation?)")
-    return Accel("qemu", f"QEMU could not run a KVM guest (exit status {rc})")
+        return Accelerator("qemu", f"a KVM guest made no progress within {timeout:g}s (nested virtualisation?)")
+    return Accelerator("qemu", f"QEMU could not run a KVM guest (exit status {rc})")
 
 
 def _boot_id() -> str:
     return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
 
-def detect(timeout: float = 6.0) -> Accel:
+def detect(timeout: float = 6.0) -> Accelerator:
     """Probe (once per host boot; the answer is cached under /run) which accelerator works."""
     try:
         boot, domain_type, reason = _CACHE.read_text().split("\n", 2)
         if boot == _boot_id():
-            return Accel(domain_type, reason.strip())
+            return Accelerator(domain_type, reason.strip())
     except (OSError, ValueError):
         pass
     found = _probe(timeout)

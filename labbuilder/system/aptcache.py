@@ -28,7 +28,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import signal
 import socket
 import sys
 import time
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from labbuilder.model.errors import HostError, ToolError
-from labbuilder.system import locks
+from labbuilder.system import locks, procs
 from labbuilder.system.run import run
 
 PORT = 3142
@@ -72,7 +71,7 @@ class Mirrors:
 
 
 @dataclass(frozen=True)
-class AptCache:
+class PackageCache:
     """A package cache answering on 127.0.0.1:`port`; `pid` is set if this state owns it."""
 
     state_dir: Path
@@ -99,7 +98,7 @@ def proxy_url(gateway: str, port: int = PORT) -> str:
     return f"http://{ipaddress.IPv4Address(gateway)}:{port}"
 
 
-def ensure_running(state_dir: Path, port: int = PORT) -> AptCache:
+def ensure_running(state_dir: Path, port: int = PORT) -> PackageCache:
     """The package cache on 127.0.0.1:`port`: ours if it runs, else one that answers
     there already, else a new one started (and owned) with its state in `state_dir`.
     HostError (one line) if none can run: not installed, port taken, no host mirror."""
@@ -111,10 +110,10 @@ def ensure_running(state_dir: Path, port: int = PORT) -> AptCache:
         return _ensure(state_dir, port)
 
 
-def relay_into_namespace(cache: AptCache, netns: str | Path | None, listen_ip: str,
+def relay_into_namespace(cache: PackageCache, netns: str | Path | None, listen_ip: str,
                          port: int = PORT) -> Relay:
     """A relay listening on `listen_ip`:`port` inside network namespace `netns` (a path:
-    PrivateLibvirtd.netns, /run/netns/NAME; None: the host's own) to `cache`. Started
+    PrivateDaemon.netns, /run/netns/NAME; None: the host's own) to `cache`. Started
     once and recorded in the cache's state dir; a second call returns the running one.
     The cache is started again if it went away meanwhile."""
     listen_ip = str(ipaddress.IPv4Address(listen_ip))
@@ -139,12 +138,12 @@ def relays(state_dir: Path) -> list[Relay]:
 def stop_relay(relay: Relay) -> None:
     """Stop one relay (by its recorded pid), e.g. when its lab network is removed."""
     if _relay_pid(relay.pidfile) == relay.pid:
-        _terminate([relay.pid])
-    if _read_pid(relay.pidfile) == relay.pid:  # not a newer relay's
+        procs.terminate([relay.pid], STOP_TIMEOUT)
+    if procs.read_pid(relay.pidfile) == relay.pid:  # not a newer relay's
         relay.pidfile.unlink(missing_ok=True)
 
 
-def stop(cache: AptCache) -> None:
+def stop(cache: PackageCache) -> None:
     """Stop every relay started from the cache's state dir, and the daemon it owns if one
     runs (found again from the state dir: `cache` may predate a restart)."""
     with _host_lock():
@@ -153,7 +152,7 @@ def stop(cache: AptCache) -> None:
         _stop_daemon(cache.state_dir)
 
 
-def stop_if_idle(cache: AptCache) -> bool:
+def stop_if_idle(cache: PackageCache) -> bool:
     """Stop the daemon the cache's state dir owns once no relay on this host forwards to
     it (the last lab's `down`); its cache stays on disk for the next start. True if it
     was stopped; a cache we do not own is never stopped."""
@@ -209,22 +208,22 @@ def render_config(state_dir: Path, port: int, mirrors: Mirrors) -> str:
 # --- the daemon -------------------------------------------------------------------------
 
 
-def _ensure(state_dir: Path, port: int) -> AptCache:
+def _ensure(state_dir: Path, port: int) -> PackageCache:
     pid = _daemon_pid(state_dir)
     if pid is not None and _serves(pid, port):
-        return AptCache(state_dir, port, pid)
+        return PackageCache(state_dir, port, pid)
     if pid is not None:
-        _terminate([pid])  # ours, but not listening: start afresh
+        procs.terminate([pid], STOP_TIMEOUT)  # ours, but not listening: start afresh
     listener = _probe(port)
     if listener == "apt-cacher-ng":
-        return AptCache(state_dir, port, None)
+        return PackageCache(state_dir, port, None)
     if listener == "other":
         raise HostError(f"127.0.0.1:{port} is taken by a program that is not apt-cacher-ng; "
                         "the guests' package cache needs that port")
     return _start(state_dir, port)
 
 
-def _start(state_dir: Path, port: int) -> AptCache:
+def _start(state_dir: Path, port: int) -> PackageCache:
     if not BINARY.exists():
         raise HostError(f"{BINARY} is missing: the guests' package cache needs the "
                         "apt-cacher-ng package (apt-get install apt-cacher-ng)")
@@ -234,7 +233,7 @@ def _start(state_dir: Path, port: int) -> AptCache:
                    timeout=START_TIMEOUT)
     except ToolError as e:
         raise HostError(f"apt-cacher-ng did not start: {_last_line(e.stderr)}") from None
-    return AptCache(state_dir, port, _wait_serving(state_dir, port, said.stdout + said.stderr))
+    return PackageCache(state_dir, port, _wait_serving(state_dir, port, said.stdout + said.stderr))
 
 
 def _prepare(state_dir: Path, port: int, mirrors: Mirrors) -> None:
@@ -257,7 +256,7 @@ def _wait_serving(state_dir: Path, port: int, said: str) -> int:
         time.sleep(_POLL)
     pid = _daemon_pid(state_dir)
     if pid is not None:
-        _terminate([pid])
+        procs.terminate([pid], STOP_TIMEOUT)
     why = _last_line(_read(state_dir / "log" / "apt-cacher.err")) or _last_line(said) or "no answer"
     raise HostError(f"apt-cacher-ng did not start on 127.0.0.1:{port}: {why} "
                     f"(see {state_dir / 'log'})")
@@ -267,14 +266,14 @@ def _stop_daemon(state_dir: Path) -> bool:
     """Stop the daemon started from `state_dir`, if it runs; True if it did."""
     pid = _daemon_pid(state_dir)
     if pid is not None:
-        _terminate([pid])
+        procs.terminate([pid], STOP_TIMEOUT)
     return pid is not None
 
 
 def _daemon_pid(state_dir: Path) -> int | None:
     """The pid in acng.pid if it is an apt-cacher-ng running with our conf dir."""
-    pid = _read_pid(state_dir / "acng.pid")
-    argv = _cmdline(pid) if pid is not None else []
+    pid = procs.read_pid(state_dir / "acng.pid")
+    argv = procs.cmdline(pid) if pid is not None else []
     ours = argv and Path(argv[0]).name == BINARY.name and str(state_dir / "conf") in argv
     return pid if ours else None
 
@@ -335,7 +334,7 @@ def _relay_pidfile(state_dir: Path, netns: str | Path | None, ip: str, port: int
     return state_dir / "relays" / f"{inode}-{ip}-{port}.pid"
 
 
-def _start_relay(cache: AptCache, netns: str | Path | None, ip: str, port: int, pidfile: Path) -> int:
+def _start_relay(cache: PackageCache, netns: str | Path | None, ip: str, port: int, pidfile: Path) -> int:
     pidfile.parent.mkdir(parents=True, exist_ok=True)
     pidfile.unlink(missing_ok=True)  # a dead relay's
     argv = [sys.executable, str(RELAY_SCRIPT), "--pidfile", str(pidfile)]
@@ -353,15 +352,15 @@ def _start_relay(cache: AptCache, netns: str | Path | None, ip: str, port: int, 
 
 def _relay_pid(pidfile: Path) -> int | None:
     """The pid in `pidfile` if it is a relay started with that pidfile."""
-    pid = _read_pid(pidfile)
-    argv = _cmdline(pid) if pid is not None else []
+    pid = procs.read_pid(pidfile)
+    argv = procs.cmdline(pid) if pid is not None else []
     return pid if str(RELAY_SCRIPT) in argv and str(pidfile) in argv else None
 
 
 def _relays_to(port: int) -> list[int]:
     """Every relay process on this host forwarding to 127.0.0.1:`port`, whoever started it."""
     pids = (int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit())
-    return [pid for pid in pids if _is_relay_to(_cmdline(pid), port)]
+    return [pid for pid in pids if _is_relay_to(procs.cmdline(pid), port)]
 
 
 def _is_relay_to(argv: list[str], port: int) -> bool:
@@ -478,42 +477,3 @@ def _readlink(path: Path) -> str:
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else ""
-
-
-def _read_pid(pidfile: Path) -> int | None:
-    try:
-        return int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _cmdline(pid: int) -> list[str]:
-    """The argument vector of `pid`; empty if it is gone or a zombie."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [os.fsdecode(arg) for arg in raw.split(b"\0") if arg]
-
-
-def _alive(pid: int) -> bool:
-    """True if `pid` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def _terminate(pids: list[int]) -> None:
-    """SIGTERM `pids`, wait for them to exit, SIGKILL those that do not in time."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = [pid for pid in pids if _alive(pid)]
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
-            time.sleep(_POLL)

@@ -12,10 +12,10 @@ if TYPE_CHECKING:
     from labbuilder.lab.hosts import Host
 
 
-_holding = threading.local()  # .owners: the Connections this thread holds a connection of
+_holding = threading.local()  # .owners: the ConnectionPool this thread holds a connection of
 
 
-class Connections:
+class ConnectionPool:
     """libvirt connections per host URI, opened on first use, one per thread: a job of
     `parallel` hands its connections back when it ends, for the next job.
 
@@ -68,7 +68,7 @@ class Connections:
 def parallel(jobs: list) -> list:
     """Run `jobs` (callables) in up to 8 threads; their results in order, or the error of
     the first job that failed, once every job has ended. Each job's libvirt connections
-    go back to their Connections when it ends. Plain threads: concurrent.futures imports
+    go back to their ConnectionPool when it ends. Plain threads: concurrent.futures imports
     logging, and `down` starts while booting guests take every CPU."""
     results: list = [None] * len(jobs)
     errors: list[BaseException | None] = [None] * len(jobs)

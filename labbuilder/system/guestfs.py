@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import guestfs  # Debian's python3-guestfs
+
 from labbuilder.model.errors import ToolError
 
 
@@ -21,8 +23,6 @@ class DiskSpec:
 
 
 def _handle(force_tcg: bool):
-    import guestfs  # Debian's python3-guestfs; imported here only
-
     g = guestfs.GuestFS(python_return_dict=True)
     g.set_backend("direct")  # no system libvirtd is assumed to run
     if force_tcg:

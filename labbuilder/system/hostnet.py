@@ -35,3 +35,25 @@ def bridges(prefix: tuple[str, ...] = ()) -> set[str]:
     """The names of the host's Linux bridges; `prefix` as for routes."""
     out = run([*prefix, "ip", "-json", "link", "show", "type", "bridge"]).stdout
     return {entry["ifname"] for entry in json.loads(out or "[]")}
+
+
+class HostNetworks:
+    """The routes and bridges of this machine's network namespaces, each read at most once:
+    one reader serves a whole command (every team and host it checks), so `ip` runs once
+    per namespace and question, not once per team, host or check."""
+
+    def __init__(self) -> None:
+        self._routes: dict[tuple[str, ...], list[Route]] = {}
+        self._bridges: dict[tuple[str, ...], set[str]] = {}
+
+    def routes(self, prefix: tuple[str, ...] = ()) -> list[Route]:
+        """routes(prefix), read on first use."""
+        if prefix not in self._routes:
+            self._routes[prefix] = routes(prefix)
+        return self._routes[prefix]
+
+    def bridges(self, prefix: tuple[str, ...] = ()) -> set[str]:
+        """bridges(prefix), read on first use."""
+        if prefix not in self._bridges:
+            self._bridges[prefix] = bridges(prefix)
+        return self._bridges[prefix]

@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
+import pwd
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from labbuilder.model.errors import HostError
-from labbuilder.system import virt
+from labbuilder.system import procs, virt
 from labbuilder.system.run import run
 
 HOST_CONFIG = Path("/etc/libvirt")
@@ -90,7 +90,7 @@ QEMU_CONF = {
 
 
 @dataclass(frozen=True)
-class PrivateLibvirtd:
+class PrivateDaemon:
     """A running private libvirtd: its state dir and its pid."""
 
     state_dir: Path
@@ -120,22 +120,22 @@ class PrivateLibvirtd:
         return ["nsenter", f"--mount=/proc/{self.pid}/ns/mnt", "--"]
 
 
-def ensure(state_dir: Path) -> PrivateLibvirtd:
+def ensure(state_dir: Path) -> PrivateDaemon:
     """Return the private libvirtd running in `state_dir`, starting one if there is none."""
     return attach(state_dir) or start(state_dir)
 
 
-def attach(state_dir: Path) -> PrivateLibvirtd | None:
+def attach(state_dir: Path) -> PrivateDaemon | None:
     """Find the private libvirtd still running in `state_dir`; None if there is none."""
     state_dir = Path(state_dir).resolve()
     pid = _daemon_pid(state_dir / "libvirtd.pid", "libvirtd")
     if pid is None:
         return None
-    daemon = PrivateLibvirtd(state_dir, pid)
+    daemon = PrivateDaemon(state_dir, pid)
     return daemon if daemon.socket.is_socket() else None
 
 
-def start(state_dir: Path) -> PrivateLibvirtd:
+def start(state_dir: Path) -> PrivateDaemon:
     """Start libvirtd and virtlogd in new namespaces with their state in `state_dir`.
 
     Returns once the daemon answers on its socket. Raises HostError if one
@@ -151,15 +151,15 @@ def start(state_dir: Path) -> PrivateLibvirtd:
     _prepare_state_dir(state_dir)
     try:
         _launch(state_dir)
-        daemon = PrivateLibvirtd(state_dir, _read_pid(state_dir / "libvirtd.pid") or 0)
+        daemon = PrivateDaemon(state_dir, procs.read_pid(state_dir / "libvirtd.pid") or 0)
         _wait_until_answering(daemon)
     except BaseException:
-        _terminate(_pidfile_pids(state_dir))
+        procs.terminate(_pidfile_pids(state_dir), STOP_TIMEOUT)
         raise
     return daemon
 
 
-def stop(daemon: PrivateLibvirtd) -> None:
+def stop(daemon: PrivateDaemon) -> None:
     """Remove every domain and network, stop the daemons, and kill what they leave behind."""
     daemons = _pidfile_pids(daemon.state_dir)
     netns = _netns_id(daemons[0]) if daemons else None
@@ -167,10 +167,10 @@ def stop(daemon: PrivateLibvirtd) -> None:
         if daemon.pid in daemons:
             _remove_everything(daemon.uri)
     finally:
-        _terminate(daemons)
+        procs.terminate(daemons, STOP_TIMEOUT)
         # dnsmasq and qemu are daemonized by libvirt: the namespace is what ties them to it.
         if netns is not None and netns != _netns_id(os.getpid()):
-            _terminate(_netns_members(netns))
+            procs.terminate(_netns_members(netns), STOP_TIMEOUT)
 
 
 def _remove_everything(uri: str) -> None:
@@ -204,8 +204,6 @@ def unfit_state_dir(state_dir: Path) -> str | None:
 
 
 def _home_dirs() -> set[Path]:
-    import pwd  # here: only an inventory's private directory needs it
-
     return {Path(p.pw_dir) for p in pwd.getpwall() if p.pw_dir not in ("/", "")}
 
 
@@ -238,9 +236,8 @@ def _copy_host_config(etc: Path) -> None:
     """Copy the host's libvirt configuration, without its domains: the daemon starts empty."""
     if not HOST_CONFIG.is_dir():
         raise HostError(f"{HOST_CONFIG} is missing: is libvirt-daemon-system installed?")
-    import shutil  # here: `down` and `status` only attach
-
-    shutil.copytree(HOST_CONFIG, etc, symlinks=True)
+    # cp, not shutil.copytree: shutil (with bz2 and lzma) would cost every `down` its import.
+    run(["cp", "-a", "-T", "--", str(HOST_CONFIG), str(etc)])
     for xml in (etc / "qemu").glob("*.xml"):
         xml.unlink()
 
@@ -265,18 +262,18 @@ def _launch(state_dir: Path) -> None:
     run(argv, log=state_dir / "start.log", timeout=START_TIMEOUT)
 
 
-def _wait_until_answering(daemon: PrivateLibvirtd) -> None:
+def _wait_until_answering(daemon: PrivateDaemon) -> None:
     """Poll until the daemon answers on its socket; HostError with its log if it does not."""
     deadline = time.monotonic() + START_TIMEOUT
     while not _answers(daemon):
-        if not _alive(daemon.pid):
+        if not procs.alive(daemon.pid):
             raise HostError(_startup_failure(daemon, "libvirtd exited during startup"))
         if time.monotonic() > deadline:
             raise HostError(_startup_failure(daemon, f"no answer after {START_TIMEOUT:.0f} s"))
         time.sleep(_POLL)
 
 
-def _answers(daemon: PrivateLibvirtd) -> bool:
+def _answers(daemon: PrivateDaemon) -> bool:
     """True if the socket exists and a libvirt connection through it opens.
 
     A real libvirt handshake, not a bare connect(): that would log an error in libvirtd.
@@ -290,7 +287,7 @@ def _answers(daemon: PrivateLibvirtd) -> bool:
     return True
 
 
-def _startup_failure(daemon: PrivateLibvirtd, what: str) -> str:
+def _startup_failure(daemon: PrivateDaemon, what: str) -> str:
     """A message naming the failure, with the tail of libvirtd's log."""
     log = daemon.state_dir / "log" / "libvirtd.log"
     try:
@@ -298,14 +295,6 @@ def _startup_failure(daemon: PrivateLibvirtd, what: str) -> str:
     except OSError:
         tail = ["(no log written)"]
     return "\n".join([f"private libvirtd in {daemon.state_dir}: {what}; {log}:", *tail])
-
-
-def _read_pid(pidfile: Path) -> int | None:
-    """The pid in `pidfile`, or None if it is missing or garbled."""
-    try:
-        return int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def _pidfile_pids(state_dir: Path) -> list[int]:
@@ -319,53 +308,11 @@ def _daemon_pid(pidfile: Path, program: str) -> int | None:
 
     Checking the command line guards against a stale pidfile whose pid was reused.
     """
-    pid = _read_pid(pidfile)
+    pid = procs.read_pid(pidfile)
     if pid is None:
         return None
-    argv = _cmdline(pid)
+    argv = procs.cmdline(pid)
     return pid if argv and Path(argv[0]).name == program and str(pidfile) in argv else None
-
-
-def _cmdline(pid: int) -> list[str]:
-    """The argument vector of `pid`; empty if it is gone (or a zombie)."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [os.fsdecode(arg) for arg in raw.split(b"\0") if arg]
-
-
-def _alive(pid: int) -> bool:
-    """True if `pid` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def _terminate(pids: list[int]) -> None:
-    """SIGTERM `pids`, wait for them to exit, SIGKILL those that do not in time."""
-    for sig, timeout in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, STOP_TIMEOUT)):
-        pids = [pid for pid in pids if _alive(pid)]
-        for pid in pids:
-            _signal(pid, sig)
-        _wait_gone(pids, timeout)
-
-
-def _signal(pid: int, sig: signal.Signals) -> None:
-    """Send `sig` to `pid` if it still exists."""
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _wait_gone(pids: list[int], timeout: float) -> None:
-    """Wait up to `timeout` seconds for every pid in `pids` to exit."""
-    deadline = time.monotonic() + timeout
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(_POLL / 2)
 
 
 def _netns_id(pid: int) -> str | None:

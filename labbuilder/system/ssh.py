@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -129,8 +130,6 @@ def _set_clock(target: SshTarget, limit: float = 60) -> bool:
 
 def ssh_config(entries: list[tuple[str, str, tuple[str, ...]]], key: Path) -> str:
     """An ssh_config with one Host block per (name, address, namespace prefix)."""
-    import sys
-
     blocks = []
     for name, address, prefix in entries:
         lines = [f"Host {name}", f"  HostName {address}", "  User root", f"  IdentityFile {key}",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
 
 import libvirt
+from lxml import etree
 
 from labbuilder.model.errors import HostError
 from labbuilder.model.names import OWNER_NS
@@ -124,8 +126,6 @@ def _call(what: str, fn, *args):
 def _when_idle(what: str, fn, *args, timeout: float = 30.0):
     """Call fn; while libvirt says the pool is busy with its own post-upload refresh
     (a short, internal job), try again."""
-    import time
-
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -170,8 +170,6 @@ def start_pool(pool: libvirt.virStoragePool) -> None:
 
 def pool_path(pool: libvirt.virStoragePool) -> str:
     """The target path of a (dir) pool, as its definition gives it."""
-    from lxml import etree
-
     xml = _call(f"cannot read storage pool {pool.name()}", pool.XMLDesc, 0)
     return etree.fromstring(xml.encode()).findtext("target/path") or ""
 
@@ -210,8 +208,6 @@ def read_volume(conn: libvirt.virConnect, pool: libvirt.virStoragePool, name: st
 
 def _keep_uuid(xml: str, lookup) -> str:
     """A redefinition must carry the existing object's UUID, or libvirt refuses it."""
-    from lxml import etree
-
     doc = etree.fromstring(xml.encode())
     try:
         existing = lookup(doc.findtext("name"))
@@ -256,8 +252,6 @@ def starting(dom: libvirt.virDomain) -> bool:
 def _wait_start_ended(dom: libvirt.virDomain, timeout: float) -> None:
     """Until `dom` is no longer starting: woken by its lifecycle events (the start ending
     sends one), with a state read every 2 s in case an event is lost."""
-    import time
-
     changed = threading.Event()
     conn = dom.connect()
     cb_id = _call(f"cannot watch domain {dom.name()}", conn.domainEventRegisterAny, dom,
@@ -312,8 +306,6 @@ class HostObject:
 
 def observe(conn: libvirt.virConnect) -> list[HostObject]:
     """Every domain and network on the host: ownership, state, MACs, subnets."""
-    from lxml import etree
-
     found = []
     for kind, objs in (("domain", conn.listAllDomains()), ("network", conn.listAllNetworks())):
         for obj in objs:
@@ -493,8 +485,6 @@ class Snapshot:
 
 
 def _snapshot_from_xml(xml: str) -> Snapshot:
-    from lxml import etree
-
     doc = etree.fromstring(xml.encode())
     return Snapshot(doc.findtext("name"), doc.findtext("description") or "",
                     int(doc.findtext("creationTime") or 0), doc.findtext("state") or "")
@@ -523,8 +513,6 @@ def resume_domain(conn: libvirt.virConnect, name: str) -> None:
 
 def create_snapshot(conn: libvirt.virConnect, name: str, snapshot: str, description: str) -> None:
     """An internal snapshot of disks and (if the domain runs) memory; replaces one of the same name."""
-    from lxml import etree
-
     dom = _call(f"no domain {name}", conn.lookupByName, name)
     delete_snapshot(conn, name, snapshot)
     doc = etree.Element("domainsnapshot")
@@ -659,7 +647,5 @@ class GuestWatch:
 
 
 def _agent_connected(xml: str) -> bool:
-    from lxml import etree
-
     target = etree.fromstring(xml.encode()).find("devices/channel/target[@name='org.qemu.guest_agent.0']")
     return target is not None and target.get("state") == "connected"

@@ -12,14 +12,15 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from labbuilder.lab.plan import LabPlan, NodePlan
 from labbuilder.lab.wait import node_address
 from labbuilder.model.errors import CheckpointError, HostError, LabError
 from labbuilder.model.names import is_local_uri
-from labbuilder.progress import Progress
+from labbuilder.reporting import Progress
 from labbuilder.system import qemuimg, ssh, virt
-from labbuilder.system.connections import Connections, parallel
+from labbuilder.system.connections import ConnectionPool, parallel
 from labbuilder.system.pause import pause_point
 
 MARK = "labbuilder-checkpoint"
@@ -35,7 +36,7 @@ class Checkpoint:
     memory_bytes: int | None  # memory state stored, summed over nodes (local hosts only)
 
 
-def create(plan: LabPlan, conns: Connections, name: str, progress: Progress, role: str | None = None) -> Checkpoint:
+def create(plan: LabPlan, conns: ConnectionPool, name: str, progress: Progress, role: str | None = None) -> Checkpoint:
     """Pause every node, snapshot each (disks + memory), resume them all."""
     nodes = list(plan.nodes)
     down = [n.key for n in nodes if virt.domain_state(conns(n.host), n.name) not in ("running", "paused")]
@@ -60,13 +61,13 @@ def create(plan: LabPlan, conns: Connections, name: str, progress: Progress, rol
     return next(c for c in listing(plan, conns, sizes=False) if c.name == name)
 
 
-def _snapshot(conns: Connections, node: NodePlan, name: str, description: str, progress: Progress) -> None:
+def _snapshot(conns: ConnectionPool, node: NodePlan, name: str, description: str, progress: Progress) -> None:
     virt.create_snapshot(conns(node.host), node.name, name, description)
     pause_point("checkpoint-node")
     progress.step(f"{node.key} saved")
 
 
-def listing(plan: LabPlan, conns: Connections, sizes: bool = True) -> list[Checkpoint]:
+def listing(plan: LabPlan, conns: ConnectionPool, sizes: bool = True) -> list[Checkpoint]:
     """The team's checkpoints, oldest first, with the nodes that have each."""
     found: dict[str, dict] = {}
     per_node = dict(zip([n.key for n in plan.nodes],
@@ -92,7 +93,7 @@ def _meta(description: str) -> dict | None:
     return meta if isinstance(meta, dict) and meta.get("mark") == MARK else None
 
 
-def _memory_sizes(plan: LabPlan, conns: Connections) -> dict[str, int]:
+def _memory_sizes(plan: LabPlan, conns: ConnectionPool) -> dict[str, int]:
     """Checkpoint name → memory state bytes over all nodes, read from the overlays with
     qemu-img (local hosts only: a remote host's files are not visible here)."""
     sizes: dict[str, int] = {}
@@ -101,7 +102,7 @@ def _memory_sizes(plan: LabPlan, conns: Connections) -> dict[str, int]:
             continue
         pool = virt.lookup_pool(conns(node.host), plan.pool)
         try:
-            info = qemuimg.info(virt.volume_path(pool, node.vda), node.host.files_prefix) if pool is not None else {}
+            info = qemuimg.info(virt.volume_path(pool, node.vda), node.host.runtime.files_prefix) if pool is not None else {}
         except LabError:
             continue
         for snap in info.get("snapshots", []):
@@ -109,22 +110,22 @@ def _memory_sizes(plan: LabPlan, conns: Connections) -> dict[str, int]:
     return sizes
 
 
-def revert(plan: LabPlan, conns: Connections, key, name: str, nodes: list[NodePlan], progress: Progress,
+def revert(plan: LabPlan, conns: ConnectionPool, ssh_key: Path, checkpoint: str, nodes: list[NodePlan], progress: Progress,
            timeout: float = 600) -> dict[str, float]:
-    """Nodes back to checkpoint `name`, running, each answering on SSH with its clock set
+    """Nodes back to `checkpoint`, running, each answering on SSH with its clock set
     to now; node key → seconds until it answered."""
-    _require(plan, conns, name, nodes)
+    _require(plan, conns, checkpoint, nodes)
     answered: dict[str, float] = {}
     start = time.monotonic()
 
     def one(node: NodePlan) -> None:
         conn = conns(node.host)
-        virt.revert_snapshot(conn, node.name, name, running=True)
+        virt.revert_snapshot(conn, node.name, checkpoint, running=True)
         pause_point("revert-node")
         address = node_address(conns, node)
         if address is None:
             raise HostError(f"{node.key} has no address to reach it by")
-        target = ssh.SshTarget(address, key, prefix=node.host.ssh_prefix)
+        target = ssh.SshTarget(address, ssh_key, prefix=node.host.runtime.ssh_prefix)
         # The guest restarts at the time it was saved: the first login sets its clock.
         # (Not the guest agent: its guest-set-time also runs `hwclock -w` in the guest,
         # measured here to add ≈ 1 s and 1 CPU-second to a reset of 4 nodes.)
@@ -133,7 +134,7 @@ def revert(plan: LabPlan, conns: Connections, key, name: str, nodes: list[NodePl
         answered[node.key] = round(time.monotonic() - start, 1)
         progress.step(f"{len(answered)}/{len(nodes)} back and answering ({node.key})")
 
-    with progress.stage(f"reset {len(nodes)} node(s) to checkpoint {name}"):
+    with progress.stage(f"reset {len(nodes)} node(s) to checkpoint {checkpoint}"):
         # All paused first, so none acts on a peer that is already back.
         parallel([lambda n=n: virt.suspend_domain(conns(n.host), n.name) for n in nodes])
         try:
@@ -143,7 +144,7 @@ def revert(plan: LabPlan, conns: Connections, key, name: str, nodes: list[NodePl
     return answered
 
 
-def revert_cold(plan: LabPlan, conns: Connections, name: str, nodes: list[NodePlan], progress: Progress) -> None:
+def revert_cold(plan: LabPlan, conns: ConnectionPool, name: str, nodes: list[NodePlan], progress: Progress) -> None:
     """Disks only: revert (paused, so nothing more is written), power off, boot."""
     _require(plan, conns, name, nodes)
 
@@ -157,7 +158,7 @@ def revert_cold(plan: LabPlan, conns: Connections, name: str, nodes: list[NodePl
         parallel([lambda n=n: one(n) for n in nodes])
 
 
-def _require(plan: LabPlan, conns: Connections, name: str, nodes: list[NodePlan]) -> None:
+def _require(plan: LabPlan, conns: ConnectionPool, name: str, nodes: list[NodePlan]) -> None:
     checkpoints = listing(plan, conns, sizes=False)
     found = next((c for c in checkpoints if c.name == name), None)
     if found is None:
@@ -169,7 +170,7 @@ def _require(plan: LabPlan, conns: Connections, name: str, nodes: list[NodePlan]
                               "(reset to the base image since it was taken); take it again")
 
 
-def drop(conns: Connections, nodes: list[NodePlan]) -> list[str]:
+def drop(conns: ConnectionPool, nodes: list[NodePlan]) -> list[str]:
     """Forget every labbuilder checkpoint of `nodes` (their overlays are about to be
     recreated, which takes the saved states with them); returns what was dropped."""
     dropped = []

@@ -1,0 +1,158 @@
+"""A host inventory (`--hosts FILE`): where each host slot of a topology lands — a libvirt
+URI, a private libvirtd's directory on this machine, or neither — and which topology
+networks are joined to existing host bridges there. Read and checked whole, with every
+problem pointing at its line; nothing is started here.
+
+What only the private libvirtd knows (the URI of the daemon in a directory, and whether a
+directory may hold one) is passed in: model/ imports nothing from system/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+from labbuilder.model.errors import Problem, TopologyError
+from labbuilder.model.topology import BRIDGE_HINT, BRIDGE_RE, Topology, choice_hint
+from labbuilder.model.uri import URI_HINT, uri_problem
+from labbuilder.model.yamlread import Checker, KeyPath, load_with_marks, short
+
+_ENTRY = {"uri": str, "private": str, "bridges": dict}
+_ENTRY_HINT = "keep one: uri (a libvirt host) or private (a private libvirtd on this machine, in that directory)"
+
+
+@dataclass(frozen=True)
+class SlotEntry:
+    """One slot of an inventory: a libvirt URI, a private libvirtd's directory, or neither
+    (the slot lands where it would without the inventory); the (network, host bridge)
+    pairs joined on its host; the line of `private`, to point at; and `lands_on`, the
+    libvirt URI the slot lands on (its uri, its private libvirtd's, or the default)."""
+
+    slot: str
+    uri: str | None = None
+    private: Path | None = None
+    bridges: tuple[tuple[str, str], ...] = ()
+    line: int | None = None
+    lands_on: str = ""
+
+
+@dataclass(frozen=True)
+class PrivateDirs:
+    """The private libvirtd's rules for a `private:` directory, from system/privatelibvirtd:
+    the URI of the daemon kept there, and why the directory must not hold one (None: it may)."""
+
+    uri: Callable[[Path], str]
+    unfit: Callable[[Path], str | None]
+
+
+def load_inventory(path: Path, topo: Topology, default_uri: str, private: PrivateDirs) -> dict[str, SlotEntry]:
+    """A host inventory: `hosts: {SLOT: URI | {uri: URI | private: DIR, bridges: {NETWORK:
+    BRIDGE}}}` for the topology's slots, checked whole (nothing is started here). Each
+    entry carries the bridges of its libvirt host, which its slots share; `default_uri`
+    is where a slot with neither uri nor private lands."""
+    data, marks = load_with_marks(path, TopologyError)
+    c = Checker(path, marks, TopologyError)
+    top = c.mapping(data, (), {"hosts": dict}, ("hosts",))
+    entries = [_landing(e, default_uri, private) for slot, spec in top.get("hosts", {}).items()
+               if (e := _entry(c, Path(path), slot, spec, topo, private)) is not None]
+    shared = _bridges_per_host(c, entries)
+    c.done()
+    return {e.slot: replace(e, bridges=shared[e.lands_on]) for e in entries}
+
+
+def _landing(e: SlotEntry, default_uri: str, private: PrivateDirs) -> SlotEntry:
+    return replace(e, lands_on=e.uri or (private.uri(e.private) if e.private else default_uri))
+
+
+def _entry(c: Checker, inventory: Path, slot: str, spec, topo: Topology, private: PrivateDirs) -> SlotEntry | None:
+    path = ("hosts", slot)
+    slots = [h.name for h in topo.hosts]
+    if slot not in slots:
+        c.problem(path, "not a host slot of this topology", "slots: " + ", ".join(slots))
+        return None
+    if not c.is_type(spec, (str, dict), path):
+        return None
+    if isinstance(spec, str):
+        uri = _uri(c, spec, path)
+        return SlotEntry(slot, uri) if uri else None
+    e = c.mapping(spec, path, _ENTRY)
+    if "uri" in e and "private" in e:
+        c.problem(path, "has both 'uri' and 'private'", _ENTRY_HINT)
+        return None
+    uri = _uri(c, e["uri"], path + ("uri",)) if "uri" in e else None
+    where = _private_dir(c, e["private"], path + ("private",), inventory, private) if "private" in e else None
+    if ("uri" in e and uri is None) or ("private" in e and where is None):
+        return None
+    joined = _joined(c, e.get("bridges", {}), path + ("bridges",), topo)
+    return SlotEntry(slot, uri, where, joined, c.line(path + ("private",)))
+
+
+def _uri(c: Checker, uri: str, path: KeyPath) -> str | None:
+    problem = uri_problem(uri)
+    if problem:
+        c.problem(path, f"{short(uri, 100)}: {problem}", URI_HINT)
+        return None
+    return uri
+
+
+def check_connect(connect: str | None) -> None:
+    """--connect: a URI as an inventory may give; TopologyError otherwise."""
+    problem = uri_problem(connect) if connect is not None else None
+    if problem:
+        raise TopologyError([Problem("--connect", None, "", f"{short(connect, 100)}: {problem}", URI_HINT)])
+
+
+_PRIVATE_HINT = "e.g. private: /srv/labbuilder/host-b (a directory labbuilder made, or a new or empty one)"
+
+
+def _private_dir(c: Checker, text: str, path: KeyPath, inventory: Path, private: PrivateDirs) -> Path | None:
+    """The private libvirtd's directory, relative to the inventory file: one a private
+    libvirtd may own (`private.unfit`)."""
+    given = Path(text).expanduser()
+    if not text.strip() or ".." in given.parts:
+        c.problem(path, "must be a directory" if not text.strip() else f"{text!r} has a '..' in it", _PRIVATE_HINT)
+        return None
+    found = (inventory.parent / given).resolve()
+    if found.exists() and not found.is_dir():
+        c.problem(path, f"{found} is not a directory", "a private libvirtd keeps its state in a directory")
+        return None
+    why = private.unfit(found)
+    if why:
+        c.problem(path, f"{found} {why}", _PRIVATE_HINT)
+        return None
+    return found
+
+
+def _joined(c: Checker, spec: dict, path: KeyPath, topo: Topology) -> tuple[tuple[str, str], ...]:
+    """`bridges: {NETWORK: BRIDGE}`: topology networks joined to existing host bridges."""
+    networks = {n.name: n for n in topo.networks}
+    joined = []
+    for network, bridge in spec.items():
+        where = path + (network,)
+        if network not in networks:
+            c.problem(where, f"network '{network}' is not in the topology",
+                      choice_hint(str(network), networks, "the topology's networks"))
+        elif networks[network].mode == "bridge":
+            c.problem(where, f"network '{network}' is on host bridge '{networks[network].bridge}' on every "
+                      "host already (mode bridge)", "remove this entry")
+        elif not c.is_type(bridge, str, where):
+            continue
+        elif not BRIDGE_RE.fullmatch(bridge):
+            c.problem(where, f"{bridge!r} is not a Linux bridge name", BRIDGE_HINT)
+        else:
+            joined.append((network, bridge))
+    return tuple(sorted(joined))
+
+
+def _bridges_per_host(c: Checker, entries: list[SlotEntry]) -> dict[str, tuple[tuple[str, str], ...]]:
+    """URI → the bridges its slots join: slots on the same libvirt host share them, and
+    must not join one network to two bridges there."""
+    merged: dict[str, dict[str, tuple[str, str]]] = {}  # URI → network → (bridge, slot)
+    for e in entries:
+        have = merged.setdefault(e.lands_on, {})
+        for network, bridge in e.bridges:
+            first, slot = have.setdefault(network, (bridge, e.slot))
+            if first != bridge:
+                c.problem(("hosts", e.slot, "bridges", network), f"{slot} is the same libvirt host and joins "
+                          f"'{network}' to '{first}' there", "give both slots the same bridge")
+    return {uri: tuple(sorted((n, b) for n, (b, _) in nets.items())) for uri, nets in merged.items()}
