@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from labbuilder.system.connections import Connections, parallel
+from labbuilder.system.connections import ConnectionPool, parallel
 
 WAIT = 30  # s: only a broken parallel() waits this long
 
@@ -80,7 +80,7 @@ def test_a_connection_closed_under_a_thread_is_replaced_on_its_next_use(test_hos
     from labbuilder.lab.hosts import Host
     from labbuilder.system import virt
 
-    conns = Connections()
+    conns = ConnectionPool()
     host = Host(test_host)
     first = conns(host)
     assert conns(host) is first and virt.alive(first)
