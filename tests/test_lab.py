@@ -205,7 +205,34 @@ def test_handoff_files_reach_the_lab(demo, lab_state):
     assert [i["name"] for i in alpha["interfaces"]] == ["eth0", "eth1"]
     assert alpha["disks"] == [{"device": "/dev/vdb", "size_bytes": 1 << 30}]
     assert "192.168.140.11 beta" in (state / "hosts").read_text()
-    assert oct((state / "id_ed25519").stat().st_mode & 0o777) == "0o600"
+    assert oct(state.stat().st_mode & 0o777) == "0o700"
+    for name in ("id_ed25519", "vars.yaml", "inventory.yaml", "ssh_config", "known_hosts"):
+        assert oct((state / name).stat().st_mode & 0o777) == "0o600", name
+
+
+def test_nodes_have_the_host_keys_labbuilder_gave_them(demo, lab_state):
+    """Host keys are checked strictly against the team's known_hosts, which holds the key
+    the node's seed gave it; a node answering with another key is refused, by name."""
+    state = lab_state / "demo-t1"
+    config = (state / "ssh_config").read_text()
+    assert "StrictHostKeyChecking yes" in config and "UserKnownHostsFile /dev/null" not in config
+    known = dict(line.split(" ", 1) for line in (state / "known_hosts").read_text().splitlines())
+    assert set(known) == {"demo-t1-alpha", "demo-t1-beta"}
+    guest_key = on("alpha", "cat", "/etc/ssh/ssh_host_ed25519_key.pub").split()[:2]
+    assert " ".join(guest_key) == known["demo-t1-alpha"]
+    assert on("alpha", "ls /etc/ssh/ | grep -c '^ssh_host_.*_key$'") == "1"  # no other host key
+
+    saved = (state / "known_hosts").read_text()
+    other = (state / "host-keys" / "beta.pub").read_text().split()[:2]
+    (state / "known_hosts").write_text(saved.replace(known["demo-t1-alpha"], " ".join(other)))
+    try:
+        proc = lb("ssh", DEMO, "alpha", "--", "true", check=False)
+        assert proc.returncode != 0 and "Host key verification failed" in proc.stderr
+        status = json.loads(lb("status", DEMO, "--json").stdout)
+        assert {n["node"]: n["ssh"] for n in status["nodes"]} == {"alpha": False, "beta": True}
+    finally:
+        (state / "known_hosts").write_text(saved)
+    assert on("alpha", "hostname") == "alpha"
 
 
 def test_up_again_changes_nothing(demo, conn):

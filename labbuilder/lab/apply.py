@@ -4,7 +4,7 @@ overlays, seeds, domains), and reset nodes to their base image."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +32,7 @@ class ApplyContext:
     pubkey: str
     progress: Progress
     locks: Path  # per-host lock files (see _upload_image)
+    host_keys: dict[str, tuple[str, str]] = field(default_factory=dict)  # node key → (private, public)
 
 
 def apply(ctx: ApplyContext, actions: list[Action]) -> None:
@@ -171,13 +172,14 @@ def _create_volumes(ctx: ApplyContext, conn, pool, node: NodePlan, bases: dict[s
     if node.seed_volume not in have:
         from labbuilder.lab import seed  # here: `down`, `status` and `ssh` make no seeds and start sooner without it
 
-        iso = seed.seed_iso(node_seed(ctx.plan, node, ctx.pubkey))
+        iso = seed.seed_iso(node_seed(ctx.plan, node, ctx.pubkey, ctx.host_keys.get(node.key)))
         vol = virt.create_volume(pool, render.volume_xml(node.seed_volume, len(iso), "raw"))
         virt.upload_volume(conn, vol, iso)
 
 
-def node_seed(plan: LabPlan, node: NodePlan, pubkey: str) -> seed.Seed:
-    """The node's identity: hostname, the lab key, its NICs, every lab node in /etc/hosts."""
+def node_seed(plan: LabPlan, node: NodePlan, pubkey: str, host_key: tuple[str, str] | None = None) -> seed.Seed:
+    """The node's identity: hostname, the lab key, its SSH host key, its NICs, every lab
+    node in /etc/hosts."""
     from labbuilder.lab import seed
 
     nics = tuple(seed.SeedNic(n.guest_name, n.mac,
@@ -185,7 +187,8 @@ def node_seed(plan: LabPlan, node: NodePlan, pubkey: str) -> seed.Seed:
                               dhcp=n.dhcp) for n in node.nics)
     hosts = tuple((other.lab_ip, other.key) for other in plan.nodes if other.lab_ip)
     return seed.Seed(instance_id=f"{node.name}-{time.time_ns()}", hostname=node.key, fqdn=node.fqdn,
-                     authorized_keys=(pubkey,), nics=nics, hosts=hosts, apt_proxy=packages.node_proxy(plan, node))
+                     authorized_keys=(pubkey,), nics=nics, hosts=hosts, apt_proxy=packages.node_proxy(plan, node),
+                     host_key=host_key)
 
 
 def reset_nodes(ctx: ApplyContext, nodes: list[NodePlan]) -> None:

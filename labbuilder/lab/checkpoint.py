@@ -109,7 +109,7 @@ def _memory_sizes(plan: LabPlan, conns: Connections) -> dict[str, int]:
     return sizes
 
 
-def revert(plan: LabPlan, conns: Connections, key, name: str, nodes: list[NodePlan], progress: Progress,
+def revert(plan: LabPlan, conns: Connections, access: ssh.Access, name: str, nodes: list[NodePlan], progress: Progress,
            timeout: float = 600) -> dict[str, float]:
     """Nodes back to checkpoint `name`, running, each answering on SSH with its clock set
     to now; node key → seconds until it answered."""
@@ -124,7 +124,7 @@ def revert(plan: LabPlan, conns: Connections, key, name: str, nodes: list[NodePl
         address = node_address(conns, node)
         if address is None:
             raise HostError(f"{node.key} has no address to reach it by")
-        target = ssh.SshTarget(address, key, prefix=node.host.ssh_prefix)
+        target = access.target(address, node.name, node.host.ssh_prefix)
         # The guest restarts at the time it was saved: the first login sets its clock.
         # (Not the guest agent: its guest-set-time also runs `hwclock -w` in the guest,
         # measured here to add ≈ 1 s and 1 CPU-second to a reset of 4 nodes.)

@@ -4,6 +4,7 @@ apply → wait → hand-off. The CLI calls these and prints what they return."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from labbuilder.lab.apply import ApplyContext
 from labbuilder.lab.diff import Action, ObjectKind
 from labbuilder.lab.hosts import Host, resolve_hosts, state_root, team_dir
 from labbuilder.lab.plan import BaseImage, LabPlan, check_host_networks, plan_lab
-from labbuilder.model.errors import ConfigError, LabError, TopologyError
+from labbuilder.model.errors import ConfigError, HostError, LabError, TopologyError
 from labbuilder.model.names import is_local_uri
 from labbuilder.model.request import LabRequest
 from labbuilder.model.topology import Topology, load_topology
@@ -51,6 +52,18 @@ class Lab:
     def key(self) -> Path:
         return self.state / "id_ed25519"
 
+    @property
+    def known_hosts(self) -> Path:
+        return self.state / "known_hosts"
+
+    @property
+    def access(self) -> ssh.Access:
+        """The lab key, and host keys checked strictly once labbuilder has given them."""
+        return ssh.Access(self.key, self.known_hosts if self.known_hosts.exists() else None)
+
+    def target(self, node, address: str) -> ssh.SshTarget:
+        return self.access.target(address, node.name, node.host.ssh_prefix)
+
     def close(self) -> None:
         self.conns.close()
 
@@ -68,6 +81,17 @@ def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = T
     if check:
         lab.observed = check_hosts(lab)
     return lab
+
+
+def existing_teams(req: LabRequest) -> list[int]:
+    """The teams of the topology's lab that own anything on its hosts (found by ownership
+    metadata, as `down` finds them); starts nothing."""
+    lab = open_lab(req, start_private=False, check=False)
+    try:
+        return sorted({int(o.owner["team"]) for h in lab.plan.hosts if h.running
+                       for o in virt.owned_objects(lab.conns(h), lab.plan.lab) if o.owner.get("team", "").isdigit()})
+    finally:
+        lab.close()
 
 
 def _hosts(topo: Topology, req: LabRequest, start_private: bool | None) -> dict[str, Host]:
@@ -173,9 +197,14 @@ def team_lock(lab: Lab) -> ContextManager[None]:
 
 
 def _context(lab: Lab, progress: Progress) -> ApplyContext:
+    """What applying needs; makes the lab key and each node's host key on first use and
+    lists the host keys in the team's known_hosts (under the team lock)."""
+    private_dir(lab.state)
     pubkey = ssh.ensure_keypair(lab.key)
+    host_keys = {n.key: ssh.ensure_host_key(lab.state / "host-keys" / n.key) for n in lab.plan.nodes}
+    write_private(lab.known_hosts, ssh.known_hosts([(n.name, host_keys[n.key][1]) for n in lab.plan.nodes]))
     return ApplyContext(lab.plan, diff.render_plan(lab.plan, lab.domain_type), lab.conns, pubkey, progress,
-                        state_root() / "locks")
+                        state_root() / "locks", host_keys)
 
 
 def changes(lab: Lab) -> list[Action]:
@@ -198,7 +227,7 @@ def up(lab: Lab, progress: Progress) -> list[Action]:
 def wait(lab: Lab, progress: Progress) -> dict[str, str]:
     """Wait until every node answers on SSH; refresh the hand-off files with the addresses."""
     pause_point("wait")
-    ready = wait_for.wait_ready(lab.plan, lab.conns, lab.key, progress)
+    ready = wait_for.wait_ready(lab.plan, lab.conns, lab.access, progress)
     write_handoff(lab, ready)
     return ready
 
@@ -219,7 +248,7 @@ def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:
         if dropped:
             progress.info(f"Checkpoints of the reset nodes are gone with their disks: {', '.join(dropped)}")
         apply.reset_nodes(ctx, targets)
-        return wait_for.wait_ready(lab.plan, lab.conns, lab.key, progress, targets)
+        return wait_for.wait_ready(lab.plan, lab.conns, lab.access, progress, targets)
 
 
 def reset_to(lab: Lab, name: str, nodes: list[str], progress: Progress, cold: bool = False) -> dict[str, str]:
@@ -230,10 +259,10 @@ def reset_to(lab: Lab, name: str, nodes: list[str], progress: Progress, cold: bo
     targets = [lab.plan.node(n) for n in nodes] if nodes else list(lab.plan.nodes)
     with team_lock(lab):
         if not cold:
-            checkpoint.revert(lab.plan, lab.conns, lab.key, name, targets, progress)
+            checkpoint.revert(lab.plan, lab.conns, lab.access, name, targets, progress)
             return {n.key: ssh_target(lab, n.key).address for n in targets}
         checkpoint.revert_cold(lab.plan, lab.conns, name, targets, progress)
-        return wait_for.wait_ready(lab.plan, lab.conns, lab.key, progress, targets)
+        return wait_for.wait_ready(lab.plan, lab.conns, lab.access, progress, targets)
 
 
 def take_checkpoint(lab: Lab, name: str, progress: Progress, role: str | None = None) -> Checkpoint:
@@ -352,7 +381,7 @@ def _require_checks(stage, role: str) -> None:
 def _stage(lab: Lab, addresses: dict[str, str], progress: Progress, after=None):
     from labbuilder.lab import config_stage
 
-    targets = {n.key: ssh.SshTarget(addresses[n.key], lab.key, prefix=n.host.ssh_prefix) for n in lab.plan.nodes}
+    targets = {n.key: lab.target(n, addresses[n.key]) for n in lab.plan.nodes}
     return config_stage.Stage(lab.topology, lab.plan, lab.conns, targets, inventory(lab.plan, addresses),
                               lab.state / "config", progress, after)
 
@@ -375,8 +404,11 @@ def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = Fal
         if ready is not None and (node.key in ready or not probe_rest):
             reachable = node.key in ready
         else:
-            reachable = bool(state == "running" and address and lab.key.exists() and
-                             ssh.answers(ssh.SshTarget(address, lab.key, prefix=node.host.ssh_prefix)))
+            try:
+                reachable = bool(state == "running" and address and lab.key.exists() and
+                                 ssh.answers(lab.target(node, address)))
+            except HostError:  # another host key than ours: not our node to log in to
+                reachable = False
         created = owners.get(node.name, {}).get("created", "")
         nodes.append({"node": node.key, "domain": node.name, "host": node.host.name, "state": state,
                       "addresses": ips, "ssh": reachable, "roles": list(node.roles),
@@ -403,7 +435,7 @@ def ssh_target(lab: Lab, node_key: str) -> ssh.SshTarget:
     address = wait_for.node_address(lab.conns, node)
     if address is None:
         raise TopologyError([lab.topology.problem(("nodes", node_key), "node has no known address yet")])
-    return ssh.SshTarget(address, lab.key, prefix=node.host.ssh_prefix)
+    return lab.target(node, address)
 
 
 def inventory(plan: LabPlan, addresses: dict[str, str]) -> dict:
@@ -433,15 +465,34 @@ def inventory(plan: LabPlan, addresses: dict[str, str]) -> dict:
 
 def write_handoff(lab: Lab, addresses: dict[str, str]) -> dict[str, Path]:
     """Write inventory.yaml, ssh_config, hosts and the role variables (vars.yaml) into
-    the lab's state directory."""
-    lab.state.mkdir(parents=True, exist_ok=True)
+    the lab's state directory (0700; each file 0600, written whole then renamed into
+    place, so a reader never sees half a file). Callers hold the team lock."""
+    private_dir(lab.state)
     files = {"inventory": lab.state / "inventory.yaml", "ssh_config": lab.state / "ssh_config",
              "hosts": lab.state / "hosts", "vars": lab.state / "vars.yaml"}
-    files["vars"].write_text(yaml.safe_dump(dict(lab.topology.vars), sort_keys=False))
-    files["inventory"].write_text(yaml.safe_dump(inventory(lab.plan, addresses), sort_keys=False))
-    files["hosts"].write_text("".join(f"{addresses.get(n.key) or n.ssh_ip} {n.key}\n"
-                                      for n in lab.plan.nodes if addresses.get(n.key) or n.ssh_ip))
-    files["ssh_config"].write_text(ssh.ssh_config(
-        [(n.key, addresses.get(n.key) or n.ssh_ip, n.host.ssh_prefix) for n in lab.plan.nodes
-         if addresses.get(n.key) or n.ssh_ip], lab.key))
+    reached = [n for n in lab.plan.nodes if addresses.get(n.key) or n.ssh_ip]
+    write_private(files["vars"], yaml.safe_dump(dict(lab.topology.vars), sort_keys=False))
+    write_private(files["inventory"], yaml.safe_dump(inventory(lab.plan, addresses), sort_keys=False))
+    write_private(files["hosts"], "".join(f"{addresses.get(n.key) or n.ssh_ip} {n.key}\n" for n in reached))
+    write_private(files["ssh_config"], ssh.ssh_config(
+        [(n.key, addresses.get(n.key) or n.ssh_ip, n.name, n.host.ssh_prefix) for n in reached], lab.access))
     return files
+
+
+def private_dir(path: Path) -> None:
+    """`path` and the state root above it exist, readable by their owner only."""
+    for d in (state_root(), path):
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        d.chmod(0o700)
+
+
+def write_private(path: Path, text: str) -> None:
+    """`text` into `path`, mode 0600, atomically: a temporary file beside it, renamed over it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
