@@ -257,6 +257,7 @@ def test_second_team_runs_beside_the_first_and_down_keeps_it(demo, conn, foreign
     for node in ("alpha", "beta"):
         _assert_node(node, team=2)
         _assert_node(node, team=1)
+    _class_commands_over_both_teams()
     lb("down", DEMO, "--team", "1")
     names = {o.name for o in virt.owned_objects(conn, "demo")}
     assert names == {"demo-t2-alpha", "demo-t2-beta", "demo-t2-lan", "demo-t2-backend"}
@@ -266,6 +267,27 @@ def test_second_team_runs_beside_the_first_and_down_keeps_it(demo, conn, foreign
     assert virt.owned_objects(conn, "demo") == []
     assert demo_pools(conn, foreign) == []
     assert_untouched(conn, foreign)  # what labbuilder does not own, even named like ours
+
+
+def _class_commands_over_both_teams():
+    """Teams 1 and 2 are up: the class commands act on both, in parallel, and a team
+    that fails (team 5 has no checkpoint) is named while the others are done."""
+    status = json.loads(lb("status", DEMO, "--all-teams", "--json").stdout)
+    assert [(t["team"], t["ok"], t["result"]["running"], t["result"]["ssh"]) for t in status] == \
+        [(1, True, 2, 2), (2, True, 2, 2)]
+    lb("checkpoint", DEMO, "--teams", "1-2", "--name", "class")
+    for team in (1, 2):
+        on("alpha", "echo changed > /root/after-class && sync", team=team)
+    proc = lb("reset", DEMO, "--teams", "1,2,5", "--to", "class", check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "team 5 failed" in proc.stderr
+    rows = {line.split("│")[1].strip(): line for line in proc.stdout.splitlines() if line.startswith("│")}
+    assert "ok" in rows["1"] and "ok" in rows["2"] and "FAILED" in rows["5"], proc.stdout
+    for team in (1, 2):  # both went back to the checkpoint: the file written after it is gone
+        assert lb("ssh", DEMO, "alpha", "--team", str(team), "--", "test", "-e", "/root/after-class",
+                  check=False).returncode == 1
+    status = json.loads(lb("status", DEMO, "--teams", "1-2", "--json").stdout)
+    assert [t["result"]["last_checkpoint"] for t in status] == ["class", "class"]
 
 
 def test_up_refuses_a_pool_named_like_the_teams_without_its_mark(conn, foreign):

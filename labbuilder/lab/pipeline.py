@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ContextManager
 
 import yaml
 
-from labbuilder.lab import apply, diff, observe, packages
+from labbuilder.lab import apply, diff, observe, packages, render
 from labbuilder.lab import wait as wait_for
 from labbuilder.lab.apply import ApplyContext
 from labbuilder.lab.diff import Action, ObjectKind
@@ -29,6 +29,7 @@ from labbuilder.progress import Progress
 from labbuilder.system import accel, hostnet, locks, ssh, virt
 from labbuilder.system.connections import Connections, parallel
 from labbuilder.system.pause import pause_point
+from labbuilder.system.run import run
 
 if TYPE_CHECKING:
     from labbuilder.lab.checkpoint import Checkpoint
@@ -299,7 +300,21 @@ def _boot_finished(lab: Lab, node_key: str, timeout: float) -> None:
 def checkpoints(lab: Lab) -> list[Checkpoint]:
     from labbuilder.lab import checkpoint
 
+    if not all(h.running for h in lab.plan.hosts):
+        return []
     return checkpoint.listing(lab.plan, lab.conns)
+
+
+def serial_log(lab: Lab, node_key: str) -> str:
+    """What the node's serial console printed so far (its log file on a local lab host)."""
+    node = lab.plan.node(node_key)
+    path = render.serial_log_path(node)
+    if not is_local_uri(node.host.uri):
+        raise HostError(f"{node_key}'s console log is on {node.host.name} at {path}: read it there")
+    proc = run([*node.host.files_prefix, "cat", path], check=False)
+    if proc.returncode != 0:
+        raise HostError(f"{node_key} has no console log yet on {node.host.name} ({path}): is it created?")
+    return proc.stdout
 
 
 def check_config(lab: Lab) -> None:
@@ -393,9 +408,15 @@ def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = Fal
     from labbuilder.lab import config_stage
 
     nodes = []
-    owners = {o.name: o.owner for h in lab.plan.hosts for o in virt.owned_objects(lab.conns(h), lab.plan.lab, lab.plan.team)}
+    owners = {o.name: o.owner for h in lab.plan.hosts if h.running
+              for o in virt.owned_objects(lab.conns(h), lab.plan.lab, lab.plan.team)}
 
     def one(node):
+        if not node.host.running:  # a private libvirtd not started yet: nothing exists there
+            nodes.append({"node": node.key, "domain": node.name, "host": node.host.name, "state": "absent",
+                          "addresses": {nic.guest_name: None for nic in node.nics}, "ssh": False,
+                          "roles": list(node.roles), "roles_done": [], "age_seconds": None})
+            return
         conn = lab.conns(node.host)
         state = virt.domain_state(conn, node.name)
         leases = wait_for.node_leases(lab.conns, node)
@@ -420,7 +441,7 @@ def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = Fal
     nodes.sort(key=lambda n: order.index(n["node"]))
     networks = []
     for net in lab.plan.networks:
-        info = virt.network_info(lab.conns(net.host), net.name)
+        info = virt.network_info(lab.conns(net.host), net.name) if net.host.running else None
         networks.append({"network": net.key, "name": net.name, "host": net.host.name,
                          "subnet": str(net.subnet) if net.subnet else None,
                          "bridge": info[1] if info else None, "active": bool(info and info[0]),

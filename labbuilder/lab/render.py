@@ -17,6 +17,8 @@ from labbuilder.model.names import OWNER_NS
 if TYPE_CHECKING:
     import jinja2
 
+    from labbuilder.lab.plan import NodePlan
+
 
 
 @cache
@@ -67,7 +69,7 @@ def domain_xml(lab: str, team: int, node, pool: str, domain_type: str, created: 
         memory_mib=node.memory_mib, vcpus=node.vcpus, disks=disks,
         seed={"pool": pool, "volume": node.seed_volume},
         nics=[{"network": n.network, "mac": n.mac} for n in node.nics],
-        serial_log=f"/var/log/libvirt/qemu/{node.name}-serial.log"))
+        serial_log=serial_log_path(node)))
 
 
 def pool_xml(name: str, path: str) -> str:
@@ -76,3 +78,8 @@ def pool_xml(name: str, path: str) -> str:
 
 def volume_xml(name: str, capacity: int, fmt: str, backing: str = "") -> str:
     return render_xml("volume.xml.j2", name=name, capacity=capacity, format=fmt, backing=backing)
+
+
+def serial_log_path(node: NodePlan) -> str:
+    """Where the host's libvirt keeps what the node's serial console prints."""
+    return f"/var/log/libvirt/qemu/{node.name}-serial.log"
