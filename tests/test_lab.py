@@ -191,6 +191,11 @@ def test_status_json_reports_running_and_ssh(demo):
     assert all(0 <= n["age_seconds"] < 3600 for n in data["nodes"])
 
 
+def test_console_log_shows_the_guest_booting(demo):
+    text = lb("console", DEMO, "alpha", "--log").stdout
+    assert "Linux version" in text and "alpha login:" in text, text[-2000:]
+
+
 def test_handoff_files_reach_the_lab(demo, lab_state):
     """The ssh_config works from outside the private namespace; the inventory has groups."""
     import yaml

@@ -106,3 +106,33 @@ def test_class_commands_take_team_ranges_and_refuse_bad_ones(tmp_path, test_host
     assert down.returncode == 0, down.stderr
     assert [line.split("│")[1].strip() for line in down.stdout.splitlines() if line.startswith("│")] == \
         ["1", "2", "3"]
+
+
+@pytest.mark.subprocess(sys.executable)
+def test_plan_lists_an_image_it_would_build_from_its_recipe(tmp_path, test_host):
+    """A fresh machine: the cache is empty, the recipe is in the project's images/. `plan`
+    says `up` builds it first instead of failing; without a recipe it names what is missing."""
+    import shutil
+
+    project = tmp_path / "course"
+    (project / "topologies").mkdir(parents=True)
+    shutil.copy(REPO / "topologies" / "demo.yaml", project / "topologies")
+    shutil.copytree(REPO / "topologies" / "roles", project / "topologies" / "roles")
+    env = {**os.environ, "LABBUILDER_STATE": str(tmp_path / "state")}
+
+    def plan():
+        return subprocess.run([sys.executable, "-m", "labbuilder.cli", "plan", "topologies/demo.yaml", "--connect",
+                               test_host, "--cache", str(tmp_path / "cache"), "--json"],
+                              cwd=project, env=env, capture_output=True, text=True, timeout=120)
+
+    missing = plan()
+    assert missing.returncode == 2 and "base image 'debian-12' is not built" in missing.stderr
+    assert "no recipe images/debian-12.yaml" in missing.stderr
+    (project / "images").mkdir()
+    shutil.copy(REPO / "images" / "debian-12.yaml", project / "images")
+    planned = plan()
+    assert planned.returncode == 0, planned.stderr
+    data = json.loads(planned.stdout)
+    assert data["images_to_build"] == {"debian-12": str(project / "images" / "debian-12.yaml")}
+    assert ("upload", "image", "debian-12") in {(a["verb"], a["kind"], a["name"]) for a in data["actions"]}
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())  # plan built nothing

@@ -161,6 +161,7 @@ def _plan_json(lab, actions):
                       "bridge": n.bridge, "subnet": str(n.subnet) if n.subnet else None,
                       "static_hosts": [list(h) for h in n.static_hosts]} for n in lab.plan.networks],
         "nodes": lab_mod.inventory(lab.plan, {})["all"]["hosts"],
+        "images_to_build": {name: str(recipe) for name, recipe in lab.images_to_build.items()},
         "packages": {"source": lab.plan.packages,
                      "proxies": {n.key: lab_mod.node_proxy(lab, n) for n in lab.plan.nodes}},
     }
@@ -184,6 +185,8 @@ def plan_cmd(as_json, **kwargs):
     out.print(_network_rows(lab))
     for line in lab_mod.package_source(lab):
         out.print(line, highlight=False)
+    for name, recipe in lab.images_to_build.items():
+        out.print(f"[green]+[/green] build image {name} from {recipe} (up builds it first)", highlight=False)
     print_actions(actions)
 
 
@@ -199,6 +202,7 @@ def up_cmd(team_range, all_teams, parallel, no_wait, no_config, checkpoints, che
     """Bring the lab up for a team: networks, volumes, seeds, domains; wait for SSH;
     then run the config stage (the topology's roles, in order)."""
     teams = _class_teams(kwargs, team_range, all_teams)
+    lab_mod.build_missing_images(_request(**kwargs), RichProgress(console.real))  # once, before any team
     if teams:
         _run_class(kwargs, teams, parallel, "up",
                    lambda lab, progress: _up_team(lab, progress, no_wait, no_config, checkpoints, checks),
@@ -429,6 +433,8 @@ def reset_cmd(team_range, all_teams, parallel, nodes, to, cold, **kwargs):
     if cold and not to:
         raise click.UsageError("--cold needs --to NAME")
     teams = _class_teams(kwargs, team_range, all_teams)
+    if not to:  # back to the base image: build it first if it is missing and has a recipe
+        lab_mod.build_missing_images(_request(**kwargs), RichProgress(console.real))
     if teams:
         def work(lab, progress):
             unknown = [n for n in nodes if n not in {x.key for x in lab.plan.nodes}]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ContextManager
 
@@ -48,6 +48,7 @@ class Lab:
     # What check_hosts read, per host URI. `plan` diffs against it; up and reset read again
     # under the team lock: another run of the team may have changed things in between.
     observed: dict[str, list[virt.HostObject]] | None = None
+    images_to_build: dict[str, Path] = field(default_factory=dict)  # `plan`: image name → its recipe
 
     @property
     def key(self) -> Path:
@@ -75,10 +76,13 @@ def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = T
     `start_private`: start a private libvirtd if one is needed and none runs; False: fail
     then; None: plan against a stand-in for it (nothing exists there yet)."""
     topo = load_topology(req.topology)
-    images = find_images(topo, req.image_cache, required=check)
+    planned: dict[str, Path] = {}
+    # `plan` (start_private None) shows images it would build; up and reset build them first.
+    images = find_images(topo, req.image_cache, required=check, planned=planned if start_private is None else None)
     hosts = _hosts(topo, req, start_private)
     plan = plan_lab(topo, req.team, hosts, images, req.memory_scale)
     lab = Lab(topo, plan, Connections(), team_dir(topo.lab, req.team), *_domain_type(plan))
+    lab.images_to_build = planned
     if check:
         lab.observed = check_hosts(lab)
     return lab
@@ -102,11 +106,14 @@ def _hosts(topo: Topology, req: LabRequest, start_private: bool | None) -> dict[
                          check=lambda where: check_host_networks(topo, where))
 
 
-def find_images(topo: Topology, cache: Path | None, required: bool = True) -> dict[str, BaseImage]:
+def find_images(topo: Topology, cache: Path | None, required: bool = True,
+                planned: dict[str, Path] | None = None) -> dict[str, BaseImage]:
     """Every image the topology names, from `cache` (None: the default cache); a missing
-    one is a topology problem. Not `required` (commands that make no overlays: down,
-    status, ssh …): stand-ins carrying only the names, and the cache is not read, so these
-    work where it is empty (cleared, or another machine with the topology)."""
+    one is a topology problem — unless `planned` is given: a missing image with a recipe
+    (image_recipe) is then planned (a stand-in) and added to `planned` (name → recipe),
+    for `plan` to show and `up` to build first. Not `required` (commands that make no
+    overlays: down, status, ssh …): stand-ins carrying only the names, and the cache is
+    not read, so these work where it is empty (cleared, or another machine)."""
     names: dict = {}
     for name, path in topo.image_uses():
         names.setdefault(name, path)  # a problem names the first use
@@ -119,14 +126,51 @@ def find_images(topo: Topology, cache: Path | None, required: bool = True) -> di
     found, problems = {}, []
     for name, path in names.items():
         if name not in built:
+            recipe = image_recipe(topo, name)
+            if recipe is not None and planned is not None:
+                planned[name] = recipe
+                found[name] = BaseImage(name, "", "", 0, 0)
+                continue
             problems.append(topo.problem(path, f"base image {name!r} is not built (cache: {cache})",
-                                         f"labbuilder image build images/{name}.yaml"))
+                                         f"labbuilder image build {recipe}" if recipe else
+                                         f"no recipe images/{name}.yaml next to the topology or above it"))
             continue
         m = built[name].manifest["image"]
         found[name] = BaseImage(name, str(built[name].image), m["sha256"], m["size"], m["virtual_size"])
     if problems:
         raise TopologyError(problems)
     return found
+
+
+def image_recipe(topo: Topology, name: str) -> Path | None:
+    """The recipe of image `name`: images/<name>.yaml beside the topology, or in the
+    directory above it (a project's topologies/ and images/ side by side)."""
+    here = Path(topo.path).resolve().parent
+    for d in (here, here.parent):
+        recipe = d / "images" / f"{name}.yaml"
+        if recipe.is_file():
+            return recipe
+    return None
+
+
+def build_missing_images(req: LabRequest, progress: Progress) -> list[str]:
+    """Build every image the topology names that is not in the cache and has a recipe
+    (image_recipe), before `up` plans with it; the images built. Nothing if all are built."""
+    from labbuilder.image import build as image_mod
+    from labbuilder.model.recipe import load_recipe
+
+    topo = load_topology(req.topology)
+    planned: dict[str, Path] = {}
+    find_images(topo, req.image_cache, planned=planned)
+    cache = req.image_cache or image_mod.default_cache_dir()
+    for name, path in planned.items():
+        recipe = load_recipe(path)
+        if recipe.name != name:
+            raise TopologyError([topo.problem(next(p for n, p in topo.image_uses() if n == name),
+                                              f"{path} builds image {recipe.name!r}, not {name!r}")])
+        progress.info(f"Image {name} is not built: building it from {path} first")
+        image_mod.build(recipe, cache, progress)
+    return list(planned)
 
 
 def _domain_type(plan: LabPlan) -> tuple[str, str]:
