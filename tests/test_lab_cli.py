@@ -40,14 +40,20 @@ def test_plan_without_a_running_libvirtd_starts_nothing(tmp_path, base_image):
 def test_down_and_status_work_without_the_base_image_in_the_cache(tmp_path, test_host):
     """Only up and reset to the base need the image: a cleared cache, or another machine
     with just the topology, can still see and remove a lab (test driver: nothing there)."""
+    import shutil
+
     env = {**os.environ, "LABBUILDER_STATE": str(tmp_path / "state")}
     empty = tmp_path / "empty-cache"
     empty.mkdir()
+    project = tmp_path / "course"  # the topology without the project's images/ recipes
+    (project / "topologies").mkdir(parents=True)
+    shutil.copy(REPO / "topologies" / "demo.yaml", project / "topologies")
+    shutil.copytree(REPO / "topologies" / "roles", project / "topologies" / "roles")
 
     def lb(*args):
         return subprocess.run([sys.executable, "-m", "labbuilder.cli", *args, "topologies/demo.yaml",
                                "--connect", test_host, "--cache", str(empty)],
-                              cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+                              cwd=project, env=env, capture_output=True, text=True, timeout=120)
 
     down = lb("down")
     assert down.returncode == 0 and "Nothing to remove." in down.stdout, down.stderr
@@ -133,6 +139,6 @@ def test_plan_lists_an_image_it_would_build_from_its_recipe(tmp_path, test_host)
     planned = plan()
     assert planned.returncode == 0, planned.stderr
     data = json.loads(planned.stdout)
-    assert data["images_to_build"] == {"debian-12": str(project / "images" / "debian-12.yaml")}
+    assert data["images_to_build"] == {"debian-12": "images/debian-12.yaml"}  # as typed from here
     assert ("upload", "image", "debian-12") in {(a["verb"], a["kind"], a["name"]) for a in data["actions"]}
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())  # plan built nothing

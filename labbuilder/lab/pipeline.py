@@ -149,7 +149,10 @@ def image_recipe(topo: Topology, name: str) -> Path | None:
     for d in (here, here.parent):
         recipe = d / "images" / f"{name}.yaml"
         if recipe.is_file():
-            return recipe
+            try:  # as the user would type it, from here
+                return recipe.relative_to(Path.cwd())
+            except ValueError:
+                return recipe
     return None
 
 
