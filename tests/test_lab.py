@@ -248,13 +248,41 @@ def test_up_again_changes_nothing(demo, conn):
     assert "No changes" in lb("plan", DEMO).stdout
 
 
-def test_reset_node_returns_pristine_disk(demo):
+def _as_student(handout_dir, node, command, private_libvirtd):
+    """ssh as the students do, with their handout's ssh_config (from inside the private
+    libvirtd's network namespace, where the guests are routable)."""
+    return subprocess.run([*private_libvirtd.nsenter_argv(), "ssh", "-F", "ssh_config", "-o", "BatchMode=yes",
+                           node, command], cwd=handout_dir, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def demo_handout(demo, tmp_path_factory):
+    """Team 1's handout, as an instructor makes it for the students."""
+    out = tmp_path_factory.mktemp("handouts")
+    lb("handout", DEMO, "--out", str(out))
+    return out / "demo-t1"
+
+
+def test_a_handout_lets_the_students_in_with_their_own_key(demo_handout, private_libvirtd, lab_state):
+    d = demo_handout
+    assert (d.parent / "demo-t1.zip").is_file()
+    assert (d / "id_ed25519.pub").read_text() != (lab_state / "demo-t1" / "id_ed25519.pub").read_text()
+    for node in ("alpha", "beta"):
+        proc = _as_student(d, node, "id -un; sudo -n id -u", private_libvirtd)
+        assert proc.stdout.split() == ["student", "0"], proc.stderr
+    assert "beta" in (d / "nodes.txt").read_text()
+
+
+def test_reset_node_returns_pristine_disk(demo, private_libvirtd, demo_handout):
     on("beta", "echo dirty > /root/marker && sync")  # `labbuilder ssh` runs it as ssh does: shell syntax
     assert on("beta", "cat", "/root/marker") == "dirty"
     lb("reset", DEMO, "--node", "beta")
     assert on("beta", "test", "-e", "/root/marker", check=False) == ""
     assert lb("ssh", DEMO, "beta", "--", "test", "-e", "/root/marker", check=False).returncode == 1
     _assert_node("beta")
+    # The handout made before the reset still lets the students in: the new seed has their key.
+    proc = _as_student(demo_handout, "beta", "id -un", private_libvirtd)
+    assert proc.stdout.strip() == "student", proc.stderr
 
 
 def test_second_team_runs_beside_the_first_and_down_keeps_it(demo, conn, foreign):

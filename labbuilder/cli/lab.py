@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
@@ -309,8 +310,6 @@ def configure_cmd(team_range, all_teams, parallel, start, until, only, driver, c
 
 
 def _checkpoint_name(ctx, param, value):
-    import re
-
     if value is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", value):
         raise click.BadParameter(f"{value!r}: use lowercase letters, digits and '-'")
     return value
@@ -505,6 +504,32 @@ def console_cmd(node, show_log, **kwargs):
     if virsh is None:
         raise click.ClickException("virsh is not installed (Debian: libvirt-clients)")
     os.execv(virsh, [virsh, "-c", uri, "console", domain])
+
+
+@main.command("handout")
+@lab_options
+@class_options
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for the handouts: <lab>-t<team>/ and <lab>-t<team>.zip per team.")
+@click.option("--jump", metavar="USER@HOST", help="Students reach the nodes through this lab host (ProxyJump).")
+def handout_cmd(team_range, all_teams, parallel, out_dir, jump, **kwargs):
+    """Per team what its students need, and nothing of other teams: a key pair of the
+    team's own installed for user `student` (sudo) on its nodes, an ssh_config, the node
+    table, the course credentials and a README. The nodes must be up."""
+    if jump is not None and not re.fullmatch(r"(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(?::[0-9]{1,5})?", jump):
+        raise click.BadParameter(f"{jump!r} is not USER@HOST[:PORT]", param_hint="--jump")
+    teams = _class_teams(kwargs, team_range, all_teams)
+    if teams:
+        _run_class(kwargs, teams, parallel, "handout",
+                   lambda lab, progress: str(lab_mod.write_handout(lab, out_dir, jump, progress)),
+                   columns=("handout",), row=lambda d: [d])
+        return
+    lab = _open(kwargs, start_private=False, check=False)
+    try:
+        target = lab_mod.write_handout(lab, out_dir, jump, RichProgress(console.real))
+    finally:
+        lab.close()
+    out.print(f"{target}/ and {target}.zip", highlight=False)
 
 
 @main.command("inventory")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from labbuilder.lab import packages, render
+from labbuilder.lab import handout, packages, render
 from labbuilder.lab.diff import Action, Desired, ObjectKind, Verb
 from labbuilder.lab.observe import pool_owner
 from labbuilder.model.errors import HostError
@@ -33,6 +33,7 @@ class ApplyContext:
     progress: Progress
     locks: Path  # per-host lock files (see _upload_image)
     host_keys: dict[str, tuple[str, str]] = field(default_factory=dict)  # node key → (private, public)
+    student_key: str | None = None  # the team's handout key, once it has one (lab/handout.py)
 
 
 def apply(ctx: ApplyContext, actions: list[Action]) -> None:
@@ -172,12 +173,13 @@ def _create_volumes(ctx: ApplyContext, conn, pool, node: NodePlan, bases: dict[s
     if node.seed_volume not in have:
         from labbuilder.lab import seed  # here: `down`, `status` and `ssh` make no seeds and start sooner without it
 
-        iso = seed.seed_iso(node_seed(ctx.plan, node, ctx.pubkey, ctx.host_keys.get(node.key)))
+        iso = seed.seed_iso(node_seed(ctx.plan, node, ctx.pubkey, ctx.host_keys.get(node.key), ctx.student_key))
         vol = virt.create_volume(pool, render.volume_xml(node.seed_volume, len(iso), "raw"))
         virt.upload_volume(conn, vol, iso)
 
 
-def node_seed(plan: LabPlan, node: NodePlan, pubkey: str, host_key: tuple[str, str] | None = None) -> seed.Seed:
+def node_seed(plan: LabPlan, node: NodePlan, pubkey: str, host_key: tuple[str, str] | None = None,
+              student_key: str | None = None) -> seed.Seed:
     """The node's identity: hostname, the lab key, its SSH host key, its NICs, every lab
     node in /etc/hosts."""
     from labbuilder.lab import seed
@@ -188,7 +190,7 @@ def node_seed(plan: LabPlan, node: NodePlan, pubkey: str, host_key: tuple[str, s
     hosts = tuple((other.lab_ip, other.key) for other in plan.nodes if other.lab_ip)
     return seed.Seed(instance_id=f"{node.name}-{time.time_ns()}", hostname=node.key, fqdn=node.fqdn,
                      authorized_keys=(pubkey,), nics=nics, hosts=hosts, apt_proxy=packages.node_proxy(plan, node),
-                     host_key=host_key)
+                     host_key=host_key, extra={"users": [handout.seed_user(student_key)]} if student_key else {})
 
 
 def reset_nodes(ctx: ApplyContext, nodes: list[NodePlan]) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ContextManager
 
 import yaml
 
-from labbuilder.lab import apply, diff, observe, packages, render
+from labbuilder.lab import apply, diff, handout, observe, packages, render
 from labbuilder.lab import wait as wait_for
 from labbuilder.lab.apply import ApplyContext
 from labbuilder.lab.diff import Action, ObjectKind
@@ -251,8 +251,9 @@ def _context(lab: Lab, progress: Progress) -> ApplyContext:
     pubkey = ssh.ensure_keypair(lab.key)
     host_keys = {n.key: ssh.ensure_host_key(lab.state / "host-keys" / n.key) for n in lab.plan.nodes}
     write_private(lab.known_hosts, ssh.known_hosts([(n.name, host_keys[n.key][1]) for n in lab.plan.nodes]))
+    student = handout.student_key(lab.state).with_suffix(".pub")
     return ApplyContext(lab.plan, diff.render_plan(lab.plan, lab.domain_type), lab.conns, pubkey, progress,
-                        state_root() / "locks", host_keys)
+                        state_root() / "locks", host_keys, student.read_text().strip() if student.exists() else None)
 
 
 def changes(lab: Lab) -> list[Action]:
@@ -494,6 +495,25 @@ def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = Fal
                          "bridge": info[1] if info else None, "active": bool(info and info[0]),
                          "exists": info is not None})
     return {"lab": lab.plan.lab, "team": lab.plan.team, "nodes": nodes, "networks": networks}
+
+
+def write_handout(lab: Lab, out: Path, jump: str | None, progress: Progress) -> Path:
+    """The team's handout (lab/handout.py) in `out`: its student key made if need be and
+    installed on every node now (they must answer on SSH) and in the seeds of nodes made
+    or reset later. Returns the team's handout directory."""
+    with team_lock(lab):
+        private_dir(lab.state)
+        pubkey = handout.ensure_student_key(lab.state)
+        addresses = {n.key: ssh_target(lab, n.key).address for n in lab.plan.nodes}
+        with progress.stage(f"install the team's student key on {len(addresses)} node(s)"):
+            parallel([lambda n=n: ssh.ssh_run(lab.target(n, addresses[n.key]),
+                                              ["bash", "-c", handout.install_script(pubkey)])
+                      for n in lab.plan.nodes])
+        nodes = [handout.NodeLine(n.key, tuple(n.roles), addresses[n.key],
+                                  {nic.network_key: str(nic.ip) for nic in n.nics if nic.ip}) for n in lab.plan.nodes]
+        return handout.write(out, lab.plan.lab, lab.plan.team, nodes, lab.state,
+                             lab.known_hosts if lab.known_hosts.exists() else None,
+                             {n.key: n.name for n in lab.plan.nodes}, dict(lab.topology.vars), jump)
 
 
 # ---- hand-off: inventory, ssh config, hosts file ----
