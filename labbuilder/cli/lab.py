@@ -102,7 +102,7 @@ def _class_teams(kwargs, team_range, all_teams) -> list[int] | None:
 
 
 def _run_class(kwargs, teams, parallel, what, work, *, start_private=False, check=False, as_json=False,
-               columns=(), row=None, value=None):
+               columns=(), row=None, value=None, before_exit=None):
     """`work(lab, progress)` for each team, in parallel (bounded per host), each team on its
     own progress line; then one table (team, result, time, `columns` from `row(result)`)
     or JSON (`value(result)` per team); exit 1 naming the teams that failed."""
@@ -130,6 +130,8 @@ def _run_class(kwargs, teams, parallel, what, work, *, start_private=False, chec
     finally:
         shared.stop()
     print_class(results, as_json, f"{first.plan.lab}: {what}", columns, row)
+    if before_exit:
+        before_exit(results)
     failed = teams_mod.failed_summary(results)
     if failed:
         raise ClassError(failed)
@@ -373,22 +375,72 @@ def checkpoints_cmd(as_json, **kwargs):
 @lab_options
 @class_options
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def status_cmd(team_range, all_teams, parallel, as_json, **kwargs):
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a static page with the table and the lab's drawing.")
+def status_cmd(team_range, all_teams, parallel, as_json, html_file, **kwargs):
     """Per node: host, libvirt state, addresses, SSH; per network: bridge, active. With
     --teams/--all-teams: a line per team (nodes running, SSH, roles done, last
     checkpoint, hosts, age)."""
     teams = _class_teams(kwargs, team_range, all_teams)
     if teams:
+        def row(t):
+            return [f"{t['running']}/{t['nodes']}", f"{t['ssh']}/{t['nodes']}", t["roles_done"],
+                    t["last_checkpoint"] or "-", ", ".join(t["hosts"]), age(t["age_seconds"])]
+
+        columns = ("running", "ssh", "roles done", "last checkpoint", "hosts", "age")
+        def page(results):
+            _write_page(html_file, kwargs, teams[0], "class status", ["team", "result", *columns, "error"],
+                        [[r.team, "ok" if r.ok else "FAILED", *(row(r.value) if r.ok else ["-"] * len(columns)),
+                          r.first_line] for r in results])
+
         _run_class(kwargs, teams, parallel, "status", _team_status, as_json=as_json, start_private=None,
-                   columns=("running", "ssh", "roles done", "last checkpoint", "hosts", "age"),
-                   row=lambda t: [f"{t['running']}/{t['nodes']}", f"{t['ssh']}/{t['nodes']}", t["roles_done"],
-                                  t["last_checkpoint"] or "-", ", ".join(t["hosts"]), age(t["age_seconds"])])
+                   columns=columns, row=row, before_exit=page if html_file else None)
         return
     lab = _open(kwargs, start_private=None, check=False)  # no private libvirtd yet: nothing created
     try:
-        print_status(lab_mod.status(lab), as_json)
+        data = lab_mod.status(lab)
     finally:
         lab.close()
+    print_status(data, as_json)
+    if html_file:
+        _write_page(html_file, kwargs, kwargs["team"], f"team {kwargs['team']} status",
+                    ["node", "host", "state", "ssh", "roles done"],
+                    [[n["node"], n["host"], "not created" if n["state"] == "absent" else n["state"],
+                      "yes" if n["ssh"] else "no", ", ".join(n["roles_done"]) or "-"] for n in data["nodes"]])
+
+
+def _write_page(path: Path, kwargs, team: int, what: str, columns, rows) -> None:
+    import time
+
+    from labbuilder.cli.output import html_page
+    from labbuilder.lab import graph
+
+    lab = lab_mod.open_lab(_request(**{**kwargs, "team": team}), None, False)
+    lab.close()
+    page = html_page(f"{lab.plan.lab}: {what}", list(columns), rows, graph.svg(lab.plan),
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')} · {lab.plan.topology_path}")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(page)
+    tmp.replace(path)
+    console.print(f"page: {path}", highlight=False)
+
+
+@main.command("graph")
+@lab_options
+@click.option("--mermaid", is_flag=True, help="Mermaid text (for docs) instead of SVG.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE, not stdout.")
+def graph_cmd(mermaid, out_file, **kwargs):
+    """Draw the lab for a team: nodes by host, their NICs and networks (SVG or Mermaid)."""
+    from labbuilder.lab import graph
+
+    lab = lab_mod.open_lab(_request(**kwargs), None, False)
+    lab.close()
+    text = graph.mermaid(lab.plan) if mermaid else graph.svg(lab.plan)
+    if out_file:
+        out_file.write_text(text)
+        console.print(f"{'Mermaid' if mermaid else 'SVG'}: {out_file}", highlight=False)
+    else:
+        click.echo(text, nl=False)
 
 
 @main.command("down")

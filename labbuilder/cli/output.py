@@ -238,3 +238,31 @@ def print_class(results, as_json: bool, what: str, columns=(), row=None) -> None
         table.add_row(str(r.team), "[green]ok[/green]" if r.ok else "[red]FAILED[/red]", f"{r.seconds:.1f}s",
                       *cells, *([escape(r.first_line) if not r.ok else ""] if failed else []))
     out.print(table)
+
+
+def html_page(title: str, columns: list[str], rows: list[list[str]], drawing: str, note: str = "") -> str:
+    """A static page: a table (one row per team or node) and the lab's drawing (SVG)."""
+    from html import escape as h
+
+    head = "".join(f"<th>{h(c)}</th>" for c in columns)
+    body = "\n".join("<tr>" + "".join(f"<td>{h(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{h(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #0f172a; }}
+table {{ border-collapse: collapse; margin-bottom: 2em; }}
+th, td {{ border: 1px solid #cbd5e1; padding: 4px 10px; text-align: left; }}
+th {{ background: #e2e8f0; }}
+tr.failed td {{ background: #fee2e2; }}
+</style></head>
+<body>
+<h1>{h(title)}</h1>
+<p>{h(note)}</p>
+<table id="teams"><thead><tr>{head}</tr></thead>
+<tbody>
+{body}
+</tbody></table>
+<h2>Topology</h2>
+{drawing}
+</body></html>
+"""
