@@ -119,6 +119,11 @@ def answers(target: SshTarget) -> bool:
         return False
     if proc.returncode != 0 and _HOST_KEY_FAILED in (proc.stderr or ""):
         raise host_key_error(target)
+    if proc.returncode != 0 and target.prefix and "nsenter: cannot open" in (proc.stderr or ""):
+        # The namespace is named by its libvirtd's pid: that daemon is gone, the guests live on.
+        raise HostError(f"the private libvirtd that {target.alias or target.address} runs under has gone "
+                        f"(restarted or stopped: {proc.stderr.strip().splitlines()[-1]}); run the command "
+                        "again: it carries on from where the lab is")
     return proc.returncode == 0
 
 

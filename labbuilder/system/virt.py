@@ -648,16 +648,6 @@ class GuestWatch:
     def check(self) -> None:
         if self.stopped is not None:
             raise HostError(f"domain {self.name} {self.stopped} before it answered")
-        if not _alive(self._conn):  # libvirtd went away (restarted?): no event will come
-            raise HostError(f"lost the connection to libvirtd while waiting for {self.name} "
-                            "(was it restarted?); run the command again: it carries on from where the lab is")
-
-
-def _alive(conn: libvirt.virConnect) -> bool:
-    try:
-        return conn.isAlive() == 1
-    except libvirt.libvirtError:
-        return False
 
 
 def _agent_connected(xml: str) -> bool:
