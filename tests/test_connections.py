@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from labbuilder.system.connections import parallel
+from labbuilder.system.connections import Connections, parallel
 
 WAIT = 30  # s: only a broken parallel() waits this long
 
@@ -72,3 +72,20 @@ def test_the_first_failing_job_in_job_order_raises_after_every_job_ended():
 
 def test_no_jobs_no_threads():
     assert parallel([]) == []
+
+
+def test_a_connection_closed_under_a_thread_is_replaced_on_its_next_use(test_host):
+    """A long role keeps a thread away from libvirt for minutes; keepalive may close its
+    connection meanwhile (a busy host): the next call gets a new one, not the dead one."""
+    from labbuilder.lab.hosts import Host
+    from labbuilder.system import virt
+
+    conns = Connections()
+    host = Host(test_host)
+    first = conns(host)
+    assert conns(host) is first and virt.alive(first)
+    first.close()
+    second = conns(host)
+    assert second is not first and virt.alive(second)
+    assert second.getHostname()  # it answers
+    conns.close()

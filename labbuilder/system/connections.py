@@ -37,6 +37,11 @@ class Connections:
             conn = self._held.get(key)
             if conn is None and self._idle.get(host.uri):
                 conn = self._held[key] = self._idle[host.uri].pop()
+            if conn is not None and not virt.alive(conn):
+                # Closed under us: by keepalive on a host too busy to answer for a while (a
+                # config stage's role runs for minutes), or the daemon restarted. A new one.
+                del self._held[key]
+                conn = None
         if conn is None:
             conn = virt.connect(host.uri)
             with self._lock:

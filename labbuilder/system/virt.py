@@ -48,6 +48,14 @@ def _event_loop() -> None:
         _loop_started = True
 
 
+def alive(conn: libvirt.virConnect) -> bool:
+    """Whether the connection is still open (a local check, no call to the daemon)."""
+    try:
+        return conn.isAlive() == 1
+    except libvirt.libvirtError:
+        return False
+
+
 def connect(uri: str, keepalive: tuple[int, int] = (5, 6)) -> libvirt.virConnect:
     """Open a read-write connection to `uri`; raise HostError if the host cannot be reached.
 
