@@ -92,10 +92,27 @@ def test_configure_resumes_at_the_failed_role(failed_up, topo):
 
 
 def test_db_node_serves_the_course_databases_over_eth1(failed_up, topo):
-    # `labbuilder ssh NODE -- CMD` joins CMD for the remote shell, as ssh does.
-    out = on(topo, "compute-1", "mysql -h 10.0.0.3 -u keystoneUser -pkeystonePass keystone -N -e 'select 1'").stdout
-    assert out.strip() == "1"
+    """With passwords full of shell and SQL syntax (gridka-mini's vars): each is the
+    password itself, for MariaDB over eth1 and for RabbitMQ; a wrong one is refused."""
+    import shlex
+
+    import yaml
+
+    var = yaml.safe_load(topo.read_text())["vars"]
+    password = var["databases"]["keystone"]["password"]
+    assert all(c in password for c in "'\"$;`\\ ")  # the topology still tries them all
+
+    def login(pw):  # `labbuilder ssh NODE -- CMD` joins CMD for the remote shell, as ssh does
+        return on(topo, "compute-1", f"mysql -h 10.0.0.3 -u keystoneUser -p{shlex.quote(pw)} keystone "
+                  "-N -e 'select 1'", check=False)
+
+    assert login(password).stdout.strip() == "1"
+    assert login(password[:-1]).returncode != 0
     assert "rabbit@db-node" in on(topo, "db-node", "rabbitmqctl", "status").stdout
+    rabbit = var["rabbit_password"]
+    assert on(topo, "db-node", f"rabbitmqctl -q authenticate_user guest {shlex.quote(rabbit)}",
+              check=False).returncode == 0
+    assert on(topo, "db-node", "rabbitmqctl -q authenticate_user guest gridka", check=False).returncode != 0
 
 
 def test_volume_node_has_cinder_volumes_on_vdb(failed_up, topo):

@@ -191,6 +191,11 @@ def test_status_json_reports_running_and_ssh(demo):
     assert all(0 <= n["age_seconds"] < 3600 for n in data["nodes"])
 
 
+def test_console_log_shows_the_guest_booting(demo):
+    text = lb("console", DEMO, "alpha", "--log").stdout
+    assert "Linux version" in text and "alpha login:" in text, text[-2000:]
+
+
 def test_handoff_files_reach_the_lab(demo, lab_state):
     """The ssh_config works from outside the private namespace; the inventory has groups."""
     import yaml
@@ -205,7 +210,34 @@ def test_handoff_files_reach_the_lab(demo, lab_state):
     assert [i["name"] for i in alpha["interfaces"]] == ["eth0", "eth1"]
     assert alpha["disks"] == [{"device": "/dev/vdb", "size_bytes": 1 << 30}]
     assert "192.168.140.11 beta" in (state / "hosts").read_text()
-    assert oct((state / "id_ed25519").stat().st_mode & 0o777) == "0o600"
+    assert oct(state.stat().st_mode & 0o777) == "0o700"
+    for name in ("id_ed25519", "vars.yaml", "inventory.yaml", "ssh_config", "known_hosts"):
+        assert oct((state / name).stat().st_mode & 0o777) == "0o600", name
+
+
+def test_nodes_have_the_host_keys_labbuilder_gave_them(demo, lab_state):
+    """Host keys are checked strictly against the team's known_hosts, which holds the key
+    the node's seed gave it; a node answering with another key is refused, by name."""
+    state = lab_state / "demo-t1"
+    config = (state / "ssh_config").read_text()
+    assert "StrictHostKeyChecking yes" in config and "UserKnownHostsFile /dev/null" not in config
+    known = dict(line.split(" ", 1) for line in (state / "known_hosts").read_text().splitlines())
+    assert set(known) == {"demo-t1-alpha", "demo-t1-beta"}
+    guest_key = on("alpha", "cat", "/etc/ssh/ssh_host_ed25519_key.pub").split()[:2]
+    assert " ".join(guest_key) == known["demo-t1-alpha"]
+    assert on("alpha", "ls /etc/ssh/ | grep -c '^ssh_host_.*_key$'") == "1"  # no other host key
+
+    saved = (state / "known_hosts").read_text()
+    other = (state / "host-keys" / "beta.pub").read_text().split()[:2]
+    (state / "known_hosts").write_text(saved.replace(known["demo-t1-alpha"], " ".join(other)))
+    try:
+        proc = lb("ssh", DEMO, "alpha", "--", "true", check=False)
+        assert proc.returncode != 0 and "Host key verification failed" in proc.stderr
+        status = json.loads(lb("status", DEMO, "--json").stdout)
+        assert {n["node"]: n["ssh"] for n in status["nodes"]} == {"alpha": False, "beta": True}
+    finally:
+        (state / "known_hosts").write_text(saved)
+    assert on("alpha", "hostname") == "alpha"
 
 
 def test_up_again_changes_nothing(demo, conn):
@@ -216,13 +248,41 @@ def test_up_again_changes_nothing(demo, conn):
     assert "No changes" in lb("plan", DEMO).stdout
 
 
-def test_reset_node_returns_pristine_disk(demo):
+def _as_student(handout_dir, node, command, private_libvirtd):
+    """ssh as the students do, with their handout's ssh_config (from inside the private
+    libvirtd's network namespace, where the guests are routable)."""
+    return subprocess.run([*private_libvirtd.nsenter_argv(), "ssh", "-F", "ssh_config", "-o", "BatchMode=yes",
+                           node, command], cwd=handout_dir, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def demo_handout(demo, tmp_path_factory):
+    """Team 1's handout, as an instructor makes it for the students."""
+    out = tmp_path_factory.mktemp("handouts")
+    lb("handout", DEMO, "--out", str(out))
+    return out / "demo-t1"
+
+
+def test_a_handout_lets_the_students_in_with_their_own_key(demo_handout, private_libvirtd, lab_state):
+    d = demo_handout
+    assert (d.parent / "demo-t1.zip").is_file()
+    assert (d / "id_ed25519.pub").read_text() != (lab_state / "demo-t1" / "id_ed25519.pub").read_text()
+    for node in ("alpha", "beta"):
+        proc = _as_student(d, node, "id -un; sudo -n id -u", private_libvirtd)
+        assert proc.stdout.split() == ["student", "0"], proc.stderr
+    assert "beta" in (d / "nodes.txt").read_text()
+
+
+def test_reset_node_returns_pristine_disk(demo, private_libvirtd, demo_handout):
     on("beta", "echo dirty > /root/marker && sync")  # `labbuilder ssh` runs it as ssh does: shell syntax
     assert on("beta", "cat", "/root/marker") == "dirty"
     lb("reset", DEMO, "--node", "beta")
     assert on("beta", "test", "-e", "/root/marker", check=False) == ""
     assert lb("ssh", DEMO, "beta", "--", "test", "-e", "/root/marker", check=False).returncode == 1
     _assert_node("beta")
+    # The handout made before the reset still lets the students in: the new seed has their key.
+    proc = _as_student(demo_handout, "beta", "id -un", private_libvirtd)
+    assert proc.stdout.strip() == "student", proc.stderr
 
 
 def test_second_team_runs_beside_the_first_and_down_keeps_it(demo, conn, foreign):
@@ -230,6 +290,7 @@ def test_second_team_runs_beside_the_first_and_down_keeps_it(demo, conn, foreign
     for node in ("alpha", "beta"):
         _assert_node(node, team=2)
         _assert_node(node, team=1)
+    _class_commands_over_both_teams()
     lb("down", DEMO, "--team", "1")
     names = {o.name for o in virt.owned_objects(conn, "demo")}
     assert names == {"demo-t2-alpha", "demo-t2-beta", "demo-t2-lan", "demo-t2-backend"}
@@ -239,6 +300,27 @@ def test_second_team_runs_beside_the_first_and_down_keeps_it(demo, conn, foreign
     assert virt.owned_objects(conn, "demo") == []
     assert demo_pools(conn, foreign) == []
     assert_untouched(conn, foreign)  # what labbuilder does not own, even named like ours
+
+
+def _class_commands_over_both_teams():
+    """Teams 1 and 2 are up: the class commands act on both, in parallel, and a team
+    that fails (team 5 has no checkpoint) is named while the others are done."""
+    status = json.loads(lb("status", DEMO, "--all-teams", "--json").stdout)
+    assert [(t["team"], t["ok"], t["result"]["running"], t["result"]["ssh"]) for t in status] == \
+        [(1, True, 2, 2), (2, True, 2, 2)]
+    lb("checkpoint", DEMO, "--teams", "1-2", "--name", "class")
+    for team in (1, 2):
+        on("alpha", "echo changed > /root/after-class && sync", team=team)
+    proc = lb("reset", DEMO, "--teams", "1,2,5", "--to", "class", check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "team 5 failed" in proc.stderr
+    rows = {line.split("│")[1].strip(): line for line in proc.stdout.splitlines() if line.startswith("│")}
+    assert "ok" in rows["1"] and "ok" in rows["2"] and "FAILED" in rows["5"], proc.stdout
+    for team in (1, 2):  # both went back to the checkpoint: the file written after it is gone
+        assert lb("ssh", DEMO, "alpha", "--team", str(team), "--", "test", "-e", "/root/after-class",
+                  check=False).returncode == 1
+    status = json.loads(lb("status", DEMO, "--teams", "1-2", "--json").stdout)
+    assert [t["result"]["last_checkpoint"] for t in status] == ["class", "class"]
 
 
 def test_up_refuses_a_pool_named_like_the_teams_without_its_mark(conn, foreign):

@@ -27,20 +27,33 @@ def test_plan_without_a_running_libvirtd_starts_nothing(tmp_path, base_image):
     assert ("create", "domain", "demo-t1-alpha") in actions and ("create", "pool", "demo-t1-pool") in actions
     assert "not started yet" in proc.stderr
     assert not state.exists(), "plan created labbuilder state (a private libvirtd?)"
+    # A team that is not up is a state, not an error (as `vagrant status` says "not created").
+    proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", "status", "topologies/demo.yaml", "--private"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split("│")[3].strip() for line in proc.stdout.splitlines() if "│ alpha" in line or "│ beta" in line] \
+        == ["not created", "not created"], proc.stdout
+    assert not state.exists(), "status created labbuilder state"
 
 
 @pytest.mark.subprocess(sys.executable)
 def test_down_and_status_work_without_the_base_image_in_the_cache(tmp_path, test_host):
     """Only up and reset to the base need the image: a cleared cache, or another machine
     with just the topology, can still see and remove a lab (test driver: nothing there)."""
+    import shutil
+
     env = {**os.environ, "LABBUILDER_STATE": str(tmp_path / "state")}
     empty = tmp_path / "empty-cache"
     empty.mkdir()
+    project = tmp_path / "course"  # the topology without the project's images/ recipes
+    (project / "topologies").mkdir(parents=True)
+    shutil.copy(REPO / "topologies" / "demo.yaml", project / "topologies")
+    shutil.copytree(REPO / "topologies" / "roles", project / "topologies" / "roles")
 
     def lb(*args):
         return subprocess.run([sys.executable, "-m", "labbuilder.cli", *args, "topologies/demo.yaml",
                                "--connect", test_host, "--cache", str(empty)],
-                              cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+                              cwd=project, env=env, capture_output=True, text=True, timeout=120)
 
     down = lb("down")
     assert down.returncode == 0 and "Nothing to remove." in down.stdout, down.stderr
@@ -71,3 +84,61 @@ def test_down_imports_only_what_removing_needs(tmp_path, test_host):
                      "labbuilder.lab.render", "labbuilder.system.ssh", "labbuilder.lab.seed",
                      "labbuilder.system.accel", "labbuilder.system.hostnet",
                      "jinja2", "rich", "concurrent.futures"} == set()
+
+
+@pytest.mark.subprocess(sys.executable)
+def test_class_commands_take_team_ranges_and_refuse_bad_ones(tmp_path, test_host):
+    """--teams and --all-teams as an instructor types them (test driver: no lab there)."""
+    env = {**os.environ, "LABBUILDER_STATE": str(tmp_path / "state")}
+
+    def lb(*args):
+        return subprocess.run([sys.executable, "-m", "labbuilder.cli", args[0], "topologies/demo.yaml",
+                               "--connect", test_host, *args[1:]],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+    status = lb("status", "--teams", "1-2,5", "--json")
+    assert status.returncode == 0, status.stderr
+    teams = json.loads(status.stdout)
+    assert [(t["team"], t["ok"], t["result"]["running"], t["result"]["nodes"]) for t in teams] == \
+        [(1, True, 0, 2), (2, True, 0, 2), (5, True, 0, 2)]
+    assert all(f"✓ team {t}" in status.stderr for t in (1, 2, 5)), status.stderr
+    for args, says in [(("--teams", "0-3"), "teams run from 1 to 99"), (("--teams", "4-2"), "backwards"),
+                       (("--teams", "1", "--all-teams"), "exclude each other")]:
+        proc = lb("status", *args)
+        assert proc.returncode == 2 and says in proc.stderr, (args, proc.stderr)
+    none = lb("status", "--all-teams")
+    assert none.returncode == 1 and "no team of" in none.stderr, none.stderr
+    down = lb("down", "--teams", "1-3")
+    assert down.returncode == 0, down.stderr
+    assert [line.split("│")[1].strip() for line in down.stdout.splitlines() if line.startswith("│")] == \
+        ["1", "2", "3"]
+
+
+@pytest.mark.subprocess(sys.executable)
+def test_plan_lists_an_image_it_would_build_from_its_recipe(tmp_path, test_host):
+    """A fresh machine: the cache is empty, the recipe is in the project's images/. `plan`
+    says `up` builds it first instead of failing; without a recipe it names what is missing."""
+    import shutil
+
+    project = tmp_path / "course"
+    (project / "topologies").mkdir(parents=True)
+    shutil.copy(REPO / "topologies" / "demo.yaml", project / "topologies")
+    shutil.copytree(REPO / "topologies" / "roles", project / "topologies" / "roles")
+    env = {**os.environ, "LABBUILDER_STATE": str(tmp_path / "state")}
+
+    def plan():
+        return subprocess.run([sys.executable, "-m", "labbuilder.cli", "plan", "topologies/demo.yaml", "--connect",
+                               test_host, "--cache", str(tmp_path / "cache"), "--json"],
+                              cwd=project, env=env, capture_output=True, text=True, timeout=120)
+
+    missing = plan()
+    assert missing.returncode == 2 and "base image 'debian-12' is not built" in missing.stderr
+    assert "no recipe images/debian-12.yaml" in missing.stderr
+    (project / "images").mkdir()
+    shutil.copy(REPO / "images" / "debian-12.yaml", project / "images")
+    planned = plan()
+    assert planned.returncode == 0, planned.stderr
+    data = json.loads(planned.stdout)
+    assert data["images_to_build"] == {"debian-12": "images/debian-12.yaml"}  # as typed from here
+    assert ("upload", "image", "debian-12") in {(a["verb"], a["kind"], a["name"]) for a in data["actions"]}
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())  # plan built nothing

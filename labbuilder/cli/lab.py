@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -61,6 +62,25 @@ def _open_teams(kwargs, teams, start_private=True, check=True):
     return labs
 
 
+def _build_missing_images(kwargs) -> None:
+    """Build the images the topology names that are not in the cache but have a recipe
+    (beside the topology or above it), before `up` or `reset` plans with them."""
+    todo = pipeline.images_to_build(_request(**kwargs))
+    if not todo:
+        return
+    from labbuilder.image import build as image_build
+    from labbuilder.image import cache as image_cache
+    from labbuilder.model.recipe import load_recipe
+
+    progress = RichProgress(console.real)
+    for path, name in todo.items():
+        recipe = load_recipe(path)
+        if recipe.name != name:
+            raise click.ClickException(f"{path} builds image {recipe.name!r}, not {name!r}")
+        progress.info(f"Image {name} is not built: building it from {path} first")
+        image_build.build(recipe, kwargs["cache"] or image_cache.default_cache_dir(), progress)
+
+
 def _describe(lab) -> None:
     """Where the lab lives, to stderr."""
     where = ", ".join(sorted({h.name for h in lab.plan.hosts}))
@@ -72,6 +92,76 @@ def _describe(lab) -> None:
                     f"with `labbuilder ssh` or the lab's ssh_config.", dim=True, err=True)
     if lab.plan.memory_note:
         click.echo(click.style("note:", fg="yellow") + f" {lab.plan.memory_note}", err=True)
+
+
+def class_options(f):
+    """Options of the commands that act on a class: several teams at once."""
+    for opt in reversed([
+        click.option("--teams", "team_range", metavar="RANGE",
+                     help="Several teams (1-20, 1,3,5-7), in parallel: one table at the end."),
+        click.option("--all-teams", is_flag=True, help="Every team of this lab that exists on its hosts."),
+        click.option("--parallel", type=click.IntRange(1, 64), default=None,
+                     help="With --teams/--all-teams: teams at once per lab host (default: one per CPU)."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _class_teams(kwargs, team_range, all_teams) -> list[int] | None:
+    """The teams of a class command; None: the one team of --team."""
+    from labbuilder.lab import teams as teams_mod
+
+    if team_range and all_teams:
+        raise click.UsageError("--teams and --all-teams exclude each other")
+    if team_range:
+        try:
+            return teams_mod.parse_teams(team_range)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--teams") from None
+    if all_teams:
+        found = pipeline.existing_teams(_request(**kwargs))
+        if not found:
+            raise click.ClickException(f"no team of {kwargs['topology']}'s lab exists on its hosts")
+        return found
+    return None
+
+
+def _run_class(kwargs, teams, parallel, what, work, *, start_private=False, check=False, as_json=False,
+               columns=(), row=None, value=None, before_exit=None):
+    """`work(lab, progress)` for each team, in parallel (bounded per host), each team on its
+    own progress line; then one table (team, result, time, `columns` from `row(result)`)
+    or JSON (`value(result)` per team); exit 1 naming the teams that failed."""
+    from labbuilder.cli.output import ClassProgress, print_class
+    from labbuilder.lab import teams as teams_mod
+    from labbuilder.model.errors import ClassError
+
+    first = _open({**kwargs, "team": teams[0]}, start_private, check)  # checks the topology once,
+    first.close()  # and starts a private libvirtd once, before the teams fan out
+    host_networks = first.host_networks  # the local hosts' routes and bridges, read once for all
+    shared = ClassProgress(console.real, len(teams), what)
+
+    def one(team, slots):
+        lab = pipeline.open_lab(_request(**{**kwargs, "team": team}), start_private, check, host_networks)
+        progress = shared.team(team)
+        try:
+            with slots.hold(h.uri for h in lab.plan.hosts):
+                result = work(lab, progress)
+            return value(result) if value else result
+        finally:
+            progress.close()
+            lab.close()
+
+    try:
+        results = teams_mod.run_teams(teams, one, parallel or teams_mod.default_parallel(), shared.done)
+    finally:
+        shared.stop()
+    print_class(results, as_json, f"{first.plan.lab}: {what}", columns, row)
+    if before_exit:
+        before_exit(results)
+    failed = teams_mod.failed_summary(results)
+    if failed:
+        raise ClassError(failed)
+    return results
 
 
 def _node_rows(lab):
@@ -100,6 +190,7 @@ def _plan_json(lab, actions):
                       "bridge": n.bridge, "subnet": str(n.subnet) if n.subnet else None,
                       "static_hosts": [list(h) for h in n.static_hosts]} for n in lab.plan.networks],
         "nodes": pipeline.inventory(lab.plan, {})["all"]["hosts"],
+        "images_to_build": {name: str(recipe) for name, recipe in lab.images_to_build.items()},
         "packages": {"source": lab.plan.packages,
                      "proxies": {n.key: pipeline.node_proxy(lab, n) for n in lab.plan.nodes}},
     }
@@ -123,64 +214,86 @@ def plan_cmd(as_json, **kwargs):
     out.print(_network_rows(lab))
     for line in pipeline.package_source(lab):
         out.print(line, highlight=False)
+    for name, recipe in lab.images_to_build.items():
+        out.print(f"[green]+[/green] build image {name} from {recipe} (up builds it first)", highlight=False)
     print_actions(actions)
-
-
-def _team_range(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        first, _, last = value.partition("-")
-        teams = list(range(int(first), int(last or first) + 1))
-    except ValueError:
-        raise click.BadParameter("expected a range like 1-20") from None
-    if not teams or teams[0] < 1 or teams[-1] > 99:
-        raise click.BadParameter("teams run from 1 to 99")
-    return teams
 
 
 @main.command("up")
 @lab_options
-@click.option("--teams", callback=_team_range, metavar="FIRST-LAST",
-              help="Bring up several teams (e.g. 1-20): all converge, then all are waited for.")
+@class_options
 @click.option("--no-wait", is_flag=True, help="Do not wait for the nodes to answer on SSH (implies --no-config).")
 @click.option("--no-config", is_flag=True, help="Stop after the physical layer: do not run the roles.")
 @click.option("--checkpoints", is_flag=True, help="Checkpoint the team after each role (after-<role>).")
 @click.option("--check", "checks", is_flag=True, help="Run each role's checks after it; a failing check stops.")
 @click.option("--json", "as_json", is_flag=True, help="Print the resulting status as JSON.")
-def up_cmd(teams, no_wait, no_config, checkpoints, checks, as_json, **kwargs):
+def up_cmd(team_range, all_teams, parallel, no_wait, no_config, checkpoints, checks, as_json, **kwargs):
     """Bring the lab up for a team: networks, volumes, seeds, domains; wait for SSH;
     then run the config stage (the topology's roles, in order)."""
-    labs = _open_teams(kwargs, teams or [kwargs["team"]])
-    run_config = not (no_wait or no_config) and bool(labs[0].topology.roles)
-    progress = RichProgress(console.real)
+    teams = _class_teams(kwargs, team_range, all_teams)
+    _build_missing_images(kwargs)  # once, before any team
+    if teams:
+        _run_class(kwargs, teams, parallel, "up",
+                   lambda lab, progress: _up_team(lab, progress, no_wait, no_config, checkpoints, checks),
+                   start_private=True, check=True, as_json=as_json, columns=("changes", "config stage"),
+                   row=lambda r: [str(r["changes"]), ", ".join(r["roles_run"]) or "-"])
+        return
+    lab = _open(kwargs)
     try:
-        if run_config:
-            pipeline.check_config(labs[0])  # before anything changes
-        # Converge every team first, then wait for all of them: their guests boot together.
-        changed = [pipeline.up(lab, progress) for lab in labs]
-        for lab, actions in zip(labs, changed):
-            ready = None if no_wait else pipeline.wait(lab, progress)
-            if not actions:
-                console.print(f"Nothing to do: {lab.plan.lab} team {lab.plan.team} already matches the topology.")
-            if run_config:
-                ran = pipeline.configure(lab, progress, ready, checkpoints_after=checkpoints, checks_after=checks)
-                console.print(f"Config stage: {'ran ' + ', '.join(ran) if ran else 'every role already done'}.")
-            print_status(pipeline.status(lab, ready if ready is not None else {}), as_json)
-        _print_reach(labs[0])
+        progress = RichProgress(console.real)
+        result = _up_team(lab, progress, no_wait, no_config, checkpoints, checks)
+        if not result["changes"]:
+            console.print(f"Nothing to do: {lab.plan.lab} team {lab.plan.team} already matches the topology.")
+        if result["configured"]:
+            ran = result["roles_run"]
+            console.print(f"Config stage: {'ran ' + ', '.join(ran) if ran else 'every role already done'}.")
+        print_status(result["status"], as_json)
+        _print_reach(lab)
     finally:
-        for lab in labs:
-            lab.close()
+        lab.close()
+
+
+def _up_team(lab, progress, no_wait, no_config, checkpoints, checks) -> dict:
+    """One team's up: converge, wait for SSH, the config stage."""
+    run_config = not (no_wait or no_config) and bool(lab.topology.roles)
+    if run_config:
+        pipeline.check_config(lab)  # before anything changes
+    actions = pipeline.up(lab, progress)
+    ready = None if no_wait else pipeline.wait(lab, progress)
+    ran = []
+    if run_config:
+        ran = pipeline.configure(lab, progress, ready, checkpoints_after=checkpoints, checks_after=checks)
+    return {"changes": len(actions), "configured": run_config, "roles_run": ran,
+            "status": pipeline.status(lab, ready if ready is not None else {})}
 
 
 @main.command("check")
 @lab_options
+@class_options
 @click.option("--role", metavar="ROLE", help="Run the checks of ROLE only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.pass_context
-def check_cmd(ctx, role, as_json, **kwargs):
+def check_cmd(ctx, team_range, all_teams, parallel, role, as_json, **kwargs):
     """Run each role's checks (<role_dir>/<role>/checks/) on its nodes: pass or fail per
     role, node and check, with the failing output's tail. Exit status 1 if any fails."""
+    teams = _class_teams(kwargs, team_range, all_teams)
+    if teams:
+        def work(lab, progress):
+            results = pipeline.check(lab, progress, role)
+            failed = [r for r in results if not r.passed]
+            if failed:
+                from labbuilder.model.errors import ConfigError
+
+                f = failed[0]
+                raise ConfigError([f"{len(failed)} of {len(results)} check(s) failed, first {f.role} / {f.node} / "
+                                   f"{f.check} (exit status {f.status}): {(f.tail or [''])[-1]}"])
+            return results
+
+        _run_class(kwargs, teams, parallel, "check", work, as_json=as_json, columns=("checks",),
+                   row=lambda r: [f"{r['passed']} passed"],
+                   value=lambda results: {"passed": len(results), "checks": [
+                       {"role": r.role, "node": r.node, "check": r.check} for r in results]})
+        return
     lab = _open(kwargs, start_private=False, check=False)
     try:
         results = pipeline.check(lab, RichProgress(console.real), role)
@@ -200,11 +313,20 @@ def check_cmd(ctx, role, as_json, **kwargs):
               help="builtin: roles/<role>/ step scripts over SSH; ansible: ansible-playbook <role>.yml.")
 @click.option("--checkpoints", is_flag=True, help="Checkpoint the team after each role (after-<role>).")
 @click.option("--check", "checks", is_flag=True, help="Run each role's checks after it; a failing check stops.")
-def configure_cmd(start, until, only, driver, checkpoints, checks, **kwargs):
+@class_options
+def configure_cmd(team_range, all_teams, parallel, start, until, only, driver, checkpoints, checks, **kwargs):
     """Run the config stage: the topology's roles in order, resuming after the last
     finished one (recorded on the libvirt host)."""
     if only and (start or until):
         raise click.UsageError("--only cannot be combined with --from or --until")
+    teams = _class_teams(kwargs, team_range, all_teams)
+    if teams:
+        _run_class(kwargs, teams, parallel, "configure",
+                   lambda lab, progress: pipeline.configure(lab, progress, start=start, until=until, only=only,
+                                                           driver=driver, checkpoints_after=checkpoints,
+                                                           checks_after=checks),
+                   columns=("roles run",), row=lambda ran: [", ".join(ran) or "every role already done"])
+        return
     lab = _open(kwargs, start_private=False, check=False)
     try:
         ran = pipeline.configure(lab, RichProgress(console.real), start=start, until=until, only=only,
@@ -216,8 +338,6 @@ def configure_cmd(start, until, only, driver, checkpoints, checks, **kwargs):
 
 
 def _checkpoint_name(ctx, param, value):
-    import re
-
     if value is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", value):
         raise click.BadParameter(f"{value!r}: use lowercase letters, digits and '-'")
     return value
@@ -227,8 +347,15 @@ def _checkpoint_name(ctx, param, value):
 @lab_options
 @click.option("--name", required=True, callback=_checkpoint_name, help="Checkpoint name (replaced if it exists).")
 @click.option("--json", "as_json", is_flag=True, help="Print the checkpoint as JSON.")
-def checkpoint_cmd(name, as_json, **kwargs):
+@class_options
+def checkpoint_cmd(team_range, all_teams, parallel, name, as_json, **kwargs):
     """Save every node of the team (disks and memory) as one consistent checkpoint."""
+    teams = _class_teams(kwargs, team_range, all_teams)
+    if teams:
+        _run_class(kwargs, teams, parallel, f"checkpoint {name}",
+                   lambda lab, progress: asdict(pipeline.take_checkpoint(lab, name, progress)),
+                   as_json=as_json, columns=("nodes",), row=lambda cp: [str(len(cp["nodes"]))])
+        return
     lab = _open(kwargs, start_private=False, check=False)
     try:
         cp = pipeline.take_checkpoint(lab, name, RichProgress(console.real))
@@ -267,24 +394,90 @@ def checkpoints_cmd(as_json, **kwargs):
 
 @main.command("status")
 @lab_options
+@class_options
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def status_cmd(as_json, **kwargs):
-    """Per node: host, libvirt state, addresses, SSH; per network: bridge, active."""
-    lab = _open(kwargs, start_private=False, check=False)
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a static page with the table and the lab's drawing.")
+def status_cmd(team_range, all_teams, parallel, as_json, html_file, **kwargs):
+    """Per node: host, libvirt state, addresses, SSH; per network: bridge, active. With
+    --teams/--all-teams: a line per team (nodes running, SSH, roles done, last
+    checkpoint, hosts, age)."""
+    teams = _class_teams(kwargs, team_range, all_teams)
+    if teams:
+        def row(t):
+            return [f"{t['running']}/{t['nodes']}", f"{t['ssh']}/{t['nodes']}", t["roles_done"],
+                    t["last_checkpoint"] or "-", ", ".join(t["hosts"]), age(t["age_seconds"])]
+
+        columns = ("running", "ssh", "roles done", "last checkpoint", "hosts", "age")
+        def page(results):
+            _write_page(html_file, kwargs, teams[0], "class status", ["team", "result", *columns, "error"],
+                        [[r.team, "ok" if r.ok else "FAILED", *(row(r.value) if r.ok else ["-"] * len(columns)),
+                          r.first_line] for r in results])
+
+        _run_class(kwargs, teams, parallel, "status", _team_status, as_json=as_json, start_private=None,
+                   columns=columns, row=row, before_exit=page if html_file else None)
+        return
+    lab = _open(kwargs, start_private=None, check=False)  # no private libvirtd yet: nothing created
     try:
-        print_status(pipeline.status(lab), as_json)
+        data = pipeline.status(lab)
     finally:
         lab.close()
+    print_status(data, as_json)
+    if html_file:
+        _write_page(html_file, kwargs, kwargs["team"], f"team {kwargs['team']} status",
+                    ["node", "host", "state", "ssh", "roles done"],
+                    [[n.node, n.host, "not created" if n.state == "absent" else n.state,
+                      "yes" if n.ssh else "no", ", ".join(n.roles_finished) or "-"] for n in data.nodes])
+
+
+def _write_page(path: Path, kwargs, team: int, what: str, columns, rows) -> None:
+    import time
+
+    from labbuilder.cli.output import html_page
+    from labbuilder.lab import graph
+
+    lab = pipeline.open_lab(_request(**{**kwargs, "team": team}), None, False)
+    lab.close()
+    page = html_page(f"{lab.plan.lab}: {what}", list(columns), rows, graph.svg(lab.plan),
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')} · {lab.plan.topology_path}")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(page)
+    tmp.replace(path)
+    console.print(f"page: {path}", highlight=False)
+
+
+@main.command("graph")
+@lab_options
+@click.option("--mermaid", is_flag=True, help="Mermaid text (for docs) instead of SVG.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE, not stdout.")
+def graph_cmd(mermaid, out_file, **kwargs):
+    """Draw the lab for a team: nodes by host, their NICs and networks (SVG or Mermaid)."""
+    from labbuilder.lab import graph
+
+    lab = pipeline.open_lab(_request(**kwargs), None, False)
+    lab.close()
+    text = graph.mermaid(lab.plan) if mermaid else graph.svg(lab.plan)
+    if out_file:
+        out_file.write_text(text)
+        console.print(f"{'Mermaid' if mermaid else 'SVG'}: {out_file}", highlight=False)
+    else:
+        click.echo(text, nl=False)
 
 
 @main.command("down")
 @lab_options
-@click.option("--all-teams", is_flag=True, help="Remove every team of this lab.")
+@click.option("--teams", "team_range", metavar="RANGE",
+              help="Several teams (1-20, 1,3,5-7), in parallel: one table at the end.")
+@click.option("--all-teams", is_flag=True, help="Remove every team of this lab (whatever its number).")
+@click.option("--parallel", type=click.IntRange(1, 64), default=None,
+              help="With --teams: teams at once per lab host (default: one per CPU).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
-def down_cmd(all_teams, as_json, **kwargs):
+def down_cmd(team_range, all_teams, parallel, as_json, **kwargs):
     """Remove every object labbuilder owns for this lab and team, and nothing else."""
     from labbuilder.lab import teardown
 
+    if team_range:
+        return _down_teams(kwargs, team_range, all_teams, parallel, as_json)
     done = teardown.down(_request(**kwargs), all_teams)
     # Said once its guests are gone (until then every CPU-second is theirs or ours), with
     # click, not rich: nothing in down imports rich.
@@ -301,15 +494,31 @@ def down_cmd(all_teams, as_json, **kwargs):
 
 @main.command("reset")
 @lab_options
+@class_options
 @click.option("--node", "nodes", multiple=True, help="Reset only this node (repeatable).")
 @click.option("--to", "to", callback=_checkpoint_name, metavar="NAME",
               help="Back to checkpoint NAME (running guests, no boot) instead of the base image.")
 @click.option("--cold", is_flag=True, help="With --to: only the checkpoint's disks, then boot.")
-def reset_cmd(nodes, to, cold, **kwargs):
+def reset_cmd(team_range, all_teams, parallel, nodes, to, cold, **kwargs):
     """Back to pristine (fresh overlays from the base image, boot) or to a checkpoint;
     nodes in parallel; wait until they answer on SSH."""
     if cold and not to:
         raise click.UsageError("--cold needs --to NAME")
+    teams = _class_teams(kwargs, team_range, all_teams)
+    if not to:  # back to the base image: build it first if it is missing and has a recipe
+        _build_missing_images(kwargs)
+    if teams:
+        def work(lab, progress):
+            unknown = [n for n in nodes if n not in {x.key for x in lab.plan.nodes}]
+            if unknown:
+                raise click.BadParameter(f"no node {unknown[0]!r} in {lab.plan.lab}", param_hint="--node")
+            if to:
+                return pipeline.reset_to(lab, to, list(nodes), progress, cold)
+            return pipeline.reset(lab, list(nodes), progress)
+
+        _run_class(kwargs, teams, parallel, f"reset --to {to}" if to else "reset", work,
+                   start_private=not to, check=not to, columns=("answering",), row=lambda ready: [str(len(ready))])
+        return
     lab = _open(kwargs, check=not to)
     try:
         unknown = [n for n in nodes if n not in {x.key for x in lab.plan.nodes}]
@@ -343,10 +552,70 @@ def ssh_cmd(node, command, **kwargs):
     os.execvp(argv[0], argv)
 
 
+@main.command("console")
+@lab_options
+@click.argument("node")
+@click.option("--log", "show_log", is_flag=True, help="Print what the console has shown so far, and return.")
+def console_cmd(node, show_log, **kwargs):
+    """Attach to NODE's serial console (as `virsh console`; leave with Ctrl+]), or print
+    its log so far."""
+    import os
+    import shutil
+
+    lab = _open(kwargs, start_private=False, check=False)
+    try:
+        if node not in {n.key for n in lab.plan.nodes}:
+            raise click.BadParameter(f"no node {node!r} in {lab.plan.lab}", param_hint="NODE")
+        if show_log:
+            click.echo(pipeline.serial_log(lab, node), nl=False)
+            return
+        plan = lab.plan.node(node)
+        uri, domain = plan.host.uri, plan.name
+    finally:
+        lab.close()
+    virsh = shutil.which("virsh")
+    if virsh is None:
+        raise click.ClickException("virsh is not installed (Debian: libvirt-clients)")
+    os.execv(virsh, [virsh, "-c", uri, "console", domain])
+
+
+@main.command("handout")
+@lab_options
+@class_options
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for the handouts: <lab>-t<team>/ and <lab>-t<team>.zip per team.")
+@click.option("--jump", metavar="USER@HOST", help="Students reach the nodes through this lab host (ProxyJump).")
+def handout_cmd(team_range, all_teams, parallel, out_dir, jump, **kwargs):
+    """Per team what its students need, and nothing of other teams: a key pair of the
+    team's own installed for user `student` (sudo) on its nodes, an ssh_config, the node
+    table, the course credentials and a README. The nodes must be up."""
+    if jump is not None and not re.fullmatch(r"(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(?::[0-9]{1,5})?", jump):
+        raise click.BadParameter(f"{jump!r} is not USER@HOST[:PORT]", param_hint="--jump")
+    teams = _class_teams(kwargs, team_range, all_teams)
+    if teams:
+        _run_class(kwargs, teams, parallel, "handout",
+                   lambda lab, progress: str(pipeline.write_handout(lab, out_dir, jump, progress)),
+                   columns=("handout",), row=lambda d: [d])
+        return
+    lab = _open(kwargs, start_private=False, check=False)
+    try:
+        target = pipeline.write_handout(lab, out_dir, jump, RichProgress(console.real))
+    finally:
+        lab.close()
+    out.print(f"{target}/ and {target}.zip", highlight=False)
+
+
 @main.command("inventory")
 @lab_options
-def inventory_cmd(**kwargs):
+@class_options
+def inventory_cmd(team_range, all_teams, parallel, **kwargs):
     """Write ssh_config, hosts and an Ansible YAML inventory for the lab; print their paths."""
+    teams = _class_teams(kwargs, team_range, all_teams)
+    if teams:
+        _run_class(kwargs, teams, parallel, "inventory",
+                   lambda lab, progress: {k: str(v) for k, v in pipeline.write_handoff(lab, {}).items()},
+                   columns=("ssh config",), row=lambda files: [files["ssh_config"]])
+        return
     lab = _open(kwargs, start_private=False, check=False)
     try:
         files = pipeline.write_handoff(lab, {})
@@ -354,6 +623,50 @@ def inventory_cmd(**kwargs):
         lab.close()
     for kind, path in asdict(files).items():
         out.print(f"{kind}: {path}", highlight=False)
+
+
+def _team_status(lab, progress) -> dict:
+    """A team's line of the class table (and its whole status, for --json)."""
+    with progress.stage("status"):
+        data = pipeline.status(lab)
+        found = pipeline.list_checkpoints(lab)
+    nodes = data.nodes
+    roles = list(lab.topology.roles)
+    done = [r for r in roles if all(r in n.roles_done for n in nodes if r in n.roles)
+            and any(r in n.roles for n in nodes)]
+    ages = [n.age_seconds for n in nodes if n.age_seconds is not None]
+    return {"nodes": len(nodes), "running": sum(n.state == "running" for n in nodes),
+            "ssh": sum(bool(n.ssh) for n in nodes),
+            "roles_done": f"{len(done)}/{len(roles)}" + (f" (last {done[-1]})" if done else "") if roles else "-",
+            "last_checkpoint": max(found, key=lambda c: c.created).name if found else None,
+            "hosts": sorted({n.host for n in nodes}), "age_seconds": max(ages) if ages else None,
+            "status": data.to_json()}
+
+
+def _down_teams(kwargs, team_range, all_teams, parallel, as_json) -> None:
+    from labbuilder.cli.output import ClassProgress, print_class
+    from labbuilder.lab import teams as teams_mod
+    from labbuilder.lab import teardown
+    from labbuilder.model.errors import ClassError
+
+    if all_teams:
+        raise click.UsageError("--teams and --all-teams exclude each other")
+    try:
+        teams = teams_mod.parse_teams(team_range)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--teams") from None
+    shared = ClassProgress(console.real, len(teams), "down")
+    try:
+        results, also = teardown.down_teams(_request(**kwargs), teams, parallel or teams_mod.default_parallel(),
+                                            shared.team, shared.done)
+    finally:
+        shared.stop()
+    print_class(results, as_json, "down", ("removed",), lambda removed: [str(len(removed))])
+    for r in also:
+        click.echo(click.style("-", fg="red") + f" {r}")
+    failed = teams_mod.failed_summary(results)
+    if failed:
+        raise ClassError(failed)
 
 
 def _print_reach(lab) -> None:

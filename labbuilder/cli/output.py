@@ -20,9 +20,14 @@ class _LazyConsole:
     @property
     def real(self):
         if self._console is None:
+            import os
+
             from rich.console import Console
 
             self._console = Console(**self._options)
+            if not self._console.is_terminal and "COLUMNS" not in os.environ:
+                # To a pipe or a log: tables keep every cell whole instead of fitting 80 columns.
+                self._console = Console(**self._options, width=1000)
         return self._console
 
     def __getattr__(self, name: str):
@@ -74,7 +79,8 @@ def print_status(status, as_json: bool) -> None:
                       title=f"{status.lab} team {status.team}")
     for n in status.nodes:
         addrs = " ".join(f"{k}={v}" for k, v in n.addresses.items() if v) or "-"
-        table.add_row(n.node, n.host, n.state, addrs, "[green]yes[/green]" if n.ssh else "[red]no[/red]",
+        state = "not created" if n.state == "absent" else n.state
+        table.add_row(n.node, n.host, state, addrs, "[green]yes[/green]" if n.ssh else "[red]no[/red]",
                       f"{len(n.roles_finished)}/{len(n.roles)}" if n.roles else "-", age(n.age_seconds))
     out.print(table)
     nets = new_table("network", "name", "subnet", "bridge", "active")
@@ -144,3 +150,119 @@ class RichProgress(Progress):
 
     def info(self, text: str) -> None:
         self.console.print(text)
+
+
+class ClassProgress:
+    """Many teams at once: a line per team at work (its stage and step), a count of teams
+    done, and a ✓/✗ line as each team ends."""
+
+    def __init__(self, console, total: int, what: str) -> None:
+        import threading
+
+        from rich.progress import Progress as Bar
+        from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.console = console
+        self.what = what
+        self.lock = threading.Lock()
+        self.bar = Bar(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                       console=console, transient=True)
+        self.total_task = self.bar.add_task(f"{what}: 0/{total} teams done", total=total)
+        self.total = total
+        self.finished = 0
+        self.bar.start()
+
+    def team(self, team: int) -> Progress:
+        return _TeamProgress(self, team)
+
+    def done(self, result) -> None:
+        with self.lock:
+            self.finished += 1
+            self.bar.update(self.total_task, advance=1,
+                            description=f"{self.what}: {self.finished}/{self.total} teams done")
+        if result.ok:
+            self.console.print(f"[green]✓[/green] team {result.team} [dim]{result.seconds:.1f}s[/dim]")
+        else:
+            self.console.print(f"[red]✗[/red] team {result.team}: {escape(result.first_line)}", highlight=False)
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+class _TeamProgress(Progress):
+    """One team's stages on its own line of a ClassProgress."""
+
+    def __init__(self, shared: ClassProgress, team: int) -> None:
+        super().__init__()
+        self.shared, self.team, self.name = shared, team, ""
+        self.task = None
+
+    def _show(self, text: str) -> None:
+        with self.shared.lock:
+            if self.task is None:
+                self.task = self.shared.bar.add_task(text)
+            else:
+                self.shared.bar.update(self.task, description=text)
+
+    def _begin(self, name: str) -> None:
+        self.name = name
+        self._show(f"team {self.team}: {name}")
+
+    def _end(self, name: str) -> None:
+        self._show(f"team {self.team}: {name} ✓ {self.timings[name]:.1f}s")
+
+    def step(self, text: str) -> None:
+        self._show(f"team {self.team}: {self.name}: {text}")
+
+    def info(self, text: str) -> None:
+        self.shared.console.print(f"team {self.team}: {text}", highlight=False)
+
+    def close(self) -> None:
+        with self.shared.lock:
+            if self.task is not None:
+                self.shared.bar.remove_task(self.task)
+                self.task = None
+
+
+def print_class(results, as_json: bool, what: str, columns=(), row=None) -> None:
+    """One table for the class: team, result, time, then `columns` from `row(value)`, and
+    the first line of a failed team's error."""
+    if as_json:
+        out.print_json(json.dumps([{"team": r.team, "ok": r.ok, "seconds": r.seconds, "error": r.error or None,
+                                    "result": r.value if r.ok else None} for r in results], default=str))
+        return
+    failed = any(not r.ok for r in results)
+    table = new_table("team", "result", "time", *columns, *(["error"] if failed else []), title=what)
+    for r in results:
+        cells = row(r.value) if (row and r.ok) else ["-"] * len(columns)
+        table.add_row(str(r.team), "[green]ok[/green]" if r.ok else "[red]FAILED[/red]", f"{r.seconds:.1f}s",
+                      *cells, *([escape(r.first_line) if not r.ok else ""] if failed else []))
+    out.print(table)
+
+
+def html_page(title: str, columns: list[str], rows: list[list[str]], drawing: str, note: str = "") -> str:
+    """A static page: a table (one row per team or node) and the lab's drawing (SVG)."""
+    from html import escape as h
+
+    head = "".join(f"<th>{h(c)}</th>" for c in columns)
+    body = "\n".join("<tr>" + "".join(f"<td>{h(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{h(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #0f172a; }}
+table {{ border-collapse: collapse; margin-bottom: 2em; }}
+th, td {{ border: 1px solid #cbd5e1; padding: 4px 10px; text-align: left; }}
+th {{ background: #e2e8f0; }}
+tr.failed td {{ background: #fee2e2; }}
+</style></head>
+<body>
+<h1>{h(title)}</h1>
+<p>{h(note)}</p>
+<table id="teams"><thead><tr>{head}</tr></thead>
+<tbody>
+{body}
+</tbody></table>
+<h2>Topology</h2>
+{drawing}
+</body></html>
+"""

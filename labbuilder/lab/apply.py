@@ -4,11 +4,11 @@ overlays, seeds, domains), and reset nodes to their base image."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from labbuilder.lab import packages, render, seed
+from labbuilder.lab import handout, packages, render, seed
 from labbuilder.lab.diff import Action, Desired, ObjectKind, Verb
 from labbuilder.lab.observe import pool_owner
 from labbuilder.model.errors import HostError
@@ -31,6 +31,8 @@ class ApplyContext:
     pubkey: str
     progress: Progress
     locks: Path  # per-host lock files (see _upload_image)
+    host_keys: dict[str, tuple[str, str]] = field(default_factory=dict)  # node key → (private, public)
+    student_key: str | None = None  # the team's handout key, once it has one (lab/handout.py)
 
 
 def apply(ctx: ApplyContext, actions: list[Action]) -> None:
@@ -168,19 +170,23 @@ def _create_volumes(ctx: ApplyContext, conn, pool, node: NodePlan, bases: dict[s
         if d.volume not in have:
             virt.create_volume(pool, render.volume_xml(d.volume, d.size_bytes, "qcow2"))
     if node.seed_volume not in have:
-        iso = seed.seed_iso(node_seed(ctx.plan, node, ctx.pubkey))
+        iso = seed.seed_iso(node_seed(ctx.plan, node, ctx.pubkey, ctx.host_keys.get(node.key), ctx.student_key))
         vol = virt.create_volume(pool, render.volume_xml(node.seed_volume, len(iso), "raw"))
         virt.upload_volume(conn, vol, iso)
 
 
-def node_seed(plan: LabPlan, node: NodePlan, pubkey: str) -> seed.NodeIdentity:
-    """The node's identity: hostname, the lab key, its NICs, every lab node in /etc/hosts."""
+def node_seed(plan: LabPlan, node: NodePlan, pubkey: str, host_key: tuple[str, str] | None = None,
+              student_key: str | None = None) -> seed.NodeIdentity:
+    """The node's identity: hostname, the lab key, its SSH host key, its NICs, every lab
+    node in /etc/hosts."""
     nics = tuple(seed.SeedNic(n.guest_name, n.mac,
                               addresses=(f"{n.ip}/{n.prefix}",) if n.ip and not n.dhcp else (),
                               dhcp=n.dhcp) for n in node.nics)
     hosts = tuple((other.lab_ip, other.key) for other in plan.nodes if other.lab_ip)
     return seed.NodeIdentity(instance_id=f"{node.name}-{time.time_ns()}", hostname=node.key, fqdn=node.fqdn,
-                     authorized_keys=(pubkey,), nics=nics, hosts=hosts, apt_proxy=packages.node_proxy(plan, node))
+                             authorized_keys=(pubkey,), nics=nics, hosts=hosts,
+                             apt_proxy=packages.node_proxy(plan, node), host_key=host_key,
+                             extra={"users": [handout.seed_user(student_key)]} if student_key else {})
 
 
 def reset_nodes(ctx: ApplyContext, nodes: list[NodePlan]) -> None:

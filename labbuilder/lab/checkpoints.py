@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from labbuilder.lab.plan import LabPlan, NodePlan
 from labbuilder.lab.wait import node_address
@@ -110,8 +109,8 @@ def _memory_sizes(plan: LabPlan, conns: ConnectionPool) -> dict[str, int]:
     return sizes
 
 
-def revert(plan: LabPlan, conns: ConnectionPool, ssh_key: Path, checkpoint: str, nodes: list[NodePlan], progress: Progress,
-           timeout: float = 600) -> dict[str, float]:
+def revert(plan: LabPlan, conns: ConnectionPool, access: ssh.Access, checkpoint: str, nodes: list[NodePlan],
+           progress: Progress, timeout: float = 600) -> dict[str, float]:
     """Nodes back to `checkpoint`, running, each answering on SSH with its clock set
     to now; node key → seconds until it answered."""
     _require(plan, conns, checkpoint, nodes)
@@ -125,7 +124,7 @@ def revert(plan: LabPlan, conns: ConnectionPool, ssh_key: Path, checkpoint: str,
         address = node_address(conns, node)
         if address is None:
             raise HostError(f"{node.key} has no address to reach it by")
-        target = ssh.SshTarget(address, ssh_key, prefix=node.host.runtime.ssh_prefix)
+        target = access.target(address, node.name, node.host.runtime.ssh_prefix)
         # The guest restarts at the time it was saved: the first login sets its clock.
         # (Not the guest agent: its guest-set-time also runs `hwclock -w` in the guest,
         # measured here to add ≈ 1 s and 1 CPU-second to a reset of 4 nodes.)

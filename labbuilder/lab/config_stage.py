@@ -295,7 +295,7 @@ def ansible_stage(stage: Stage, inventory_file: Path, ssh_config: Path, start: s
                if not (Path(stage.topology.role_dir) / f"{r.name}.yml").is_file()]
     if missing:
         raise ConfigError([f"no playbook {missing[0]}", "the ansible driver runs <role_dir>/<role>.yml per role"])
-    env = {"ANSIBLE_SSH_ARGS": f"-F {ssh_config}", "ANSIBLE_HOST_KEY_CHECKING": "False"}
+    env = {"ANSIBLE_SSH_ARGS": f"-F {ssh_config}"}  # host keys as ssh_config says (strict)
     for role, _ in picked:
         log = stage.logs / f"ansible-{role.name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)

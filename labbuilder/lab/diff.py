@@ -94,7 +94,8 @@ def diff(plan: LabPlan, want: Desired, states: dict[str, HostState]) -> list[Act
 
 def _image_actions(plan: LabPlan, host: Host, have: set[str]) -> list[Action]:
     images = {n.image.volume: n.image for n in plan.nodes if n.host == host}
-    return [Action(Verb.UPLOAD, ObjectKind.IMAGE, vol, host, f"{img.size / 2**20:.0f} MiB from {img.path}")
+    return [Action(Verb.UPLOAD, ObjectKind.IMAGE, vol if img.sha256 else img.name, host,
+                   f"{img.size / 2**20:.0f} MiB from {img.path}" if img.path else "once built")
             for vol, img in images.items() if vol + DONE_SUFFIX not in have]
 
 

@@ -4,6 +4,7 @@ apply → wait → hand-off. The CLI calls these and prints what they return."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,14 +13,14 @@ from typing import ContextManager
 import yaml
 
 from labbuilder.image import cache as image_cache
-from labbuilder.lab import apply, checkpoints, checks, config_stage, diff, glance, observe, packages
+from labbuilder.lab import apply, checkpoints, checks, config_stage, diff, glance, handout, observe, packages, render
 from labbuilder.lab import wait as wait_for
 from labbuilder.lab.apply import ApplyContext
 from labbuilder.lab.diff import Action, ObjectKind
 from labbuilder.lab.hosts import Host, resolve_hosts, state_root, team_dir
 from labbuilder.lab.plan import BaseImage, LabPlan, check_host_networks, plan_lab
 from labbuilder.lab.status import LabStatus, NetworkStatus, NodeStatus
-from labbuilder.model.errors import ConfigError, LabError, TopologyError
+from labbuilder.model.errors import ConfigError, HostError, LabError, TopologyError
 from labbuilder.model.names import is_local_uri
 from labbuilder.model.request import LabRequest
 from labbuilder.model.topology import Topology, load_topology
@@ -27,6 +28,7 @@ from labbuilder.reporting import Progress
 from labbuilder.system import accel, hostnet, locks, ssh, virt
 from labbuilder.system.connections import ConnectionPool, parallel
 from labbuilder.system.pause import pause_point
+from labbuilder.system.run import run
 
 
 @dataclass
@@ -44,10 +46,23 @@ class Lab:
     observed: dict[str, list[virt.HostObject]] | None = None
     # The local hosts' routes and bridges, read once per command: its teams' labs share it.
     host_networks: hostnet.HostNetworks = field(default_factory=hostnet.HostNetworks)
+    images_to_build: dict[str, Path] = field(default_factory=dict)  # `plan`: image name → its recipe
 
     @property
     def ssh_key(self) -> Path:
         return self.state / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.state / "known_hosts"
+
+    @property
+    def access(self) -> ssh.Access:
+        """The lab key, and host keys checked strictly once labbuilder has given them."""
+        return ssh.Access(self.ssh_key, self.known_hosts if self.known_hosts.exists() else None)
+
+    def target(self, node, address: str) -> ssh.SshTarget:
+        return self.access.target(address, node.name, node.host.runtime.ssh_prefix)
 
     def close(self) -> None:
         self.conns.close()
@@ -61,11 +76,13 @@ def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = T
     then; None: plan against a stand-in for it (nothing exists there yet).
     `host_networks`: the command's reader of the local hosts' routes and bridges."""
     topo = load_topology(req.topology)
-    images = find_images(topo, req.image_cache, required=check)
+    planned: dict[str, Path] = {}
+    # `plan` (start_private None) shows images it would build; up and reset build them first.
+    images = find_images(topo, req.image_cache, required=check, planned=planned if start_private is None else None)
     hosts = _hosts(topo, req, start_private)
     plan = plan_lab(topo, req.team, hosts, images, req.memory_scale)
     lab = Lab(topo, plan, ConnectionPool(), team_dir(topo.lab, req.team), *_domain_type(plan),
-              host_networks=host_networks or hostnet.HostNetworks())
+              host_networks=host_networks or hostnet.HostNetworks(), images_to_build=planned)
     if check:
         lab.observed = check_hosts(lab)
     return lab
@@ -78,6 +95,17 @@ def open_labs(reqs: list[LabRequest], start_private: bool | None = True, check: 
     return [open_lab(req, start_private, check, host_networks) for req in reqs]
 
 
+def existing_teams(req: LabRequest) -> list[int]:
+    """The teams of the topology's lab that own anything on its hosts (found by ownership
+    metadata, as `down` finds them); starts nothing."""
+    lab = open_lab(req, start_private=False, check=False)
+    try:
+        return sorted({int(o.owner["team"]) for h in lab.plan.hosts if h.runtime.running
+                       for o in virt.owned_objects(lab.conns(h), lab.plan.lab) if o.owner.get("team", "").isdigit()})
+    finally:
+        lab.close()
+
+
 def _hosts(topo: Topology, req: LabRequest, start_private: bool | None) -> dict[str, Host]:
     """Host per slot, checked against the topology's networks before a private libvirtd
     is started."""
@@ -85,11 +113,14 @@ def _hosts(topo: Topology, req: LabRequest, start_private: bool | None) -> dict[
                          check=lambda where: check_host_networks(topo, where))
 
 
-def find_images(topo: Topology, cache: Path | None, required: bool = True) -> dict[str, BaseImage]:
+def find_images(topo: Topology, cache: Path | None, required: bool = True,
+                planned: dict[str, Path] | None = None) -> dict[str, BaseImage]:
     """Every image the topology names, from `cache` (None: the default cache); a missing
-    one is a topology problem. Not `required` (commands that make no overlays: down,
-    status, ssh …): stand-ins carrying only the names, and the cache is not read, so these
-    work where it is empty (cleared, or another machine with the topology)."""
+    one is a topology problem — unless `planned` is given: a missing image with a recipe
+    (image_recipe) is then planned (a stand-in) and added to `planned` (name → recipe),
+    for `plan` to show and `up` to build first. Not `required` (commands that make no
+    overlays: down, status, ssh …): stand-ins carrying only the names, and the cache is
+    not read, so these work where it is empty (cleared, or another machine)."""
     names: dict = {}
     for name, path in topo.image_uses():
         names.setdefault(name, path)  # a problem names the first use
@@ -101,14 +132,43 @@ def find_images(topo: Topology, cache: Path | None, required: bool = True) -> di
     found, problems = {}, []
     for name, path in names.items():
         if name not in built:
+            recipe = image_recipe(topo, name)
+            if recipe is not None and planned is not None:
+                planned[name] = recipe
+                found[name] = BaseImage(name, "", "", 0, 0)
+                continue
             problems.append(topo.problem(path, f"base image {name!r} is not built (cache: {cache})",
-                                         f"labbuilder image build images/{name}.yaml"))
+                                         f"labbuilder image build {recipe}" if recipe else
+                                         f"no recipe images/{name}.yaml next to the topology or above it"))
             continue
         m = built[name].manifest["image"]
         found[name] = BaseImage(name, str(built[name].image), m["sha256"], m["size"], m["virtual_size"])
     if problems:
         raise TopologyError(problems)
     return found
+
+
+def image_recipe(topo: Topology, name: str) -> Path | None:
+    """The recipe of image `name`: images/<name>.yaml beside the topology, or in the
+    directory above it (a project's topologies/ and images/ side by side)."""
+    here = Path(topo.path).resolve().parent
+    for d in (here, here.parent):
+        recipe = d / "images" / f"{name}.yaml"
+        if recipe.is_file():
+            try:  # as the user would type it, from here
+                return recipe.relative_to(Path.cwd())
+            except ValueError:
+                return recipe
+    return None
+
+
+def images_to_build(req: LabRequest) -> dict[Path, str]:
+    """The images the topology names that are not in the cache but have a recipe
+    (image_recipe): recipe → image name, for `up` and `reset` to build first."""
+    topo = load_topology(req.topology)
+    planned: dict[str, Path] = {}
+    find_images(topo, req.image_cache, planned=planned)
+    return {recipe: name for name, recipe in planned.items()}
 
 
 def _domain_type(plan: LabPlan) -> tuple[str, str]:
@@ -180,9 +240,15 @@ def team_lock(lab: Lab) -> ContextManager[None]:
 
 
 def _context(lab: Lab, progress: Progress) -> ApplyContext:
+    """What applying needs; makes the lab key and each node's host key on first use and
+    lists the host keys in the team's known_hosts (under the team lock)."""
+    private_dir(lab.state)
     pubkey = ssh.ensure_keypair(lab.ssh_key)
+    host_keys = {n.key: ssh.ensure_host_key(lab.state / "host-keys" / n.key) for n in lab.plan.nodes}
+    write_private(lab.known_hosts, ssh.known_hosts([(n.name, host_keys[n.key][1]) for n in lab.plan.nodes]))
+    student = handout.student_key(lab.state).with_suffix(".pub")
     return ApplyContext(lab.plan, diff.render_plan(lab.plan, lab.domain_type), lab.conns, pubkey, progress,
-                        state_root() / "locks")
+                        state_root() / "locks", host_keys, student.read_text().strip() if student.exists() else None)
 
 
 def changes(lab: Lab) -> list[Action]:
@@ -205,7 +271,7 @@ def up(lab: Lab, progress: Progress) -> list[Action]:
 def wait(lab: Lab, progress: Progress) -> dict[str, str]:
     """Wait until every node answers on SSH; refresh the hand-off files with the addresses."""
     pause_point("wait")
-    ready = wait_for.wait_ready(lab.plan, lab.conns, lab.ssh_key, progress)
+    ready = wait_for.wait_ready(lab.plan, lab.conns, lab.access, progress)
     write_handoff(lab, ready)
     return ready
 
@@ -224,7 +290,7 @@ def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:
         if dropped:
             progress.info(f"Checkpoints of the reset nodes are gone with their disks: {', '.join(dropped)}")
         apply.reset_nodes(ctx, targets)
-        return wait_for.wait_ready(lab.plan, lab.conns, lab.ssh_key, progress, targets)
+        return wait_for.wait_ready(lab.plan, lab.conns, lab.access, progress, targets)
 
 
 def reset_to(lab: Lab, name: str, nodes: list[str], progress: Progress, cold: bool = False) -> dict[str, str]:
@@ -233,10 +299,10 @@ def reset_to(lab: Lab, name: str, nodes: list[str], progress: Progress, cold: bo
     targets = [lab.plan.node(n) for n in nodes] if nodes else list(lab.plan.nodes)
     with team_lock(lab):
         if not cold:
-            checkpoints.revert(lab.plan, lab.conns, lab.ssh_key, name, targets, progress)
+            checkpoints.revert(lab.plan, lab.conns, lab.access, name, targets, progress)
             return {n.key: ssh_target(lab, n.key).address for n in targets}
         checkpoints.revert_cold(lab.plan, lab.conns, name, targets, progress)
-        return wait_for.wait_ready(lab.plan, lab.conns, lab.ssh_key, progress, targets)
+        return wait_for.wait_ready(lab.plan, lab.conns, lab.access, progress, targets)
 
 
 def take_checkpoint(lab: Lab, name: str, progress: Progress, role: str | None = None) -> checkpoints.Checkpoint:
@@ -269,7 +335,21 @@ def _boot_finished(lab: Lab, node_key: str, timeout: float) -> None:
 
 
 def list_checkpoints(lab: Lab) -> list[checkpoints.Checkpoint]:
+    if not all(h.runtime.running for h in lab.plan.hosts):  # a private libvirtd not started: none
+        return []
     return checkpoints.listing(lab.plan, lab.conns)
+
+
+def serial_log(lab: Lab, node_key: str) -> str:
+    """What the node's serial console printed so far (its log file on a local lab host)."""
+    node = lab.plan.node(node_key)
+    path = render.serial_log_path(node)
+    if not is_local_uri(node.host.uri):
+        raise HostError(f"{node_key}'s console log is on {node.host.name} at {path}: read it there")
+    proc = run([*node.host.runtime.files_prefix, "cat", path], check=False)
+    if proc.returncode != 0:
+        raise HostError(f"{node_key} has no console log yet on {node.host.name} ({path}): is it created?")
+    return proc.stdout
 
 
 def check_config(lab: Lab) -> None:
@@ -339,7 +419,7 @@ def _require_checks(stage, role: str) -> None:
 
 
 def _stage(lab: Lab, addresses: dict[str, str], progress: Progress, after=None):
-    targets = {n.key: ssh.SshTarget(addresses[n.key], lab.ssh_key, prefix=n.host.runtime.ssh_prefix) for n in lab.plan.nodes}
+    targets = {n.key: lab.target(n, addresses[n.key]) for n in lab.plan.nodes}
     return config_stage.Stage(lab.topology, lab.plan, lab.conns, targets, inventory(lab.plan, addresses),
                               lab.state / "config", progress, after)
 
@@ -348,9 +428,13 @@ def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = Fal
     """Per node: host, state, addresses, SSH; per network: bridge, active. With `ready`
     (node → address, from a wait just done) SSH is taken from it instead of probed;
     `probe_rest` still probes the nodes it does not name."""
-    owners = {o.name: o.owner for h in lab.plan.hosts for o in virt.owned_objects(lab.conns(h), lab.plan.lab, lab.plan.team)}
+    owners = {o.name: o.owner for h in lab.plan.hosts if h.runtime.running
+              for o in virt.owned_objects(lab.conns(h), lab.plan.lab, lab.plan.team)}
 
     def one(node) -> NodeStatus:
+        if not node.host.runtime.running:  # a private libvirtd not started yet: nothing exists there
+            return NodeStatus(node.key, node.name, node.host.name, "absent",
+                              {nic.guest_name: None for nic in node.nics}, False, tuple(node.roles), (), None)
         conn = lab.conns(node.host)
         state = virt.domain_state(conn, node.name)
         leases = wait_for.node_leases(lab.conns, node)
@@ -359,8 +443,11 @@ def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = Fal
         if ready is not None and (node.key in ready or not probe_rest):
             reachable = node.key in ready
         else:
-            reachable = bool(state == "running" and address and lab.ssh_key.exists() and
-                             ssh.answers(ssh.SshTarget(address, lab.ssh_key, prefix=node.host.runtime.ssh_prefix)))
+            try:
+                reachable = bool(state == "running" and address and lab.ssh_key.exists() and
+                                 ssh.answers(lab.target(node, address)))
+            except HostError:  # another host key than ours: not our node to log in to
+                reachable = False
         created = owners.get(node.name, {}).get("created", "")
         return NodeStatus(node.key, node.name, node.host.name, state, ips, reachable, tuple(node.roles),
                           tuple(config_stage.read_record(conn, node.name).done),
@@ -371,9 +458,28 @@ def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = Fal
 
 
 def _network_status(lab: Lab, net) -> NetworkStatus:
-    info = virt.network_info(lab.conns(net.host), net.name)
+    info = virt.network_info(lab.conns(net.host), net.name) if net.host.runtime.running else None
     return NetworkStatus(net.key, net.name, net.host.name, str(net.subnet) if net.subnet else None,
                          info[1] if info else None, bool(info and info[0]), info is not None)
+
+
+def write_handout(lab: Lab, out: Path, jump: str | None, progress: Progress) -> Path:
+    """The team's handout (lab/handout.py) in `out`: its student key made if need be and
+    installed on every node now (they must answer on SSH) and in the seeds of nodes made
+    or reset later. Returns the team's handout directory."""
+    with team_lock(lab):
+        private_dir(lab.state)
+        pubkey = handout.ensure_student_key(lab.state)
+        addresses = {n.key: ssh_target(lab, n.key).address for n in lab.plan.nodes}
+        with progress.stage(f"install the team's student key on {len(addresses)} node(s)"):
+            parallel([lambda n=n: ssh.ssh_run(lab.target(n, addresses[n.key]),
+                                              ["bash", "-c", handout.install_script(pubkey)])
+                      for n in lab.plan.nodes])
+        nodes = [handout.NodeLine(n.key, tuple(n.roles), addresses[n.key],
+                                  {nic.network_key: str(nic.ip) for nic in n.nics if nic.ip}) for n in lab.plan.nodes]
+        return handout.write(out, lab.plan.lab, lab.plan.team, nodes, lab.state,
+                             lab.known_hosts if lab.known_hosts.exists() else None,
+                             {n.key: n.name for n in lab.plan.nodes}, dict(lab.topology.vars), jump)
 
 
 # ---- hand-off: inventory, ssh config, hosts file ----
@@ -383,7 +489,7 @@ def ssh_target(lab: Lab, node_key: str) -> ssh.SshTarget:
     address = wait_for.node_address(lab.conns, node)
     if address is None:
         raise TopologyError([lab.topology.problem(("nodes", node_key), "node has no known address yet")])
-    return ssh.SshTarget(address, lab.ssh_key, prefix=node.host.runtime.ssh_prefix)
+    return lab.target(node, address)
 
 
 def inventory(plan: LabPlan, addresses: dict[str, str]) -> dict:
@@ -423,15 +529,35 @@ class HandoffFiles:
 
 def write_handoff(lab: Lab, addresses: dict[str, str]) -> HandoffFiles:
     """Write inventory.yaml, ssh_config, hosts and the role variables (vars.yaml) into
-    the lab's state directory."""
-    lab.state.mkdir(parents=True, exist_ok=True)
+    the lab's state directory (0700; each file 0600, written whole then renamed into
+    place, so a reader never sees half a file). Callers hold the team lock."""
+    private_dir(lab.state)
     files = HandoffFiles(lab.state / "inventory.yaml", lab.state / "ssh_config", lab.state / "hosts",
                          lab.state / "vars.yaml")
-    files.vars.write_text(yaml.safe_dump(dict(lab.topology.vars), sort_keys=False))
-    files.inventory.write_text(yaml.safe_dump(inventory(lab.plan, addresses), sort_keys=False))
-    files.hosts.write_text("".join(f"{addresses.get(n.key) or n.ssh_ip} {n.key}\n"
-                                   for n in lab.plan.nodes if addresses.get(n.key) or n.ssh_ip))
-    files.ssh_config.write_text(ssh.ssh_config(
-        [(n.key, addresses.get(n.key) or n.ssh_ip, n.host.runtime.ssh_prefix) for n in lab.plan.nodes
-         if addresses.get(n.key) or n.ssh_ip], lab.ssh_key))
+    reached = [n for n in lab.plan.nodes if addresses.get(n.key) or n.ssh_ip]
+    write_private(files.vars, yaml.safe_dump(dict(lab.topology.vars), sort_keys=False))
+    write_private(files.inventory, yaml.safe_dump(inventory(lab.plan, addresses), sort_keys=False))
+    write_private(files.hosts, "".join(f"{addresses.get(n.key) or n.ssh_ip} {n.key}\n" for n in reached))
+    write_private(files.ssh_config, ssh.ssh_config(
+        [(n.key, addresses.get(n.key) or n.ssh_ip, n.name, n.host.runtime.ssh_prefix) for n in reached],
+        lab.access))
     return files
+
+
+def private_dir(path: Path) -> None:
+    """`path` and the state root above it exist, readable by their owner only."""
+    for d in (state_root(), path):
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        d.chmod(0o700)
+
+
+def write_private(path: Path, text: str) -> None:
+    """`text` into `path`, mode 0600, atomically: a temporary file beside it, renamed over it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

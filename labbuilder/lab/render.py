@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import hashlib
 from functools import cache
+from typing import TYPE_CHECKING
 
 import jinja2
 from lxml import etree
 
 from labbuilder.model.names import OWNER_NS
+
+if TYPE_CHECKING:
+    from labbuilder.lab.plan import NodePlan
 
 
 @cache
@@ -61,7 +65,7 @@ def domain_xml(lab: str, team: int, node, pool: str, domain_type: str, created: 
         memory_mib=node.memory_mib, vcpus=node.vcpus, disks=disks,
         seed={"pool": pool, "volume": node.seed_volume},
         nics=[{"network": n.network, "mac": n.mac} for n in node.nics],
-        serial_log=f"/var/log/libvirt/qemu/{node.name}-serial.log"))
+        serial_log=serial_log_path(node)))
 
 
 def pool_xml(name: str, path: str) -> str:
@@ -70,3 +74,8 @@ def pool_xml(name: str, path: str) -> str:
 
 def volume_xml(name: str, capacity: int, fmt: str, backing: str = "") -> str:
     return render_xml("volume.xml.j2", name=name, capacity=capacity, format=fmt, backing=backing)
+
+
+def serial_log_path(node: NodePlan) -> str:
+    """Where the host's libvirt keeps what the node's serial console prints."""
+    return f"/var/log/libvirt/qemu/{node.name}-serial.log"

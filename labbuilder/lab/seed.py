@@ -33,6 +33,7 @@ class NodeIdentity:
     nics: tuple[SeedNic, ...]
     hosts: tuple[tuple[str, str], ...] = ()  # (ip, name) lines for /etc/hosts
     apt_proxy: str | None = None  # http://GATEWAY:3142, the lab host's package cache
+    host_key: tuple[str, str] | None = None  # (private, public) ed25519 SSH host key labbuilder made
     extra: dict = field(default_factory=dict)
 
 
@@ -47,6 +48,10 @@ def user_data(seed: NodeIdentity) -> dict:
     if seed.apt_proxy:  # a file, not cloud-init's apt module: the lab images leave that out (boot time)
         doc["write_files"].append({"path": APT_PROXY_FILE, "permissions": "0644",
                                    "content": f'Acquire::http::Proxy "{seed.apt_proxy}";\n'})
+    if seed.host_key:  # the node's only host key: the one in the team's known_hosts
+        private, public = seed.host_key
+        doc.update(ssh_deletekeys=True, ssh_genkeytypes=[],
+                   ssh_keys={"ed25519_private": private, "ed25519_public": public})
     doc.update(seed.extra)
     return doc
 

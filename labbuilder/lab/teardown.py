@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from labbuilder.lab import teams as teams_mod
 from labbuilder.lab.hosts import Host, resolve_hosts, state_root, team_dir
 from labbuilder.lab.observe import owned_pools
 from labbuilder.model import names
@@ -37,19 +38,53 @@ def down(req: LabRequest, all_teams: bool = False) -> Removal:
     land on. A private libvirtd that `up` started for this state directory is stopped too
     once nothing runs in it. Starts nothing: no running private libvirtd is an error."""
     topo = load_topology(req.topology)
-    slots = resolve_hosts(topo, req.connect, req.inventory, state_root(), req.private, start=False)
-    hosts = tuple({h.uri: h for h in slots.values()}.values())
+    hosts = _hosts(topo, req)
     conns = ConnectionPool()
     try:
         with locks.team_lock(team_dir(topo.lab, req.team), topo.lab, req.team, every_team=all_teams):
             removed = []
             for host in hosts:
                 removed += remove_owned(conns, host, topo.lab, None if all_teams else req.team)
-            removed += _stop_idle_package_cache(conns, hosts)
-            removed += _stop_idle_private_libvirtd(conns, hosts)
+            removed += _stop_idle(conns, hosts)
     finally:
         conns.close()
     return Removal(topo.lab, req.team, hosts, tuple(removed))
+
+
+def down_teams(req: LabRequest, teams: list[int], parallel: int, progress_of, done) -> tuple[list, list[str]]:
+    """`down` of each of `teams` in parallel (at most `parallel` per host), each under its
+    own team lock; one team's failure leaves the others going. Then, once, the package
+    cache and private libvirtd if nothing is left in them. Returns (a TeamResult per team,
+    its value the team's removed objects; what else went)."""
+    topo = load_topology(req.topology)
+    hosts = _hosts(topo, req)
+
+    def one(team: int, slots) -> list[str]:
+        conns = ConnectionPool()
+        progress = progress_of(team)
+        try:
+            with slots.hold(h.uri for h in hosts), locks.team_lock(team_dir(topo.lab, team), topo.lab, team):
+                with progress.stage("remove the team's domains, networks and pools"):
+                    return [r for host in hosts for r in remove_owned(conns, host, topo.lab, team)]
+        finally:
+            conns.close()
+            getattr(progress, "close", lambda: None)()
+
+    results = teams_mod.run_teams(teams, one, parallel, done)
+    conns = ConnectionPool()
+    try:
+        return results, _stop_idle(conns, hosts)
+    finally:
+        conns.close()
+
+
+def _hosts(topo, req: LabRequest) -> tuple[Host, ...]:
+    slots = resolve_hosts(topo, req.connect, req.inventory, state_root(), req.private, start=False)
+    return tuple({h.uri: h for h in slots.values()}.values())
+
+
+def _stop_idle(conns: ConnectionPool, hosts: tuple[Host, ...]) -> list[str]:
+    return _stop_idle_package_cache(conns, hosts) + _stop_idle_private_libvirtd(conns, hosts)
 
 
 def remove_owned(conns: ConnectionPool, host: Host, lab: str, team: int | None) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from labbuilder.model.errors import HostError
@@ -15,7 +14,7 @@ if TYPE_CHECKING:
     from labbuilder.lab.plan import LabPlan, NodePlan
 
 
-def wait_ready(plan: LabPlan, conns: ConnectionPool, ssh_key: Path, progress: Progress,
+def wait_ready(plan: LabPlan, conns: ConnectionPool, access: ssh.Access, progress: Progress,
                nodes: list[NodePlan] | None = None, timeout: float = 1200) -> dict[str, str]:
     """Wait until each node has its fixed leases and answers on SSH; node key → address.
     Boot events drive it: the guest agent connecting says a guest is up (before that,
@@ -28,7 +27,7 @@ def wait_ready(plan: LabPlan, conns: ConnectionPool, ssh_key: Path, progress: Pr
         deadline = time.monotonic() + timeout
         with virt.GuestWatch(conns(node.host), node.name) as watch:
             address = _wait_address(node, conns, watch, deadline, timeout)
-            target = ssh.SshTarget(address, ssh_key, prefix=node.host.runtime.ssh_prefix)
+            target = access.target(address, node.name, node.host.runtime.ssh_prefix)
             ssh.wait_for_ssh(target, deadline - time.monotonic(), interval=2.0, sleep=watch.wait)
         ready[node.key] = address
         progress.step(f"{len(ready)}/{len(nodes)} answer on SSH ({node.key})")

@@ -105,3 +105,7 @@ class ConfigError(LabError):
 
 class CheckpointError(LabError):
     """A checkpoint is missing, incomplete or cannot be taken."""
+
+
+class ClassError(LabError):
+    """Some teams of a class command failed (each one's error is in the command's table)."""
