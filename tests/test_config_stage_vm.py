@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import time
 
 import pytest
-from conftest import REPO
+from conftest import REPO, lb
 
 from labbuilder.system import virt
 
@@ -28,13 +26,6 @@ def topo(tmp_path_factory):
     (root / "gridka-mini.yaml").write_text((REPO / "topologies" / "gridka-mini.yaml").read_text())
     return root / "gridka-mini.yaml"
 
-
-def lb(*args, check=True, timeout=2400):
-    proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", args[0], "--private", *args[1:]],
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        pytest.fail(f"labbuilder {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture(scope="module")

@@ -19,17 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
-from pause_runs import (
-    DEMO,
-    assert_nothing_left,
-    cmdlines,
-    domain_states,
-    lab_argv,
-    lb,
-    paused,
-    temp_dirs,
-)
+from conftest import REPO, kept_daemon, lab_argv, lb
+from pause_runs import DEMO, assert_nothing_left, cmdlines, domain_states, paused, temp_dirs
 
 from labbuilder.image import build as image_mod
 from labbuilder.lab import diff
@@ -152,13 +143,9 @@ def test_a_build_cut_short_leaves_nothing_the_next_build_keeps(tmp_path, monkeyp
 
 @pytest.fixture(scope="module")
 def conn(private_libvirtd, base_image):
-    """The session's libvirtd, kept busy by an inert network of the test's own: `down`
-    stops a private libvirtd it finds idle, and the session's must outlive this module."""
-    c = virt.connect(private_libvirtd.uri)
-    virt.define_network(c, "<network><name>keep-kills</name></network>")
-    yield c
-    virt.remove_network(c, "keep-kills")
-    c.close()
+    """The session's libvirtd (tests/conftest.py: kept_daemon)."""
+    with kept_daemon(private_libvirtd, "keep-kills") as c:
+        yield c
 
 
 @pytest.fixture(scope="module")

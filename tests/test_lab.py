@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, lb
 
 from labbuilder.system import virt
 from labbuilder.system.run import run
@@ -26,13 +26,6 @@ DEMO = "topologies/demo.yaml"
 ADDR = {1: {"alpha": ("192.168.140.10", "10.10.0.10"), "beta": ("192.168.140.11", "10.10.0.11")},
         2: {"alpha": ("192.168.141.10", "10.10.1.10"), "beta": ("192.168.141.11", "10.10.1.11")}}
 
-
-def lb(*args, check=True, timeout=1800):
-    proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", args[0], "--private", *args[1:]],
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        pytest.fail(f"labbuilder {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def on(node, *command, team=1, check=True):
