@@ -77,9 +77,9 @@ def test_configure_resumes_at_the_failed_role(failed_up, topo):
     assert all(s["roles_done"] == ["common", s["roles"][1]] for s in _status(topo).values())
     again = lb("configure", topo)
     assert "every role already done" in again.stderr
-    if shutil.which("ansible-playbook") is None:
-        proc = lb("configure", topo, "--driver", "ansible", check=False)
-        assert proc.returncode == 1 and "ansible-playbook is not installed" in proc.stderr
+    # ansible-core comes with the test extra; the GridKa roles are step scripts, with no playbook
+    proc = lb("configure", topo, "--driver", "ansible", check=False)
+    assert proc.returncode == 1 and "no playbook" in proc.stderr and "common.yml" in proc.stderr, proc.stderr
 
 
 def test_db_node_serves_the_course_databases_over_eth1(failed_up, topo):

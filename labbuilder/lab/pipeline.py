@@ -16,7 +16,7 @@ from labbuilder.lab import wait as wait_for
 from labbuilder.lab.apply import ApplyContext
 from labbuilder.lab.diff import Action, ObjectKind
 from labbuilder.lab.hosts import Host, resolve_hosts, state_root, team_dir
-from labbuilder.lab.plan import BaseImage, LabPlan, check_host_networks, plan_lab
+from labbuilder.lab.plan import BaseImage, LabPlan, NodePlan, check_host_networks, plan_lab
 from labbuilder.model.errors import ConfigError, LabError, TopologyError
 from labbuilder.model.names import is_local_uri
 from labbuilder.model.request import LabRequest
@@ -188,11 +188,30 @@ def up(lab: Lab, progress: Progress) -> list[Action]:
     """Converge the hosts to the plan (no waiting: see `wait`); return what was done."""
     with team_lock(lab):
         packages.ensure_cache(lab.plan, progress)  # before any guest boots: they install through it
+        # A new key while nodes run: the team's state directory was deleted, and they know only the old one.
+        booted = _running(lab) if not lab.key.exists() else []
         ctx = _context(lab, progress)
         actions = diff.diff(lab.plan, ctx.want, observe.observe_hosts(lab.plan, lab.conns))
         apply.apply(ctx, actions)
+        if booted:
+            give_key(lab, booted, ctx.pubkey, progress)
         write_handoff(lab, {})
     return actions
+
+
+def _running(lab: Lab) -> list[NodePlan]:
+    return [n for n in lab.plan.nodes if virt.domain_state(lab.conns(n.host), n.name) == "running"]
+
+
+def give_key(lab: Lab, nodes: list[NodePlan], pubkey: str, progress: Progress) -> None:
+    """Give the team's new SSH key to `nodes`, booted with the old one, through their guest
+    agents; a node whose agent does not answer is named, with the way out."""
+    given = parallel([lambda n=n: virt.add_authorized_key(lab.conns(n.host), n.name, "root", pubkey)
+                      for n in nodes])
+    missed = [n.key for n, ok in zip(nodes, given) if not ok]
+    if missed:
+        progress.info(f"note: the team's SSH key is new and no guest agent took it on {', '.join(missed)}: "
+                      f"if they do not answer on SSH, reset them (labbuilder reset --node NODE)")
 
 
 def wait(lab: Lab, progress: Progress) -> dict[str, str]:

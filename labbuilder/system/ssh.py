@@ -128,12 +128,13 @@ def _set_clock(target: SshTarget, limit: float = 60) -> bool:
 
 
 def ssh_config(entries: list[tuple[str, str, tuple[str, ...]]], key: Path) -> str:
-    """An ssh_config with one Host block per (name, address, namespace prefix)."""
+    """An ssh_config with one Host block per (name, address, namespace prefix), matching the
+    name and the address (Ansible's inventory reaches a node by its address)."""
     import sys
 
     blocks = []
     for name, address, prefix in entries:
-        lines = [f"Host {name}", f"  HostName {address}", "  User root", f"  IdentityFile {key}",
+        lines = [f"Host {name} {address}", f"  HostName {address}", "  User root", f"  IdentityFile {key}",
                  "  StrictHostKeyChecking no", "  UserKnownHostsFile /dev/null", "  LogLevel ERROR"]
         if prefix:
             proxy = [*prefix, sys.executable, "-m", "labbuilder.system.netcat", "%h", "%p"]
