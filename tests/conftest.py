@@ -35,7 +35,7 @@ from labbuilder.system import privatelibvirtd
 
 NOT_UNIT = {"vm", "image", "libvirtd"}
 FIXTURE_MARKS = {"private_libvirtd": {"vm", "libvirtd"}, "base_image": {"image"}, "gridka_image": {"image"},
-                 "gridka_openstack_image": {"image"}}
+                 "gridka_openstack_image": {"image"}, "vagrant_box": {"image"}}
 PROCESS_CALLS = ("system", "fork", "forkpty", "posix_spawn", "posix_spawnp", "execv", "execve")
 
 
@@ -199,6 +199,12 @@ def base_image():
 def gridka_openstack_image():
     """The gridka-openstack image (gridka-base + Debian 12's OpenStack, extends gridka-base)."""
     return _built_image("gridka-openstack")
+
+
+@pytest.fixture(scope="session")
+def vagrant_box():
+    """The debian-12-vagrant image, with its vagrant-libvirt box (output `vagrant`)."""
+    return _built_image("debian-12-vagrant")
 
 
 @pytest.fixture(scope="session")
