@@ -6,9 +6,15 @@ figures include a Python start; it prints its own in-process time too.
     python bench/floor.py up|down|reset URI N STATE BASE_IMAGE VIRTUAL_SIZE [--ssh] [--ssh-prefix 'ARGV']
 
 up: network with static DHCP hosts, pool, overlays and seeds, define + start every
-domain (and with --ssh wait until every node answers on SSH, polling as gently as
-labbuilder does). down: every domain, the network and the pool removed. reset: destroy
-every domain, fresh overlays from the base image, start, wait for SSH.
+domain (and with --ssh wait until every node answers on SSH). down: every domain, the
+network and the pool removed. reset: destroy every domain, fresh overlays from the base
+image, start, wait for SSH.
+
+Fair to labbuilder where it does the same work: its domains have the domain type
+labbuilder's accelerator probe gives (kvm, or qemu under TCG), and it waits as `up`
+does, through the same function (labbuilder.lab.wait.wait_guest: boot events, leases
+every 10 s until the guest agent connects and every 2 s after, then SSH every 2 s), from
+the same point (every domain started).
 Prints one JSON line: {"inprocess": seconds after the imports}.
 """
 
@@ -29,7 +35,9 @@ from pathlib import Path  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labbuilder.lab import render, seed  # noqa: E402
-from labbuilder.system import ssh, virt  # noqa: E402
+from labbuilder.lab.wait import wait_guest  # noqa: E402
+from labbuilder.system import accel, ssh, virt  # noqa: E402
+from labbuilder.system.connections import parallel  # noqa: E402
 
 NET = "192.168.151"
 
@@ -55,14 +63,18 @@ def overlay(pool, args, i: int):
     return virt.create_volume(pool, render.volume_xml(f"f{i}.qcow2", args.virtual_size, "qcow2", args.base))
 
 
-def define_one(args, pubkey: str, i: int) -> None:
+def ip(i: int) -> str:
+    return f"{NET}.{10 + i}"
+
+
+def define_one(args, pubkey: str, domain_type: str, i: int) -> None:
     conn = thread_conn(args.uri)
     pool = conn.storagePoolLookupByName("floor")
     overlay(pool, args, i)
     iso = seed.seed_iso(seed.NodeIdentity(f"floor-{i}", f"f{i}", f"f{i}", (pubkey,),
                                   (seed.SeedNic("eth0", mac(i), dhcp=True),)))
     virt.upload_volume(conn, virt.create_volume(pool, render.volume_xml(f"f{i}.iso", len(iso), "raw")), iso)
-    xml = render.render_xml("domain.xml.j2", domain_type="qemu", name=f"floor-{i}",
+    xml = render.render_xml("domain.xml.j2", domain_type=domain_type, name=f"floor-{i}",
                             owner={"lab": "floor", "team": 1, "node": str(i), "plan": "", "created": 0},
                             memory_mib=256, vcpus=1, disks=[{"pool": "floor", "volume": f"f{i}.qcow2",
                                                              "target": "vda", "format": "qcow2", "bus": "virtio"}],
@@ -78,17 +90,27 @@ def up(conn, args) -> None:
         "network.xml.j2", name="floor-lan", owner={"lab": "floor", "team": 1, "network": "lan", "plan": ""},
         mode="nat", bridge="floor0", domain="", gateway=f"{NET}.1", prefix=24,
         dhcp_start=f"{NET}.100", dhcp_end=f"{NET}.250",
-        hosts=[{"mac": mac(i), "name": f"f{i}", "ip": f"{NET}.{10 + i}"} for i in range(args.n)]))
+        hosts=[{"mac": mac(i), "name": f"f{i}", "ip": ip(i)} for i in range(args.n)]))
     virt.ensure_pool(conn, "floor", render.pool_xml("floor", str(args.state / "floor-pool")))
+    domain_type = accel.detect().domain_type  # as labbuilder's `up` chooses it
     with ThreadPoolExecutor(8) as ex:
-        list(ex.map(lambda i: define_one(args, pubkey, i), range(args.n)))
+        list(ex.map(lambda i: define_one(args, pubkey, domain_type, i), range(args.n)))
 
 
 def wait_ssh(args) -> None:
+    """Every node answering on SSH, waited for as labbuilder's `up` waits."""
     key = args.state / "floor-key"
-    with ThreadPoolExecutor(8) as ex:
-        list(ex.map(lambda i: ssh.wait_for_ssh(ssh.SshTarget(f"{NET}.{10 + i}", key, prefix=tuple(args.ssh_prefix)),
-                                               1800), range(args.n)))
+
+    def one(i: int) -> None:
+        conn = thread_conn(args.uri)
+
+        def leased() -> str | None:
+            return ip(i) if virt.network_leases(conn, "floor-lan").get(mac(i)) == ip(i) else None
+
+        wait_guest(conn, f"floor-{i}", leased, lambda a: ssh.SshTarget(a, key, prefix=tuple(args.ssh_prefix)),
+                   1800, lambda: f"floor-{i}: no lease within 1800s")
+
+    parallel([lambda i=i: one(i) for i in range(args.n)])  # labbuilder's own: up to 8 threads
 
 
 def domains(conn) -> list[str]:

@@ -4,13 +4,15 @@ floor, bench/floor.py), and the ratios. Both run as their own processes, as a us
 them, so both figures include a Python start; the floor's in-process time is printed
 too. "reset" is the cold reset to the base image: destroy, fresh overlays, boot, SSH.
 
-    .venv/bin/python bench/lifecycle.py [--sizes 1,4,8] [--no-ssh] [--repeat 5] [--ssh-repeat 1]
+    .venv/bin/python bench/lifecycle.py [--sizes 1,4,8] [--no-ssh] [--repeat 5] [--ssh-repeat 3]
 
 Runs against a private libvirtd it starts in its own namespaces (nothing on the host is
 touched) and the cached debian-12 image. "up" is the orchestration time until every
 domain runs (`up --no-wait`), "down" until all is removed, medians of --repeat runs;
-"ssh" the time from the start of `up` until every node
-answers on SSH, and "reset", medians of --ssh-repeat runs. The first up's base image upload is a warm-up, not counted.
+"ssh" the time from the start of `up` until every node answers on SSH, and "reset",
+medians of --ssh-repeat runs. Each figure is printed with the number of runs and their
+range; labbuilder and the floor take turns, labbuilder first on even runs and the floor
+first on odd ones. The first up's base image upload is a warm-up, not counted.
 
 vagrant-libvirt (Debian's `vagrant` and `vagrant-libvirt`) is measured too if it is
 installed and SSH is waited for (`vagrant up` always waits for it): the same guests from
@@ -200,37 +202,45 @@ def median_pair(pairs: list[tuple[float, float]]) -> tuple[float, float]:
     return sorted(pairs)[(len(pairs) - 1) // 2]
 
 
-def measure(n: int, state: Path, daemon, base, wait_ssh: bool, repeat: int, ssh_repeat: int = 1) -> dict:
-    """One size: ours and the floor's; every figure a whole process run."""
+def in_turn(k: int, ours, theirs) -> None:
+    """Run labbuilder's part and the floor's; labbuilder first on even runs, the floor
+    first on odd ones, so neither always gets the machine as the other left it."""
+    for part in ((ours, theirs) if k % 2 == 0 else (theirs, ours)):
+        part()
+
+
+def measure(n: int, state: Path, daemon, base, wait_ssh: bool, repeat: int, ssh_repeat: int) -> dict:
+    """One size: ours and the floor's, every figure a whole process run, `repeat` (up,
+    down) and `ssh_repeat` (all-SSH, reset) runs of each, in alternating order. Returns
+    {"n": n, "runs": {figure: (our seconds, the floor's (wall, in-process) pairs)}} and
+    our medians under each figure's name."""
     topo = state / f"bench{n}.yaml"
     topo.write_text(yaml.safe_dump(topology(n)))
-    # Orchestration figures are short and shaken by the booting guests: medians of `repeat`
-    # runs, ours and the floor's taking turns.
-    ups, downs, floor_ups, floor_downs = [], [], [], []
-    for _ in range(repeat):
-        ups.append(lb(state, "up", str(topo), "--no-wait"))
-        downs.append(lb(state, "down", str(topo)))
-        floor_ups.append(floor("up", daemon, base, n, state))
-        floor_downs.append(floor("down", daemon, base, n, state))
-    row = {"n": n, "up": statistics.median(ups), "down": statistics.median(downs),
-           "floor_up": median_pair(floor_ups), "floor_down": median_pair(floor_downs)}
-    if wait_ssh:
-        # Boots vary from run to run (one node: 61-82 s to SSH on one machine): medians of
-        # `ssh_repeat` runs, ours and the floor's taking turns.
-        sshs, resets, floor_sshs, floor_resets = [], [], [], []
-        for _ in range(ssh_repeat):
-            sshs.append(lb(state, "up", str(topo)))
-            resets.append(lb(state, "reset", str(topo)))
-            lb(state, "down", str(topo))
-            floor_sshs.append(floor("up", daemon, base, n, state, wait_ssh=True))
-            floor_resets.append(floor("reset", daemon, base, n, state))
-            floor("down", daemon, base, n, state)
-        row.update(ssh=statistics.median(sshs), reset=statistics.median(resets),
-                   floor_ssh=median_pair(floor_sshs), floor_reset=median_pair(floor_resets))
-        if ssh_repeat > 1:  # a median of a few boots: show what it is the median of
-            row["runs"] = {"all-SSH": (sshs, [w for w, _ in floor_sshs]),
-                           "reset": (resets, [w for w, _ in floor_resets])}
-    return row
+    runs: dict[str, tuple[list, list]] = {k: ([], []) for k in ("up", "down") + (("ssh", "reset") if wait_ssh else ())}
+
+    def ours_orchestration() -> None:
+        runs["up"][0].append(lb(state, "up", str(topo), "--no-wait"))
+        runs["down"][0].append(lb(state, "down", str(topo)))
+
+    def floor_orchestration() -> None:
+        runs["up"][1].append(floor("up", daemon, base, n, state))
+        runs["down"][1].append(floor("down", daemon, base, n, state))
+
+    def ours_boot() -> None:
+        runs["ssh"][0].append(lb(state, "up", str(topo)))
+        runs["reset"][0].append(lb(state, "reset", str(topo)))
+        lb(state, "down", str(topo))
+
+    def floor_boot() -> None:
+        runs["ssh"][1].append(floor("up", daemon, base, n, state, wait_ssh=True))
+        runs["reset"][1].append(floor("reset", daemon, base, n, state))
+        floor("down", daemon, base, n, state)
+
+    for k in range(repeat):
+        in_turn(k, ours_orchestration, floor_orchestration)
+    for k in range(ssh_repeat if wait_ssh else 0):
+        in_turn(k, ours_boot, floor_boot)
+    return {"n": n, "runs": runs, **{key: statistics.median(ours) for key, (ours, _) in runs.items()}}
 
 
 def measure_vagrant(vagrant: Vagrant, row: dict) -> None:
@@ -250,25 +260,35 @@ def measure_vagrant(vagrant: Vagrant, row: dict) -> None:
     row["vagrant_down"] = vagrant.destroy(n)
 
 
-def report(row: dict) -> None:
-    def vs(key: str) -> str:
-        wall, inproc = row[f"floor_{key}"]
-        return f"{key} {row[key]:.1f}s (floor {wall:.1f}s [{inproc:.1f}s], {row[key] / wall:.2f}x)"
+def spread(values: list[float]) -> str:
+    """A median with what it is the median of, or a single run said to be one."""
+    if len(values) == 1:
+        return f"{values[0]:.1f}s (a single run)"
+    return f"{statistics.median(values):.1f}s (median of {len(values)}, {min(values):.1f}-{max(values):.1f})"
 
-    keys = ["up", "down"] + (["ssh", "reset"] if "ssh" in row else [])
-    print(f"N={row['n']}: " + "  ".join(vs(k) for k in keys).replace("ssh ", "all-SSH "), flush=True)
-    for key, (ours, theirs) in row.get("runs", {}).items():
-        print(f"      {key} runs in turn: ours " + " ".join(f"{t:.1f}" for t in ours)
-              + "s, floor " + " ".join(f"{t:.1f}" for t in theirs) + "s", flush=True)
+
+def report(row: dict) -> None:
+    """One line per figure: ours, the floor's (wall; in-process in brackets), the ratio of
+    the medians; a ratio from fewer than 3 runs is labelled so."""
+    print(f"N={row['n']}:", flush=True)
+    for key, (ours, theirs) in row["runs"].items():
+        walls = [w for w, _ in theirs]
+        inproc = median_pair(theirs)[1]
+        single = "  (fewer than 3 runs each: not a median)" if min(len(ours), len(walls)) < 3 else ""
+        ratio = statistics.median(ours) / statistics.median(walls)
+        name = "all-SSH" if key == "ssh" else key
+        print(f"  {name:8} ours {spread(ours)}  floor {spread(walls)} [{inproc:.1f}s]  ratio {ratio:.2f}x{single}",
+              flush=True)
 
 
 def report_vagrant(row: dict) -> None:
     if "vagrant_failed" in row:
         elapsed, reason = row["vagrant_failed"]
-        print(f"      vagrant-libvirt: `vagrant up` failed after {elapsed:.1f}s ({elapsed / row['ssh']:.2f}x "
+        print(f"      vagrant-libvirt, a single run: `vagrant up` failed after {elapsed:.1f}s ({elapsed / row['ssh']:.2f}x "
               f"our all-SSH): {reason}", flush=True)
     else:
-        print(f"      vagrant-libvirt: up {row['vagrant_up']:.1f}s ({row['vagrant_up'] / row['up']:.2f}x ours)  "
+        print("      vagrant-libvirt, a single run against our medians: "
+              f"up {row['vagrant_up']:.1f}s ({row['vagrant_up'] / row['up']:.2f}x ours)  "
               f"down {row['vagrant_down']:.1f}s ({row['vagrant_down'] / row['down']:.2f}x ours)  "
               f"all-SSH {row['vagrant_ssh']:.1f}s ({row['vagrant_ssh'] / row['ssh']:.2f}x ours)", flush=True)
 
@@ -278,8 +298,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,4,8")
     parser.add_argument("--no-ssh", action="store_true", help="skip the (slow, TCG) boot-to-SSH figures")
     parser.add_argument("--repeat", type=int, default=5, help="runs of up/down per size (medians)")
-    parser.add_argument("--ssh-repeat", type=int, default=1,
-                        help="runs of all-SSH and cold reset per size (medians; each boots N nodes twice)")
+    parser.add_argument("--ssh-repeat", type=int, default=3,
+                        help="runs of all-SSH and cold reset per size (medians; each boots N nodes twice; "
+                             "below 3 the figures are labelled as single runs or pairs, not medians)")
     parser.add_argument("--no-vagrant", action="store_true", help="leave vagrant-libvirt out even if installed")
     parser.add_argument("--vagrant-cpu", default="default",
                         help="vagrant's guest CPU model: 'default' (vagrant-libvirt's host-model, as a user gets it) "

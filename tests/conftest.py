@@ -22,8 +22,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import libvirt
@@ -33,7 +35,7 @@ from labbuilder.system import privatelibvirtd
 
 NOT_UNIT = {"vm", "image", "libvirtd"}
 FIXTURE_MARKS = {"private_libvirtd": {"vm", "libvirtd"}, "base_image": {"image"}, "gridka_image": {"image"},
-                 "gridka_openstack_image": {"image"}}
+                 "gridka_openstack_image": {"image"}, "vagrant_box": {"image"}}
 PROCESS_CALLS = ("system", "fork", "forkpty", "posix_spawn", "posix_spawnp", "execv", "execve")
 
 
@@ -118,6 +120,26 @@ def private_libvirtd(lab_state):
 
 REPO = Path(__file__).resolve().parent.parent
 
+
+def lab_argv(*args) -> list[str]:
+    """`labbuilder` arguments on the session's private libvirtd: --private after the
+    command's name (two words for `image upload`)."""
+    words = 2 if args[0] == "image" else 1
+    return [*args[:words], "--private", *args[words:]]
+
+
+def lb(*args, check=True, timeout=3600, env=None) -> subprocess.CompletedProcess:
+    """Run `labbuilder ARGS` as a user does (`python -m labbuilder.cli` in a subprocess,
+    from the checkout) on the session's private libvirtd; fail the test if it exits
+    non-zero and `check`. `env`: variables added to the test's environment."""
+    proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", *lab_argv(*map(str, args))], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "COLUMNS": "300", **(env or {})})
+    if check and proc.returncode != 0:
+        pytest.fail(f"labbuilder {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
 # libvirt's test driver reads a host from a file: one running domain, `test`, and nothing
 # else (no `default` network: a topology's subnets clash with nothing there).
 TEST_HOST = """<node>
@@ -129,6 +151,22 @@ TEST_HOST = """<node>
   </domain>
 </node>
 """
+
+
+@contextmanager
+def kept_daemon(daemon: privatelibvirtd.PrivateDaemon, name: str):
+    """A connection to the session's private libvirtd, kept busy meanwhile by an inert
+    network `name` of the test's own: `down` stops a private libvirtd it finds idle, and
+    the session's must outlive the module that uses it."""
+    from labbuilder.system import virt
+
+    conn = virt.connect(daemon.uri)
+    virt.define_network(conn, f"<network><name>{name}</name></network>")
+    try:
+        yield conn
+    finally:
+        virt.remove_network(conn, name)
+        conn.close()
 
 
 @pytest.fixture
@@ -161,6 +199,12 @@ def base_image():
 def gridka_openstack_image():
     """The gridka-openstack image (gridka-base + Debian 12's OpenStack, extends gridka-base)."""
     return _built_image("gridka-openstack")
+
+
+@pytest.fixture(scope="session")
+def vagrant_box():
+    """The debian-12-vagrant image, with its vagrant-libvirt box (output `vagrant`)."""
+    return _built_image("debian-12-vagrant")
 
 
 @pytest.fixture(scope="session")

@@ -23,20 +23,6 @@ from labbuilder.system.pause import AT_ENV, FILE_ENV
 DEMO = "topologies/demo.yaml"
 
 
-def lab_argv(*args) -> list[str]:
-    """A lab command's arguments, on the session's private libvirtd."""
-    return [args[0], "--private", *args[1:]]
-
-
-def lb(*args, check=True, timeout=1800):
-    """Run `labbuilder <args>` on the session's private libvirtd; fail the test on an error."""
-    proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", *lab_argv(*args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout, env={**os.environ, "COLUMNS": "300"})
-    if check and proc.returncode != 0:
-        pytest.fail(f"labbuilder {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
 @dataclass
 class PausedRun:
     proc: subprocess.Popen

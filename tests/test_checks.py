@@ -5,24 +5,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, lb
 
 from labbuilder.system import virt
 
 pytestmark = [pytest.mark.vm, pytest.mark.image]
 
-
-def lb(*args, check=True, timeout=1800):
-    proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", args[0], "--private", *args[1:]],
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        pytest.fail(f"labbuilder {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture(scope="module")

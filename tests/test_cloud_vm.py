@@ -6,11 +6,9 @@ built image goes into that Glance with checksums that match its manifest."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
-from conftest import REPO
+from conftest import REPO, lb
 
 from labbuilder.system import virt
 
@@ -18,13 +16,6 @@ pytestmark = [pytest.mark.vm, pytest.mark.image]
 TOPO = REPO / "topologies" / "gridka-cloud.yaml"
 TEAM = "33"
 
-
-def lb(*args, check=True, timeout=3600):
-    proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", *args[:2], "--private", *args[2:]],
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        pytest.fail(f"labbuilder {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture(scope="module")

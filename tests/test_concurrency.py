@@ -10,22 +10,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from pause_runs import DEMO, assert_nothing_left, domain_states, lab_argv, lb, paused
-
-from labbuilder.system import virt
+from conftest import kept_daemon, lab_argv, lb
+from pause_runs import DEMO, assert_nothing_left, domain_states, paused
 
 pytestmark = pytest.mark.vm
 
 
 @pytest.fixture(scope="module")
 def conn(private_libvirtd, base_image):
-    """The session's libvirtd, kept busy by an inert network of the test's own: `down`
-    stops a private libvirtd it finds idle, and the session's must outlive this module."""
-    c = virt.connect(private_libvirtd.uri)
-    virt.define_network(c, "<network><name>keep-concurrency</name></network>")
-    yield c
-    virt.remove_network(c, "keep-concurrency")
-    c.close()
+    """The session's libvirtd (tests/conftest.py: kept_daemon)."""
+    with kept_daemon(private_libvirtd, "keep-concurrency") as c:
+        yield c
 
 
 def test_while_up_runs_on_a_team_other_runs_on_it_fail_at_once_and_another_team_goes_on(conn, lab_state, tmp_path):

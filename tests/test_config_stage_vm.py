@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import time
 
 import pytest
-from conftest import REPO
+from conftest import REPO, lb
 
 from labbuilder.system import virt
 
@@ -28,13 +26,6 @@ def topo(tmp_path_factory):
     (root / "gridka-mini.yaml").write_text((REPO / "topologies" / "gridka-mini.yaml").read_text())
     return root / "gridka-mini.yaml"
 
-
-def lb(*args, check=True, timeout=2400):
-    proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", args[0], "--private", *args[1:]],
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        pytest.fail(f"labbuilder {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +77,9 @@ def test_configure_resumes_at_the_failed_role(failed_up, topo):
     assert all(s["roles_done"] == ["common", s["roles"][1]] for s in _status(topo).values())
     again = lb("configure", topo)
     assert "every role already done" in again.stderr
-    if shutil.which("ansible-playbook") is None:
-        proc = lb("configure", topo, "--driver", "ansible", check=False)
-        assert proc.returncode == 1 and "ansible-playbook is not installed" in proc.stderr
+    # ansible-core comes with the test extra; the GridKa roles are step scripts, with no playbook
+    proc = lb("configure", topo, "--driver", "ansible", check=False)
+    assert proc.returncode == 1 and "no playbook" in proc.stderr and "common.yml" in proc.stderr, proc.stderr
 
 
 def test_db_node_serves_the_course_databases_over_eth1(failed_up, topo):

@@ -37,7 +37,7 @@ def test_a_team_gets_its_key_config_nodes_credentials_and_readme(tmp_path):
     assert oct((d / "id_ed25519").stat().st_mode & 0o777) == "0o600"
     config = (d / "ssh_config").read_text()
     assert "Host db-node\n  HostName 192.168.130.3\n  User student\n  IdentityFile id_ed25519" in config
-    assert "  HostKeyAlias gridka-t3-db-node\n" in config and "StrictHostKeyChecking yes" in config
+    assert "  HostKeyAlias gridka-t3-db-node\n" in config and "StrictHostKeyChecking accept-new" in config
     assert config.count("ProxyJump teacher@lab1.example.org") == 2
     assert "auth-node  common,auth  192.168.130.4  internal=10.0.0.4" in (d / "nodes.txt").read_text()
     creds = yaml.safe_load((d / "credentials.yaml").read_text())
@@ -60,7 +60,7 @@ def test_a_handout_holds_nothing_of_another_team(tmp_path):
 
 def test_the_seed_makes_the_student_user_so_a_reset_keeps_the_handout_working():
     user = handout.seed_user("ssh-ed25519 TEAM3")
-    doc = seed.user_data(seed.Seed("i", "db-node", "db-node", ("ssh-ed25519 ADMIN",), (), extra={"users": [user]}))
+    doc = seed.user_data(seed.NodeIdentity("i", "db-node", "db-node", ("ssh-ed25519 ADMIN",), (), extra={"users": [user]}))
     assert doc["users"] == [{"name": "student", "shell": "/bin/bash", "sudo": "ALL=(ALL) NOPASSWD:ALL",
                              "lock_passwd": True, "ssh_authorized_keys": ["ssh-ed25519 TEAM3"]}]
     assert doc["ssh_authorized_keys"] == ["ssh-ed25519 ADMIN"]  # root keeps labbuilder's key only

@@ -19,17 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
-from pause_runs import (
-    DEMO,
-    assert_nothing_left,
-    cmdlines,
-    domain_states,
-    lab_argv,
-    lb,
-    paused,
-    temp_dirs,
-)
+from conftest import REPO, kept_daemon, lab_argv, lb
+from pause_runs import DEMO, assert_nothing_left, cmdlines, domain_states, paused, temp_dirs
 
 from labbuilder.image import build as image_build
 from labbuilder.image import cache as image_cache
@@ -53,23 +44,44 @@ def test_without_the_variables_a_pause_point_returns(monkeypatch):
         pause.pause_point(step)
 
 
+def _held_at_define(code: str, pid_file: Path) -> subprocess.Popen:
+    """`python -c code` with the pause at step `define`, once it has written its PID and stays."""
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, pause.AT_ENV: "define", pause.FILE_ENV: str(pid_file)})
+    for _ in range(300):
+        if pid_file.exists() or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    assert pid_file.read_text() == f"{proc.pid}\n"
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.wait(timeout=1)
+    return proc
+
+
 @pytest.mark.subprocess(sys.executable)
 def test_a_run_at_its_pause_step_writes_its_pid_and_stays(tmp_path):
     pid_file = tmp_path / "pid"
     code = "from labbuilder.system.pause import pause_point\npause_point('define')\nprint('went on')\n"
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, pause.AT_ENV: "define", pause.FILE_ENV: str(pid_file)})
+    proc = _held_at_define(code, pid_file)
+    proc.kill()
+    assert proc.communicate()[0] == ""
+
+
+@pytest.mark.subprocess(sys.executable)
+def test_a_run_held_at_its_pause_step_goes_on_once_its_pid_file_is_removed(tmp_path):
+    """Every thread that reaches the step waits there, and all go on when the file goes."""
+    pid_file = tmp_path / "pid"
+    code = ("import threading\nfrom labbuilder.system.pause import pause_point\n"
+            "def held(): pause_point('define'); print('thread went on', flush=True)\n"
+            "t = threading.Thread(target=held); t.start()\n"
+            "pause_point('define')\nt.join()\nprint('went on')\n")
+    proc = _held_at_define(code, pid_file)
     try:
-        for _ in range(300):
-            if pid_file.exists() or proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        assert pid_file.read_text() == f"{proc.pid}\n"
-        with pytest.raises(subprocess.TimeoutExpired):
-            proc.wait(timeout=1)
+        pid_file.unlink()
+        out, _ = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.communicate()[0] == ""
+    assert sorted(out.splitlines()) == ["thread went on", "went on"]
 
 
 def test_every_pause_step_is_one_call_in_the_code():
@@ -153,13 +165,9 @@ def test_a_build_cut_short_leaves_nothing_the_next_build_keeps(tmp_path, monkeyp
 
 @pytest.fixture(scope="module")
 def conn(private_libvirtd, base_image):
-    """The session's libvirtd, kept busy by an inert network of the test's own: `down`
-    stops a private libvirtd it finds idle, and the session's must outlive this module."""
-    c = virt.connect(private_libvirtd.uri)
-    virt.define_network(c, "<network><name>keep-kills</name></network>")
-    yield c
-    virt.remove_network(c, "keep-kills")
-    c.close()
+    """The session's libvirtd (tests/conftest.py: kept_daemon)."""
+    with kept_daemon(private_libvirtd, "keep-kills") as c:
+        yield c
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, lb
 
 from labbuilder.system import virt
 from labbuilder.system.run import run
@@ -26,13 +26,6 @@ DEMO = "topologies/demo.yaml"
 ADDR = {1: {"alpha": ("192.168.140.10", "10.10.0.10"), "beta": ("192.168.140.11", "10.10.0.11")},
         2: {"alpha": ("192.168.141.10", "10.10.1.10"), "beta": ("192.168.141.11", "10.10.1.11")}}
 
-
-def lb(*args, check=True, timeout=1800):
-    proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", args[0], "--private", *args[1:]],
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        pytest.fail(f"labbuilder {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def on(node, *command, team=1, check=True):
@@ -220,7 +213,7 @@ def test_nodes_have_the_host_keys_labbuilder_gave_them(demo, lab_state):
     the node's seed gave it; a node answering with another key is refused, by name."""
     state = lab_state / "demo-t1"
     config = (state / "ssh_config").read_text()
-    assert "StrictHostKeyChecking yes" in config and "UserKnownHostsFile /dev/null" not in config
+    assert "StrictHostKeyChecking accept-new" in config and "UserKnownHostsFile /dev/null" not in config
     known = dict(line.split(" ", 1) for line in (state / "known_hosts").read_text().splitlines())
     assert set(known) == {"demo-t1-alpha", "demo-t1-beta"}
     guest_key = on("alpha", "cat", "/etc/ssh/ssh_host_ed25519_key.pub").split()[:2]

@@ -12,14 +12,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import lb
 
 from labbuilder.system import privatelibvirtd, virt
 from labbuilder.system.run import run
@@ -82,13 +81,8 @@ class TwoHosts:
         return str(self.state / "multihost.yaml")
 
     def lb(self, *args, check=True, timeout=1800) -> subprocess.CompletedProcess:
-        env = {**os.environ, "LABBUILDER_STATE": str(self.state), "COLUMNS": "300"}
-        proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", args[0], "--private",
-                               "--hosts", str(self.state / "hosts.yaml"), *args[1:]],
-                              cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-        if check and proc.returncode != 0:
-            pytest.fail(f"labbuilder {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-        return proc
+        return lb(args[0], "--hosts", self.state / "hosts.yaml", *args[1:], check=check, timeout=timeout,
+                  env={"LABBUILDER_STATE": str(self.state)})
 
     def on(self, node: str, command: str, check=True) -> subprocess.CompletedProcess:
         return self.lb("ssh", self.topology, node, "--", command, check=check)

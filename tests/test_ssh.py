@@ -19,7 +19,7 @@ def _option(argv: list[str], name: str) -> str | None:
 def test_a_target_with_known_hosts_checks_the_node_key_strictly_under_its_alias(tmp_path):
     access = ssh.Access(tmp_path / "id_ed25519", tmp_path / "known_hosts")
     argv = access.target("10.0.0.3", "gridka-t1-db-node").argv(["true"])
-    assert _option(argv, "StrictHostKeyChecking") == "yes"
+    assert _option(argv, "StrictHostKeyChecking") == "accept-new"  # a listed key that differs is refused
     assert _option(argv, "UserKnownHostsFile") == str(tmp_path / "known_hosts")
     assert _option(argv, "HostKeyAlias") == "gridka-t1-db-node"
     assert _option(argv, "GlobalKnownHostsFile") == "/dev/null"
@@ -34,7 +34,7 @@ def test_a_target_without_known_hosts_does_not_check(tmp_path):
 def test_ssh_config_is_strict_with_each_node_under_its_alias(tmp_path):
     access = ssh.Access(tmp_path / "id", tmp_path / "known_hosts")
     text = ssh.ssh_config([("alpha", "192.168.140.10", "demo-t1-alpha", ())], access)
-    assert "  StrictHostKeyChecking yes\n" in text
+    assert "  StrictHostKeyChecking accept-new\n" in text
     assert f"  UserKnownHostsFile {tmp_path / 'known_hosts'}\n" in text
     assert "  HostKeyAlias demo-t1-alpha\n" in text
     assert "/dev/null\n  HostKeyAlias" in text and "UserKnownHostsFile /dev/null" not in text
@@ -46,13 +46,13 @@ def test_known_hosts_lists_each_alias_once():
 
 
 def test_the_seed_gives_the_node_its_host_key_and_no_other():
-    s = seed.Seed("i-1", "alpha", "alpha.lab", ("ssh-ed25519 LAB",), (),
+    s = seed.NodeIdentity("i-1", "alpha", "alpha.lab", ("ssh-ed25519 LAB",), (),
                   host_key=("-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n",
                             "ssh-ed25519 HOST"))
     doc = seed.user_data(s)
     assert doc["ssh_keys"] == {"ed25519_private": s.host_key[0], "ed25519_public": "ssh-ed25519 HOST"}
     assert doc["ssh_genkeytypes"] == [] and doc["ssh_deletekeys"] is True
-    assert "ssh_keys" not in seed.user_data(seed.Seed("i-1", "alpha", "alpha.lab", ("k",), ()))
+    assert "ssh_keys" not in seed.user_data(seed.NodeIdentity("i-1", "alpha", "alpha.lab", ("k",), ()))
 
 
 def test_private_files_are_0600_and_replaced_whole(tmp_path):

@@ -52,6 +52,7 @@ def create(plan: LabPlan, conns: ConnectionPool, name: str, progress: Progress, 
                 n.key for n, ok in zip(nodes, flushed) if not ok) + ": their disks are saved as they are")
         try:
             parallel([lambda n=n: virt.suspend_domain(conns(n.host), n.name) for n in nodes])
+            pause_point("checkpoint-paused")
             parallel([lambda n=n: _snapshot(conns, n, name, description, progress) for n in nodes])
         finally:
             parallel([lambda n=n: virt.resume_domain(conns(n.host), n.name) for n in nodes])

@@ -9,9 +9,11 @@ a checkpoint brings back the record it was taken with.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -282,12 +284,14 @@ def close_connections(stage: Stage) -> None:
 def ansible_stage(stage: Stage, inventory_file: Path, ssh_config: Path, start: str | None = None,
                   until: str | None = None, only: str | None = None) -> list[str]:
     """--driver ansible: `ansible-playbook -i <inventory> <role_dir>/<role>.yml` per role, in order."""
-    playbook_cmd = shutil.which("ansible-playbook")
+    # An ansible installed beside labbuilder (the same venv) is found without activating it.
+    playbook_cmd = shutil.which("ansible-playbook", path=os.pathsep.join(
+        [str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)]))
     if playbook_cmd is None:
         raise ConfigError(["ansible-playbook is not installed: the ansible driver needs it",
                            "install ansible (apt-get install ansible), or use the built-in runner (--driver builtin)"])
-    roles = [Role(r, (), ()) for r in stage.topology.roles
-             if any(r in n.roles for n in stage.plan.nodes)]
+    roles = [Role(r, (), nodes) for r in stage.topology.roles
+             if (nodes := tuple(n.key for n in stage.plan.nodes if r in n.roles))]
     if not roles:
         return []
     picked = select(roles, {n.key: Record() for n in stage.plan.nodes}, start or roles[0].name, until, only)

@@ -97,7 +97,7 @@ def _ssh_config(nodes: list[NodeLine], aliases: dict[str, str], checked: bool, j
         lines = [f"Host {n.name}", f"  HostName {n.address}", f"  User {STUDENT}", "  IdentityFile id_ed25519",
                  "  IdentitiesOnly yes"]
         if checked:
-            lines += ["  StrictHostKeyChecking yes", "  UserKnownHostsFile known_hosts",
+            lines += ["  StrictHostKeyChecking accept-new", "  UserKnownHostsFile known_hosts",
                       f"  HostKeyAlias {aliases[n.name]}"]
         if jump:
             lines.append(f"  ProxyJump {jump}")

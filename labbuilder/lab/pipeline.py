@@ -18,7 +18,7 @@ from labbuilder.lab import wait as wait_for
 from labbuilder.lab.apply import ApplyContext
 from labbuilder.lab.diff import Action, ObjectKind
 from labbuilder.lab.hosts import Host, resolve_hosts, state_root, team_dir
-from labbuilder.lab.plan import BaseImage, LabPlan, check_host_networks, plan_lab
+from labbuilder.lab.plan import BaseImage, LabPlan, NodePlan, check_host_networks, plan_lab
 from labbuilder.lab.status import LabStatus, NetworkStatus, NodeStatus
 from labbuilder.model.errors import ConfigError, HostError, LabError, TopologyError
 from labbuilder.model.names import is_local_uri
@@ -245,7 +245,8 @@ def _context(lab: Lab, progress: Progress) -> ApplyContext:
     private_dir(lab.state)
     pubkey = ssh.ensure_keypair(lab.ssh_key)
     host_keys = {n.key: ssh.ensure_host_key(lab.state / "host-keys" / n.key) for n in lab.plan.nodes}
-    write_private(lab.known_hosts, ssh.known_hosts([(n.name, host_keys[n.key][1]) for n in lab.plan.nodes]))
+    write_private(lab.known_hosts, ssh.known_hosts([(n.name, host_keys[n.key][1]) for n in lab.plan.nodes
+                                                    if not _unknown_host_key(lab, n).exists()]))
     student = handout.student_key(lab.state).with_suffix(".pub")
     return ApplyContext(lab.plan, diff.render_plan(lab.plan, lab.domain_type), lab.conns, pubkey, progress,
                         state_root() / "locks", host_keys, student.read_text().strip() if student.exists() else None)
@@ -261,11 +262,42 @@ def up(lab: Lab, progress: Progress) -> list[Action]:
     """Converge the hosts to the plan (no waiting: see `wait`); return what was done."""
     with team_lock(lab):
         packages.ensure_cache(lab.plan, progress)  # before any guest boots: they install through it
+        # A new key while nodes run: the team's state directory was deleted, and they know only
+        # the old one. Their host keys are not the ones labbuilder will now make: until a reset
+        # gives them those, SSH learns their keys on first use (unknown_host_key).
+        booted = _running(lab) if not lab.ssh_key.exists() else []
+        for node in booted:
+            private_dir(lab.state)
+            _unknown_host_key(lab, node).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _unknown_host_key(lab, node).touch()
         ctx = _context(lab, progress)
         actions = diff.diff(lab.plan, ctx.want, observe.observe_hosts(lab.plan, lab.conns))
         apply.apply(ctx, actions)
+        if booted:
+            give_key(lab, booted, ctx.pubkey, progress)
         write_handoff(lab, {})
     return actions
+
+
+def _unknown_host_key(lab: Lab, node: NodePlan) -> Path:
+    """Marks a node whose host key labbuilder did not give (its team state was lost while it
+    ran): known_hosts leaves it out, and SSH learns its key on first use, until a reset."""
+    return lab.state / "host-keys" / f"{node.key}.unknown"
+
+
+def _running(lab: Lab) -> list[NodePlan]:
+    return [n for n in lab.plan.nodes if virt.domain_state(lab.conns(n.host), n.name) == "running"]
+
+
+def give_key(lab: Lab, nodes: list[NodePlan], pubkey: str, progress: Progress) -> None:
+    """Give the team's new SSH key to `nodes`, booted with the old one, through their guest
+    agents; a node whose agent does not answer is named, with the way out."""
+    given = parallel([lambda n=n: virt.add_authorized_key(lab.conns(n.host), n.name, "root", pubkey)
+                      for n in nodes])
+    missed = [n.key for n, ok in zip(nodes, given) if not ok]
+    if missed:
+        progress.info(f"note: the team's SSH key is new and no guest agent took it on {', '.join(missed)}: "
+                      f"if they do not answer on SSH, reset them (labbuilder reset --node NODE)")
 
 
 def wait(lab: Lab, progress: Progress) -> dict[str, str]:
@@ -290,6 +322,11 @@ def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:
         if dropped:
             progress.info(f"Checkpoints of the reset nodes are gone with their disks: {', '.join(dropped)}")
         apply.reset_nodes(ctx, targets)
+        known = [n for n in targets if _unknown_host_key(lab, n).exists()]
+        for node in known:  # their new seeds carry the host keys labbuilder made: list them
+            _unknown_host_key(lab, node).unlink()
+        if known:
+            _context(lab, progress)
         return wait_for.wait_ready(lab.plan, lab.conns, lab.access, progress, targets)
 
 

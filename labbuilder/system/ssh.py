@@ -74,7 +74,7 @@ class SshTarget:
     def options(self) -> list[str]:
         if self.known_hosts is None:
             return [*_OPTIONS, *_UNCHECKED]
-        return [*_OPTIONS, "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={self.known_hosts}",
+        return [*_OPTIONS, "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={self.known_hosts}",
                 "-o", "GlobalKnownHostsFile=/dev/null", "-o", f"HostKeyAlias={self.alias or self.address}"]
 
     def argv(self, command: list[str], interactive: bool = False, shell: bool = False,
@@ -188,14 +188,16 @@ def _set_clock(target: SshTarget, limit: float = 60) -> bool:
 
 
 def ssh_config(entries: list[tuple[str, str, str, tuple[str, ...]]], access: Access) -> str:
-    """An ssh_config with one Host block per (name, address, host key alias, namespace prefix)."""
+    """An ssh_config with one Host block per (name, address, host key alias, namespace
+    prefix), matching the name and the address (Ansible's inventory reaches a node by its
+    address); the host key is looked up under the alias either way."""
     blocks = []
     for name, address, alias, prefix in entries:
-        lines = [f"Host {name}", f"  HostName {address}", "  User root", f"  IdentityFile {access.key}"]
+        lines = [f"Host {name} {address}", f"  HostName {address}", "  User root", f"  IdentityFile {access.key}"]
         if access.known_hosts is None:
             lines += ["  StrictHostKeyChecking no", "  UserKnownHostsFile /dev/null"]
         else:
-            lines += ["  StrictHostKeyChecking yes", f"  UserKnownHostsFile {access.known_hosts}",
+            lines += ["  StrictHostKeyChecking accept-new", f"  UserKnownHostsFile {access.known_hosts}",
                       "  GlobalKnownHostsFile /dev/null", f"  HostKeyAlias {alias}"]
         lines.append("  LogLevel ERROR")
         if prefix:

@@ -557,6 +557,19 @@ def set_guest_time(conn: libvirt.virConnect, name: str, now: float) -> bool:
         return False
 
 
+def add_authorized_key(conn: libvirt.virConnect, name: str, user: str, key: str) -> bool:
+    """Add `key` to `user`'s authorized SSH keys in the guest, through its guest agent (a key
+    already there is not added twice); False if no agent answers."""
+    dom = lookup_domain(conn, name)
+    if dom is None:
+        return False
+    try:
+        dom.authorizedSSHKeysSet(user, [key], libvirt.VIR_DOMAIN_AUTHORIZED_SSH_KEYS_SET_APPEND)
+        return True
+    except libvirt.libvirtError:
+        return False
+
+
 def flush_guest_filesystems(conn: libvirt.virConnect, name: str) -> bool:
     """Make the guest write out its file systems (freeze, then thaw at once, through the
     guest agent), so a disk saved now is not missing what the guest wrote just before;
