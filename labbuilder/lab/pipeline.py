@@ -262,14 +262,17 @@ def up(lab: Lab, progress: Progress) -> list[Action]:
     """Converge the hosts to the plan (no waiting: see `wait`); return what was done."""
     with team_lock(lab):
         packages.ensure_cache(lab.plan, progress)  # before any guest boots: they install through it
-        # A new key while nodes run: the team's state directory was deleted, and they know only
-        # the old one. Their host keys are not the ones labbuilder will now make: until a reset
-        # gives them those, SSH learns their keys on first use (unknown_host_key).
-        booted = _running(lab) if not lab.ssh_key.exists() else []
-        for node in booted:
-            private_dir(lab.state)
-            _unknown_host_key(lab, node).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _unknown_host_key(lab, node).touch()
+        running = _running(lab)
+        # A new key while nodes run: the team's state directory was deleted, and they know only the old one.
+        booted = running if not lab.ssh_key.exists() else []
+        # A running node with no host key file here booted with a key labbuilder did not make
+        # (its team's state was lost, or an older labbuilder made it): until a reset gives it
+        # one, SSH learns its key on first use (_unknown_host_key).
+        for node in running:
+            if not (lab.state / "host-keys" / node.key).exists():
+                private_dir(lab.state)
+                _unknown_host_key(lab, node).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                _unknown_host_key(lab, node).touch()
         ctx = _context(lab, progress)
         actions = diff.diff(lab.plan, ctx.want, observe.observe_hosts(lab.plan, lab.conns))
         apply.apply(ctx, actions)
