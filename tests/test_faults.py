@@ -103,3 +103,36 @@ def test_libvirtd_restarted_during_up_fails_in_one_line_and_the_next_up_converge
     status = json.loads(lb(state, "status", DEMO, "--json").stdout)
     assert [(n["node"], n["state"], n["ssh"]) for n in status["nodes"]] == \
         [("alpha", "running", True), ("beta", "running", True)]
+
+
+def test_a_base_pool_without_room_is_refused_by_name_and_up_mends_once_there_is(state):
+    """The base pool's filesystem has 64 MiB (a tmpfs mounted on it in the private
+    libvirtd's mount namespace) and the base image needs more: `up` stops with one line
+    naming the pool and the sizes, having made no network or domain; once there is room,
+    the next `up` converges."""
+    from labbuilder.model.names import POOL_ROOT
+
+    daemon = privatelibvirtd.start(state / "libvirtd")
+    base = f"{POOL_ROOT}/base"
+    inside = ["nsenter", f"--mount=/proc/{daemon.pid}/ns/mnt", "--"]
+    subprocess.run([*inside, "mkdir", "-p", base], check=True, timeout=30)
+    subprocess.run([*inside, "mount", "-t", "tmpfs", "-o", "size=64m", "lbtest-full", base], check=True, timeout=30)
+    try:
+        proc = lb(state, "up", DEMO, "--no-wait", check=False)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stderr
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "pool labbuilder-base" in errors[0] and "MiB free" in errors[0], proc.stderr
+        conn = virt.connect(daemon.uri)
+        try:
+            assert virt.owned_objects(conn, "demo", 1) == []  # no network, no domain made before it
+        finally:
+            conn.close()
+    finally:
+        subprocess.run([*inside, "umount", base], check=True, timeout=30)
+    lb(state, "up", DEMO, "--no-wait")
+    conn = virt.connect(privatelibvirtd.attach(state / "libvirtd").uri)
+    try:
+        assert {virt.domain_state(conn, f"demo-t1-{n}") for n in ("alpha", "beta")} == {"running"}
+    finally:
+        conn.close()

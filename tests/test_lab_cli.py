@@ -108,6 +108,11 @@ def test_class_commands_take_team_ranges_and_refuse_bad_ones(tmp_path, test_host
         assert proc.returncode == 2 and says in proc.stderr, (args, proc.stderr)
     none = lb("status", "--all-teams")
     assert none.returncode == 1 and "no team of" in none.stderr, none.stderr
+    inventory = lb("inventory", "--teams", "1-2")
+    assert inventory.returncode == 0, inventory.stderr
+    for team in (1, 2):
+        config = tmp_path / "state" / f"demo-t{team}" / "ssh_config"
+        assert f"demo-t{team}" in inventory.stdout and oct(config.stat().st_mode & 0o777) == "0o600"
     down = lb("down", "--teams", "1-3")
     assert down.returncode == 0, down.stderr
     assert [line.split("│")[1].strip() for line in down.stdout.splitlines() if line.startswith("│")] == \

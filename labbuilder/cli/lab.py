@@ -613,12 +613,12 @@ def inventory_cmd(team_range, all_teams, parallel, **kwargs):
     teams = _class_teams(kwargs, team_range, all_teams)
     if teams:
         _run_class(kwargs, teams, parallel, "inventory",
-                   lambda lab, progress: {k: str(v) for k, v in pipeline.write_handoff(lab, {}).items()},
+                   lambda lab, progress: {k: str(v) for k, v in asdict(pipeline.handoff(lab, {})).items()},
                    columns=("ssh config",), row=lambda files: [files["ssh_config"]])
         return
     lab = _open(kwargs, start_private=False, check=False)
     try:
-        files = pipeline.write_handoff(lab, {})
+        files = pipeline.handoff(lab, {})
     finally:
         lab.close()
     for kind, path in asdict(files).items():

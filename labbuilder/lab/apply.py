@@ -88,8 +88,17 @@ def _upload_image(ctx: ApplyContext, a: Action) -> None:
         image = next(n.image for n in ctx.plan.nodes if n.image.volume == a.name)
         with ctx.progress.stage(f"upload {a.name} to {a.host.name}"):
             virt.delete_volume(pool, a.name)  # an upload cut short
+            free = virt.pool_free(pool)
+            if free < image.size:
+                raise HostError(f"pool {BASE_POOL} on {a.host.name} ({POOL_ROOT}/base) has {free / 2**20:.0f} MiB "
+                                f"free and image {image.name} needs {image.size / 2**20:.0f} MiB: free space there "
+                                "(or remove images no lab uses), then run up again")
             vol = virt.create_volume(pool, render.volume_xml(a.name, image.size, "raw"))
-            virt.upload_file(conn, vol, image.path)
+            try:
+                virt.upload_file(conn, vol, image.path)
+            except HostError as e:  # the disk filled up under us, or the host went away
+                virt.delete_volume(pool, a.name)
+                raise HostError(f"uploading {image.name} into pool {BASE_POOL} on {a.host.name} failed: {e}") from e
             virt.create_volume(pool, render.volume_xml(a.name + DONE_SUFFIX, 0, "raw"))
 
 

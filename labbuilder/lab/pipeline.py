@@ -307,8 +307,14 @@ def wait(lab: Lab, progress: Progress) -> dict[str, str]:
     """Wait until every node answers on SSH; refresh the hand-off files with the addresses."""
     pause_point("wait")
     ready = wait_for.wait_ready(lab.plan, lab.conns, lab.access, progress)
-    write_handoff(lab, ready)
+    handoff(lab, ready)
     return ready
+
+
+def handoff(lab: Lab, addresses: dict[str, str]) -> HandoffFiles:
+    """write_handoff under the team lock (commands that do not hold it already)."""
+    with team_lock(lab):
+        return write_handoff(lab, addresses)
 
 
 def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:

@@ -406,6 +406,12 @@ def volume_names(pool: libvirt.virStoragePool) -> set[str]:
     return {v.name() for v in _call(f"cannot list volumes of {pool.name()}", pool.listAllVolumes)}
 
 
+def pool_free(pool: libvirt.virStoragePool) -> int:
+    """Bytes free for new volumes in `pool`, as its host sees them now."""
+    _call(f"cannot refresh pool {pool.name()}", pool.refresh, 0)
+    return int(_call(f"cannot read pool {pool.name()}", pool.info)[3])
+
+
 def upload_file(conn: libvirt.virConnect, vol: libvirt.virStorageVol, path: str) -> None:
     """Stream a local file into `vol` (base images reach remote hosts this way)."""
     size = os.path.getsize(path)
