@@ -153,7 +153,7 @@ def test_a_build_cut_short_leaves_nothing_the_next_build_keeps(tmp_path, monkeyp
     final = image_cache.entry_dir(cache, recipe)
     work = _entry(cache, f".build-{final.name}-4242")
     broken = _entry(cache, final.name, with_image=False)
-    assert image_cache.list_images(cache)[0].dir == broken and len(image_cache.list_images(cache)) == 1
+    assert image_cache.list_images(cache) == []  # neither is an image: `image list` shows none
     assert image_cache.cached(cache, recipe) is None
     seen = []
     monkeypatch.setattr(image_build, "_build", lambda *a: seen.append((work.exists(), broken.exists())) or "built")

@@ -58,18 +58,12 @@ def read_entry(d: Path) -> BuiltImage | None:
 
 
 def list_images(cache: Path) -> list[BuiltImage]:
-    """Every cache entry, newest first; never a build's work directory (.build-*), which
-    holds a manifest in the moment before it is renamed into place."""
-    found = []
-    for manifest in cache.glob("*/manifest.json"):
-        if manifest.parent.name.startswith("."):
-            continue
-        try:
-            data = json.loads(manifest.read_text())
-        except (OSError, ValueError):
-            continue
-        found.append(BuiltImage(data["name"], manifest.parent, data, cached=True))
-    return sorted(found, key=lambda b: b.manifest.get("built_at", ""), reverse=True)
+    """Every complete cache entry (read_entry: its image file there, of the manifest's
+    size), newest first; never a build's work directory (.build-*), which holds a manifest
+    in the moment before it is renamed into place."""
+    found = [read_entry(manifest.parent) for manifest in cache.glob("*/manifest.json")
+             if not manifest.parent.name.startswith(".")]
+    return sorted((b for b in found if b is not None), key=lambda b: b.manifest.get("built_at", ""), reverse=True)
 
 
 def find_image(cache: Path, name: str) -> BuiltImage:
