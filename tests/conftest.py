@@ -244,3 +244,17 @@ def golden(request):
         assert text == path.read_text()
 
     return check
+
+
+def fake_image_entry(cache: Path, name: str, size: int = 256 << 20) -> Path:
+    """A complete-looking image cache entry `name` in `cache` for tests that plan without
+    building: its manifest, and a sparse image file of the manifest's size (no disk used)."""
+    import json
+
+    entry = cache / f"{name}-000000000000"
+    entry.mkdir(parents=True)
+    (entry / "manifest.json").write_text(json.dumps({"name": name, "image": {
+        "file": f"{name}.qcow2", "sha256": "ab" * 32, "size": size, "virtual_size": 4 << 30}}))
+    with open(entry / f"{name}.qcow2", "wb") as f:
+        f.truncate(size)
+    return entry

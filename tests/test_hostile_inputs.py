@@ -6,7 +6,6 @@ tests/data through the CLI: exit 2, one line per problem, no traceback, nothing 
 
 from __future__ import annotations
 
-import json
 import shlex
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import REPO
+from conftest import REPO, fake_image_entry
 
 from labbuilder.cli import main
 from labbuilder.lab import config_stage
@@ -296,10 +295,7 @@ def test_every_hostile_inventory_is_refused_in_one_line_per_problem(name, verb, 
     monkeypatch.chdir(REPO)
     # plan looks for the base image first: a cache that has it (its manifest is all plan reads),
     # so that what refuses the run is the inventory, on a machine with no image built too
-    entry = tmp_path / "cache" / "debian-12-000000000000"
-    entry.mkdir(parents=True)
-    (entry / "manifest.json").write_text(json.dumps({"name": "debian-12", "image": {
-        "file": "debian-12.qcow2", "sha256": "ab" * 32, "size": 1 << 20, "virtual_size": 1 << 30}}))
+    fake_image_entry(tmp_path / "cache", "debian-12", 1 << 20)
     monkeypatch.setenv("LABBUILDER_IMAGE_CACHE", str(tmp_path / "cache"))
     _cli_refuses([verb, str(DATA / "two-hosts.yaml"), "--hosts", str(DATA / "inventories" / name),
                   "--connect", test_host], name)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, fake_image_entry
 
 from labbuilder.lab import apply, diff, seed
 from labbuilder.lab.hosts import resolve_hosts
@@ -173,10 +173,7 @@ def test_joined_network_xml_passes_libvirt_schemas(tmp_path):
 
 def _fake_cache(path: Path) -> Path:
     """An image cache with a gridka-openstack entry (plan reads only its manifest)."""
-    entry = path / "gridka-openstack-000000000000"
-    entry.mkdir(parents=True)
-    (entry / "manifest.json").write_text(json.dumps({"name": "gridka-openstack", "image": {
-        "file": "gridka-openstack.qcow2", "sha256": "ab" * 32, "size": 256 << 20, "virtual_size": 4 << 30}}))
+    fake_image_entry(path, "gridka-openstack")
     return path
 
 
@@ -267,10 +264,7 @@ def test_the_host_networks_are_read_once_per_command(tmp_path, monkeypatch):
     monkeypatch.setattr(virt, "connect", lambda uri: types.SimpleNamespace(close=lambda: None))
     monkeypatch.setattr(virt, "observe", lambda conn: [])
     monkeypatch.setattr(accel, "detect", lambda: accel.Accelerator("qemu", "a unit test"))
-    cache = tmp_path / "cache" / "debian-12-000000000000"
-    cache.mkdir(parents=True)
-    (cache / "manifest.json").write_text(json.dumps({"name": "debian-12", "image": {
-        "file": "debian-12.qcow2", "sha256": "ab" * 32, "size": 256 << 20, "virtual_size": 4 << 30}}))
+    cache = fake_image_entry(tmp_path / "cache", "debian-12")
     reqs = [LabRequest(REPO / "tests/data/two-hosts.yaml", team, "qemu:///system", None, None, 1.0, cache.parent)
             for team in (1, 2, 3)]
     labs = pipeline.open_labs(reqs)
