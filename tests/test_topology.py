@@ -226,3 +226,41 @@ def test_libyaml_parses_what_pyyamls_parser_does(text):
     if text is None:
         pytest.skip("not UTF-8: refused before any parser")
     assert _events(text, yaml.CSafeLoader) == _events(text, yaml.SafeLoader)
+
+
+def test_rdo_course_nodes_have_the_course_disk_size():
+    """`disk: 30G`: the root disk (and, at first boot, its file system) as the course sizes it."""
+    topo = shipped("rdo-course")
+    assert {n.name: (n.root_bytes, n.memory_mib) for n in topo.nodes} == {
+        f"node{i}": (30 << 30, 1000) for i in range(1, 5)}
+
+
+@pytest.mark.parametrize("value", ["0", "30Q", "65T", "-1G"])
+def test_a_root_disk_size_out_of_bounds_is_refused_with_its_line(tmp_path, value):
+    text = (Path(__file__).parent.parent / "topologies" / "demo.yaml").read_text()
+    text = text.replace("  alpha:\n", f"  alpha:\n    disk: {value!r}\n", 1)
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    with pytest.raises(TopologyError) as e:
+        load_topology(path)
+    assert any(p.key == "nodes.alpha.disk" and "is not a disk size" in p.message for p in e.value.problems)
+
+
+def test_the_root_disk_grows_the_overlay_and_is_never_smaller_than_the_image(tmp_path, test_host):
+    from labbuilder.lab import hosts, render
+    from labbuilder.lab.plan import BaseImage, plan_lab
+
+    text = (Path(__file__).parent.parent / "topologies" / "demo.yaml").read_text()
+    grown = tmp_path / "grown.yaml"
+    grown.write_text(text.replace("  alpha:\n", "  alpha:\n    disk: 30G\n", 1))
+    topo = load_topology(grown)
+    slots = hosts.resolve_hosts(topo, test_host, None, tmp_path, start=False)
+    image = {"debian-12": BaseImage("debian-12", "/x.qcow2", "ab" * 32, 1 << 28, 3 << 30)}
+    plan = plan_lab(topo, 1, slots, image)
+    assert {n.key: n.vda_bytes for n in plan.nodes} == {"alpha": 30 << 30, "beta": 3 << 30}
+    assert "<capacity unit=\"bytes\">32212254720</capacity>" in render.volume_xml("alpha-vda.qcow2", 30 << 30, "qcow2")
+    small = tmp_path / "small.yaml"
+    small.write_text(text.replace("  alpha:\n", "  alpha:\n    disk: 2G\n", 1))
+    with pytest.raises(TopologyError) as e:
+        plan_lab(load_topology(small), 1, slots, image)
+    assert "cannot be smaller than image 'debian-12' (3.0 GiB)" in str(e.value.problems[0])

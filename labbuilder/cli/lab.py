@@ -169,7 +169,8 @@ def _node_rows(lab):
     for n in lab.plan.nodes:
         nics = "\n".join(f"{x.guest_name} {x.network_key} {x.ip or ('dhcp' if x.dhcp else '-')} {x.mac}"
                           + ("" if x.configure else " (unconfigured)") for x in n.nics)
-        disks = ", ".join(f"{d.target} {size_text(d.size_bytes)}" for d in n.disks) or "-"
+        disks = ", ".join([*([f"vda {size_text(n.root_bytes)}"] if n.root_bytes else []),
+                           *(f"{d.target} {size_text(d.size_bytes)}" for d in n.disks)]) or "-"
         table.add_row(n.key, n.name, n.host.name, ",".join(n.roles), f"{n.memory_mib} MiB", nics, disks)
     return table
 

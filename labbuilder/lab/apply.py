@@ -174,7 +174,7 @@ def _create_volumes(ctx: ApplyContext, conn, pool, node: NodePlan, bases: dict[s
         for name in (node.vda, node.seed_volume, *(d.volume for d in node.disks)):
             virt.delete_volume(pool, name)
     if node.vda not in have:
-        virt.create_volume(pool, render.volume_xml(node.vda, node.image.virtual_size, "qcow2", base))
+        virt.create_volume(pool, render.volume_xml(node.vda, node.vda_bytes, "qcow2", base))
     for d in node.disks:
         if d.volume not in have:
             virt.create_volume(pool, render.volume_xml(d.volume, d.size_bytes, "qcow2"))

@@ -555,6 +555,7 @@ def inventory(plan: LabPlan, addresses: dict[str, str]) -> dict:
                             "configured": n.configure} for n in node.nics],
             "ips": {n.network_key: str(n.ip) for n in node.nics if n.ip},
             "disks": [{"device": f"/dev/{d.target}", "size_bytes": d.size_bytes} for d in node.disks],
+            **({"root_disk_bytes": node.root_bytes} if node.root_bytes else {}),
         }
     roles = sorted({r for n in plan.nodes for r in n.roles})
     networks = {n.key: {"subnet": str(n.subnet) if n.subnet else None,

@@ -76,6 +76,12 @@ class NodePlan:
     nics: tuple[NicPlan, ...]
     disks: tuple[DiskPlan, ...]
     fqdn: str
+    root_bytes: int = 0  # the topology's `disk:`; 0: the image's own size
+
+    @property
+    def vda_bytes(self) -> int:
+        """The root disk's size: the topology's `disk:`, never less than the image's."""
+        return max(self.root_bytes, self.image.virtual_size)
 
     @property
     def vda(self) -> str:
@@ -172,7 +178,7 @@ def _node_plan(topo: Topology, team: int, node: Node, host: Host, image: BaseIma
         nics=tuple(_nic_plan(topo, team, node, nic, host) for nic in node.nics),
         disks=tuple(DiskPlan(d.target, f"{node.name}-{d.target}.qcow2", d.size_bytes, d.bus)
                     for d in node.disks),
-        fqdn=f"{node.name}.{domain}" if domain else node.name)
+        fqdn=f"{node.name}.{domain}" if domain else node.name, root_bytes=node.root_bytes)
 
 
 def _slots_on(topo: Topology, net: Network, hosts: dict[str, Host]) -> dict[str, str]:
@@ -237,6 +243,11 @@ def plan_lab(topo: Topology, team: int, hosts: dict[str, Host], images: dict[str
                      for net in topo.networks for host in _hosts_of(topo, net, hosts))
     nodes = tuple(_node_plan(topo, team, node, hosts[node.host], images[node.image], memory_scale)
                   for node in topo.nodes)
+    small = [topo.problem(("nodes", n.key, "disk"), f"the root disk cannot be smaller than image {n.image.name!r} "
+                          f"({n.image.virtual_size / 2**30:.1f} GiB)", "leave `disk:` out to keep the image's size")
+             for n in nodes if n.root_bytes and n.image.virtual_size and n.root_bytes < n.image.virtual_size]
+    if small:
+        raise TopologyError(small)
     note = "" if memory_scale == 1.0 else f"memory scaled by {memory_scale:g} (--memory-scale)"
     return LabPlan(topo.lab, team, str(topo.path), pool_name(topo.lab, team),
                    networks, nodes, note, topo.packages)

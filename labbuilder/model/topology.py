@@ -132,6 +132,7 @@ class Node:
     image: str  # the node's own image, else the topology's
     nics: tuple[Nic, ...]
     disks: tuple[Disk, ...]
+    root_bytes: int = 0  # `disk:` the root disk's size; 0: the image's own
 
     @property
     def hostname(self) -> str:
@@ -186,7 +187,7 @@ _TOP = {"lab": str, "description": str, "image": str, "hosts": dict, "networks":
 _NETWORK = {"mode": str, "subnet": str, "gateway": str, "dhcp": list, "domain": str,
             "per_team": bool, "bridge": str}
 _NODE = {"host": str, "roles": list, "memory": int, "vcpus": int, "image": str, "nics": list,
-         "disks": list}
+         "disks": list, "disk": (str, int)}
 _NIC = {"network": str, "ip": str, "mac": (str, int), "configure": bool}
 _DISK = {"size": (str, int), "bus": str}
 
@@ -563,7 +564,19 @@ def _node(c: Checker, name: Any, spec: Any, declared: _Declared) -> Node | None:
         vcpus=_in_range(c, n, "vcpus", path, (1, MAX_VCPUS), "", default=1),
         image=_node_image(c, n, spec, path, declared.image),
         nics=_nics(c, n.get("nics"), spec, path, declared),
-        disks=_disks(c, n.get("disks", []), path + ("disks",)))
+        disks=_disks(c, n.get("disks", []), path + ("disks",)),
+        root_bytes=_root_size(c, n, path))
+
+
+def _root_size(c: Checker, n: dict, path: KeyPath) -> int:
+    """`disk: 30G`: the root disk grows to this size (its file system with it, at first boot)."""
+    if "disk" not in n:
+        return 0
+    size = parse_size(n["disk"])
+    if size is None or not MIN_DISK_BYTES <= size <= MAX_DISK_BYTES:
+        c.problem(path + ("disk",), f"{short(n['disk'])} is not a disk size from 1M to 64T", "e.g. 30G")
+        return 0
+    return size
 
 
 def _in_range(c: Checker, n: dict, key: str, path: KeyPath, bounds: tuple[int, int], unit: str,
