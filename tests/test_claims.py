@@ -36,6 +36,7 @@ nodes:
   alpha:
     roles: [marker]
     memory: 1024
+    disk: 5G
     nics: [{network: lan, ip: 192.168.170.10}]
   beta:
     roles: [marker]
@@ -93,6 +94,14 @@ def test_memory_scale_reaches_libvirt_and_the_guests(topo, conn):
     plan = json.loads(lb("plan", topo, "--team", TEAM, "--json").stdout)
     assert sorted(a["name"] for a in plan["actions"] if a["verb"] == "change") == \
         [f"claims-t{TEAM}-{n}" for n in NODES], plan["actions"]
+
+
+def test_a_root_disk_size_grows_the_disk_and_its_file_system(topo):
+    """alpha's `disk: 5G` (the image is 3 GiB): the guest's vda and its root file system
+    have grown to it at first boot; beta keeps the image's size."""
+    sizes = {n: on(topo, n, "lsblk -bdno SIZE /dev/vda; df -B1 --output=size / | tail -1").split() for n in NODES}
+    assert int(sizes["alpha"][0]) == 5 << 30 and int(sizes["beta"][0]) == 3 << 30, sizes
+    assert int(sizes["alpha"][1]) > 4 << 30 > int(sizes["beta"][1]), sizes  # the file system grew with it
 
 
 def _session(topo, node) -> subprocess.Popen:
