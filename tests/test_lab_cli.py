@@ -147,3 +147,21 @@ def test_plan_lists_an_image_it_would_build_from_its_recipe(tmp_path, test_host)
     assert data["images_to_build"] == {"debian-12": "images/debian-12.yaml"}  # as typed from here
     assert ("upload", "image", "debian-12") in {(a["verb"], a["kind"], a["name"]) for a in data["actions"]}
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())  # plan built nothing
+
+
+@pytest.mark.subprocess(sys.executable)
+def test_a_class_of_a_lab_with_fixed_macs_on_one_host_is_refused_before_any_change(tmp_path, test_host):
+    """rdo-course's MACs are the course's own: two teams on one host would clash halfway."""
+    text = (REPO / "topologies" / "rdo-course.yaml").read_text().replace("192.168.122.", "192.168.123.")
+    topo = tmp_path / "rdo.yaml"
+    topo.write_text(text)
+    env = {**os.environ, "LABBUILDER_STATE": str(tmp_path / "state")}
+    proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", "up", str(topo), "--connect", test_host,
+                           "--teams", "1-2", "--no-wait"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "nodes.node1.nics.0.mac: fixed MACs allow one team per host" in proc.stderr
+    status = subprocess.run([sys.executable, "-m", "labbuilder.cli", "status", str(topo), "--connect", test_host,
+                             "--teams", "1-2", "--json"], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert [t["result"]["running"] for t in json.loads(status.stdout)] == [0, 0]  # nothing was made

@@ -11,6 +11,7 @@ import click
 
 from labbuilder.cli import cache_option, main
 from labbuilder.cli.output import RichProgress, age, console, new_table, out, print_actions, print_checks, print_status, size_text
+from labbuilder.model.errors import TopologyError
 from labbuilder.model.request import LabRequest
 
 
@@ -137,6 +138,12 @@ def _run_class(kwargs, teams, parallel, what, work, *, start_private=False, chec
 
     first = _open({**kwargs, "team": teams[0]}, start_private, check)  # checks the topology once,
     first.close()  # and starts a private libvirtd once, before the teams fan out
+    fixed = [(node.name, nic.index) for node in first.topology.nodes for nic in node.nics if nic.mac]
+    if check and len(teams) > 1 and fixed and len({h.uri for h in first.plan.hosts}) == 1:
+        node, index = fixed[0]
+        raise TopologyError([first.topology.problem(
+            ("nodes", node, "nics", index, "mac"), f"fixed MACs allow one team per host, and {len(teams)} teams "
+            "would share it", "run one team per lab host (an inventory per team), or leave the MACs out")])
     host_networks = first.host_networks  # the local hosts' routes and bridges, read once for all
     shared = ClassProgress(console.real, len(teams), what)
 
