@@ -106,7 +106,9 @@ def test_class_commands_take_team_ranges_and_refuse_bad_ones(tmp_path, test_host
                        (("--teams", "1", "--all-teams"), "exclude each other")]:
         proc = lb("status", *args)
         assert proc.returncode == 2 and says in proc.stderr, (args, proc.stderr)
-    none = lb("status", "--all-teams")
+    none = lb("status", "--all-teams", "--json")  # no team is a state, not an error
+    assert none.returncode == 0 and json.loads(none.stdout) == [] and "No team of" in none.stderr, none.stderr
+    none = lb("reset", "--all-teams")
     assert none.returncode == 1 and "no team of" in none.stderr, none.stderr
     inventory = lb("inventory", "--teams", "1-2")
     assert inventory.returncode == 0, inventory.stderr

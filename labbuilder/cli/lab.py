@@ -108,8 +108,9 @@ def class_options(f):
     return f
 
 
-def _class_teams(kwargs, team_range, all_teams) -> list[int] | None:
-    """The teams of a class command; None: the one team of --team."""
+def _class_teams(kwargs, team_range, all_teams, none_ok=False) -> list[int] | None:
+    """The teams of a class command; None: the one team of --team. With `none_ok`
+    (status), --all-teams finding no team says so and gives []."""
     from labbuilder.lab import teams as teams_mod
 
     if team_range and all_teams:
@@ -121,8 +122,10 @@ def _class_teams(kwargs, team_range, all_teams) -> list[int] | None:
             raise click.BadParameter(str(e), param_hint="--teams") from None
     if all_teams:
         found = pipeline.existing_teams(_request(**kwargs))
-        if not found:
+        if not found and not none_ok:
             raise click.ClickException(f"no team of {kwargs['topology']}'s lab exists on its hosts")
+        if not found:
+            console.print(f"No team of {kwargs['topology']}'s lab exists on its hosts.", highlight=False)
         return found
     return None
 
@@ -410,7 +413,11 @@ def status_cmd(team_range, all_teams, parallel, as_json, html_file, **kwargs):
     """Per node: host, libvirt state, addresses, SSH; per network: bridge, active. With
     --teams/--all-teams: a line per team (nodes running, SSH, roles done, last
     checkpoint, hosts, age)."""
-    teams = _class_teams(kwargs, team_range, all_teams)
+    teams = _class_teams(kwargs, team_range, all_teams, none_ok=True)
+    if teams == []:
+        if as_json:
+            out.print_json("[]")
+        return
     if teams:
         def row(t):
             return [f"{t['running']}/{t['nodes']}", f"{t['ssh']}/{t['nodes']}", t["roles_done"],

@@ -98,7 +98,7 @@ def open_labs(reqs: list[LabRequest], start_private: bool | None = True, check: 
 def existing_teams(req: LabRequest) -> list[int]:
     """The teams of the topology's lab that own anything on its hosts (found by ownership
     metadata, as `down` finds them); starts nothing."""
-    lab = open_lab(req, start_private=False, check=False)
+    lab = open_lab(req, start_private=None, check=False)  # no private libvirtd yet: no team
     try:
         return sorted({int(o.owner["team"]) for h in lab.plan.hosts if h.runtime.running
                        for o in virt.owned_objects(lab.conns(h), lab.plan.lab) if o.owner.get("team", "").isdigit()})
