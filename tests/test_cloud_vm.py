@@ -53,3 +53,36 @@ def test_a_built_image_goes_into_glance_with_matching_checksums(cloud, base_imag
     shown = json.loads(listed)
     assert shown["status"] == "active" and shown["disk_format"] == "qcow2"
     assert shown["min_ram"] == base_image.manifest["glance"]["min_ram"]
+
+
+def test_a_built_image_goes_into_any_cloud_through_openstacksdk(cloud, base_image, private_libvirtd, tmp_path):
+    """`image upload --os-cloud`: the lab's cloud as any cloud of a clouds.yaml, reached
+    from inside the private libvirtd's network namespace (where its address routes);
+    Glance's endpoint given by address, as the catalog names it by the node's hostname."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    status = json.loads(lb("status", TOPO, "--team", TEAM, "--json").stdout)
+    address = status["nodes"][0]["addresses"]["eth0"]
+    password = yaml.safe_load(TOPO.read_text())["vars"]["admin_password"]
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(yaml.safe_dump({"clouds": {"lab": {
+        "auth": {"auth_url": f"http://{address}:5000/v3", "username": "admin", "password": password,
+                 "project_name": "admin", "user_domain_name": "Default", "project_domain_name": "Default"},
+        "region_name": "RegionOne", "identity_api_version": 3,
+        "image_endpoint_override": f"http://{address}:9292"}}}))
+    proc = subprocess.run([*private_libvirtd.nsenter_argv(), sys.executable, "-m", "labbuilder.cli", "image",
+                           "upload", "debian-12", "--os-cloud", "lab", "--as", "debian-12-sdk", "--json"],
+                          cwd=REPO, env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds)},
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    done = json.loads(proc.stdout)
+    image = base_image.manifest["image"]
+    assert (done["checksum"], done["os_hash_algo"], done["os_hash_value"]) == (image["md5"], "sha256", image["sha256"])
+    shown = json.loads(lb("ssh", TOPO, "controller", "--team", TEAM, "--",
+                          ". /root/admin-openrc && openstack image show debian-12-sdk -f json").stdout)
+    assert shown["status"] == "active" and shown["id"] == done["id"]
+    assert shown["min_ram"] == base_image.manifest["glance"]["min_ram"]

@@ -94,22 +94,32 @@ def _print_image(built, as_json: bool, qemu_info: dict | None = None) -> None:
 
 @image.command("upload")
 @click.argument("name")
-@lab_options
+@lambda f: lab_options(f, topology_required=False)
+@click.option("--os-cloud", metavar="CLOUD", help="Upload to this cloud of clouds.yaml (openstacksdk) instead "
+              "of a lab's Glance; no TOPOLOGY then.")
 @click.option("--as", "as_name", metavar="GLANCE_NAME", help="The image's name in Glance (default: NAME).")
 @click.option("--node", metavar="NODE", help="Upload through NODE (default: the first node of role image).")
 @click.option("--json", "as_json", is_flag=True, help="Print the uploaded image as JSON.")
-def image_upload(name, as_name, node, as_json, **kwargs):
-    """Upload the built image NAME into the Glance of the lab TOPOLOGY (team --team),
-    with its manifest's disk/container format, min_disk, min_ram and os_* properties;
-    Glance's checksum and SHA-256 must match the manifest, else it is deleted again."""
+def image_upload(name, os_cloud, as_name, node, as_json, **kwargs):
+    """Upload the built image NAME into the Glance of the lab TOPOLOGY (team --team), or
+    of any cloud with --os-cloud, with its manifest's disk/container format, min_disk,
+    min_ram and os_* properties; Glance's checksum and SHA-256 must match the manifest,
+    else it is deleted again."""
     from labbuilder.image import cache as image_cache
 
+    if (os_cloud is None) == (kwargs["topology"] is None):
+        raise click.UsageError("give a lab's TOPOLOGY or --os-cloud CLOUD (one of them)")
     built = image_cache.find_image(kwargs["cache"] or image_cache.default_cache_dir(), name)
-    lab = _open(kwargs, start_private=False, check=False)
-    try:
-        done = pipeline.upload_image(lab, built, as_name or name, node, RichProgress(console.real))
-    finally:
-        lab.close()
+    if os_cloud is not None:
+        from labbuilder.system import cloud  # openstacksdk: only when a cloud is named
+
+        done = cloud.upload(os_cloud, built, as_name or name, RichProgress(console.real))
+    else:
+        lab = _open(kwargs, start_private=False, check=False)
+        try:
+            done = pipeline.upload_image(lab, built, as_name or name, node, RichProgress(console.real))
+        finally:
+            lab.close()
     if as_json:
         out.print_json(json.dumps(asdict(done)))
         return

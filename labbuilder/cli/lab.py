@@ -28,10 +28,10 @@ class _LazyPipeline:
 pipeline = _LazyPipeline()
 
 
-def lab_options(f):
+def lab_options(f, topology_required: bool = True):
     """Options every lab command shares."""
     for opt in reversed([
-        click.argument("topology", type=click.Path(path_type=Path)),
+        click.argument("topology", type=click.Path(path_type=Path), required=topology_required),
         click.option("--team", type=click.IntRange(1, 99), default=1, show_default=True,
                      help="Team number: names, bridges, MACs and per-team subnets derive from it."),
         click.option("--connect", metavar="URI", help="libvirt URI for every host slot (default: "
