@@ -6,6 +6,8 @@ computed must be the manifest's, else the image is deleted from Glance again.
 Why through a node and not openstacksdk on this machine: the lab's cloud answers on the
 lab's internal network, which its nodes reach wherever the lab lives (a private
 libvirtd's namespace, a remote host); SSH to a node is the path labbuilder already has.
+A cloud this machine reaches goes through openstacksdk instead (system/cloud.py,
+`image upload --os-cloud`), checked with the same `verify`.
 """
 
 from __future__ import annotations
