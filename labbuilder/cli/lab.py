@@ -247,7 +247,8 @@ def up_cmd(team_range, all_teams, parallel, no_wait, no_config, checkpoints, che
         _run_class(kwargs, teams, parallel, "up",
                    lambda lab, progress: _up_team(lab, progress, no_wait, no_config, checkpoints, checks),
                    start_private=True, check=True, as_json=as_json, columns=("changes", "config stage"),
-                   row=lambda r: [str(r["changes"]), ", ".join(r["roles_run"]) or "-"])
+                   row=lambda r: [str(r["changes"]), ", ".join(r["roles_run"]) or "-"],
+                   value=lambda r: {**r, "status": r["status"].to_json()})
         return
     lab = _open(kwargs)
     try:
