@@ -11,7 +11,6 @@ import click
 
 from labbuilder.cli import cache_option, main
 from labbuilder.cli.output import RichProgress, age, console, new_table, out, print_actions, print_checks, print_status, size_text
-from labbuilder.model.errors import TopologyError
 from labbuilder.model.request import LabRequest
 
 
@@ -57,9 +56,10 @@ def _open(kwargs, start_private=True, check=True):
 
 
 def _open_teams(kwargs, teams, start_private=True, check=True):
+    """Each team's lab, every one checked before any is changed (sharing one reader of the
+    local hosts' networks); where the first lives is said once."""
     labs = pipeline.open_labs([_request(**{**kwargs, "team": t}) for t in teams], start_private, check)
-    for lab in labs:
-        _describe(lab)
+    _describe(labs[0])
     return labs
 
 
@@ -134,44 +134,50 @@ def _run_class(kwargs, teams, parallel, what, work, *, start_private=False, chec
                columns=(), row=None, value=None, before_exit=None):
     """`work(lab, progress)` for each team, in parallel (bounded per host), each team on its
     own progress line; then one table (team, result, time, `columns` from `row(result)`)
-    or JSON (`value(result)` per team); exit 1 naming the teams that failed."""
-    from labbuilder.cli.output import ClassProgress, print_class
+    or JSON (`value(result)` per team); exit 1 naming the teams that failed. Every team's
+    lab is opened (planned, and with `check` its hosts checked) before any work starts."""
+    from labbuilder.cli.output import ClassProgress
+    from labbuilder.lab import teams as teams_mod
+
+    labs = dict(zip(teams, _open_teams(kwargs, teams, start_private, check)))
+    try:
+        if check:
+            pipeline.check_class(labs[teams[0]], len(teams))
+        shared = ClassProgress(console.real, len(teams), what)
+
+        def one(team, slots):
+            lab, progress = labs[team], shared.team(team)
+            try:
+                with slots.hold(h.uri for h in lab.plan.hosts):
+                    result = work(lab, progress)
+                return value(result) if value else result
+            finally:
+                progress.close()
+
+        try:
+            results = teams_mod.run_teams(teams, one, parallel or teams_mod.default_parallel(), shared.done)
+        finally:
+            shared.stop()
+    finally:
+        for lab in labs.values():
+            lab.close()
+    _class_end(results, as_json, f"{labs[teams[0]].plan.lab}: {what}", columns, row,
+               before_exit and (lambda: before_exit(results, labs[teams[0]].plan)))
+    return results
+
+
+def _class_end(results, as_json, title, columns, row, before_exit=None) -> None:
+    """One table (or JSON) for the class; exit 1 naming the teams that failed."""
+    from labbuilder.cli.output import print_class
     from labbuilder.lab import teams as teams_mod
     from labbuilder.model.errors import ClassError
 
-    first = _open({**kwargs, "team": teams[0]}, start_private, check)  # checks the topology once,
-    first.close()  # and starts a private libvirtd once, before the teams fan out
-    fixed = [(node.name, nic.index) for node in first.topology.nodes for nic in node.nics if nic.mac]
-    if check and len(teams) > 1 and fixed and len({h.uri for h in first.plan.hosts}) == 1:
-        node, index = fixed[0]
-        raise TopologyError([first.topology.problem(
-            ("nodes", node, "nics", index, "mac"), f"fixed MACs allow one team per host, and {len(teams)} teams "
-            "would share it", "run one team per lab host (an inventory per team), or leave the MACs out")])
-    host_networks = first.host_networks  # the local hosts' routes and bridges, read once for all
-    shared = ClassProgress(console.real, len(teams), what)
-
-    def one(team, slots):
-        lab = pipeline.open_lab(_request(**{**kwargs, "team": team}), start_private, check, host_networks)
-        progress = shared.team(team)
-        try:
-            with slots.hold(h.uri for h in lab.plan.hosts):
-                result = work(lab, progress)
-            return value(result) if value else result
-        finally:
-            progress.close()
-            lab.close()
-
-    try:
-        results = teams_mod.run_teams(teams, one, parallel or teams_mod.default_parallel(), shared.done)
-    finally:
-        shared.stop()
-    print_class(results, as_json, f"{first.plan.lab}: {what}", columns, row)
+    print_class(results, as_json, title, columns, row)
     if before_exit:
-        before_exit(results)
+        before_exit()
     failed = teams_mod.failed_summary(results)
     if failed:
         raise ClassError(failed)
-    return results
 
 
 def _node_rows(lab):
@@ -425,8 +431,8 @@ def status_cmd(team_range, all_teams, parallel, as_json, html_file, **kwargs):
                     t["last_checkpoint"] or "-", ", ".join(t["hosts"]), age(t["age_seconds"])]
 
         columns = ("running", "ssh", "roles done", "last checkpoint", "hosts", "age")
-        def page(results):
-            _write_page(html_file, kwargs, teams[0], "class status", ["team", "result", *columns, "error"],
+        def page(results, plan):
+            _write_page(html_file, plan, "class status", ["team", "result", *columns, "error"],
                         [[r.team, "ok" if r.ok else "FAILED", *(row(r.value) if r.ok else ["-"] * len(columns)),
                           r.first_line] for r in results])
 
@@ -440,22 +446,20 @@ def status_cmd(team_range, all_teams, parallel, as_json, html_file, **kwargs):
         lab.close()
     print_status(data, as_json)
     if html_file:
-        _write_page(html_file, kwargs, kwargs["team"], f"team {kwargs['team']} status",
+        _write_page(html_file, lab.plan, f"team {lab.plan.team} status",
                     ["node", "host", "state", "ssh", "roles done"],
                     [[n.node, n.host, "not created" if n.state == "absent" else n.state,
                       "yes" if n.ssh else "no", ", ".join(n.roles_finished) or "-"] for n in data.nodes])
 
 
-def _write_page(path: Path, kwargs, team: int, what: str, columns, rows) -> None:
+def _write_page(path: Path, plan, what: str, columns, rows) -> None:
     import time
 
     from labbuilder.cli.output import html_page
     from labbuilder.lab import graph
 
-    lab = pipeline.open_lab(_request(**{**kwargs, "team": team}), None, False)
-    lab.close()
-    page = html_page(f"{lab.plan.lab}: {what}", list(columns), rows, graph.svg(lab.plan),
-                     f"{time.strftime('%Y-%m-%d %H:%M:%S')} · {lab.plan.topology_path}")
+    page = html_page(f"{plan.lab}: {what}", list(columns), rows, graph.svg(plan),
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')} · {plan.topology_path}")
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(page)
     tmp.replace(path)
@@ -642,47 +646,28 @@ def inventory_cmd(team_range, all_teams, parallel, **kwargs):
 
 
 def _team_status(lab, progress) -> dict:
-    """A team's line of the class table (and its whole status, for --json)."""
+    """A team's line of the class table (lab/status.TeamLine), with its whole status for --json."""
     with progress.stage("status"):
         data = pipeline.status(lab)
         found = pipeline.list_checkpoints(lab)
-    nodes = data.nodes
-    roles = list(lab.topology.roles)
-    done = [r for r in roles if all(r in n.roles_done for n in nodes if r in n.roles)
-            and any(r in n.roles for n in nodes)]
-    ages = [n.age_seconds for n in nodes if n.age_seconds is not None]
-    return {"nodes": len(nodes), "running": sum(n.state == "running" for n in nodes),
-            "ssh": sum(bool(n.ssh) for n in nodes),
-            "roles_done": f"{len(done)}/{len(roles)}" + (f" (last {done[-1]})" if done else "") if roles else "-",
-            "last_checkpoint": max(found, key=lambda c: c.created).name if found else None,
-            "hosts": sorted({n.host for n in nodes}), "age_seconds": max(ages) if ages else None,
-            "status": data.to_json()}
+    return {**asdict(data.team_line(lab.topology.roles, found)), "status": data.to_json()}
 
 
 def _down_teams(kwargs, team_range, all_teams, parallel, as_json) -> None:
-    from labbuilder.cli.output import ClassProgress, print_class
+    from labbuilder.cli.output import ClassProgress
     from labbuilder.lab import teams as teams_mod
     from labbuilder.lab import teardown
-    from labbuilder.model.errors import ClassError
 
-    if all_teams:
-        raise click.UsageError("--teams and --all-teams exclude each other")
-    try:
-        teams = teams_mod.parse_teams(team_range)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--teams") from None
+    teams = _class_teams(kwargs, team_range, all_teams)
     shared = ClassProgress(console.real, len(teams), "down")
     try:
         results, also = teardown.down_teams(_request(**kwargs), teams, parallel or teams_mod.default_parallel(),
                                             shared.team, shared.done)
     finally:
         shared.stop()
-    print_class(results, as_json, "down", ("removed",), lambda removed: [str(len(removed))])
     for r in also:
-        click.echo(click.style("-", fg="red") + f" {r}")
-    failed = teams_mod.failed_summary(results)
-    if failed:
-        raise ClassError(failed)
+        console.print(f"[red]-[/red] {r}", highlight=False)
+    _class_end(results, as_json, "down", ("removed",), lambda removed: [str(len(removed))])
 
 
 def _print_reach(lab) -> None:

@@ -95,6 +95,18 @@ def open_labs(reqs: list[LabRequest], start_private: bool | None = True, check: 
     return [open_lab(req, start_private, check, host_networks) for req in reqs]
 
 
+def check_class(lab: Lab, teams: int) -> None:
+    """Before a command changes `teams` teams (more than one) on `lab`'s hosts: fixed MACs
+    (the topology's own) allow one team per host, so several on one host would clash
+    halfway; refused with the MAC's line."""
+    fixed = [(node.name, nic.index) for node in lab.topology.nodes for nic in node.nics if nic.mac]
+    if teams > 1 and fixed and len({h.uri for h in lab.plan.hosts}) == 1:
+        node, index = fixed[0]
+        raise TopologyError([lab.topology.problem(
+            ("nodes", node, "nics", index, "mac"), f"fixed MACs allow one team per host, and {teams} teams "
+            "would share it", "run one team per lab host (an inventory per team), or leave the MACs out")])
+
+
 def existing_teams(req: LabRequest) -> list[int]:
     """The teams of the topology's lab that own anything on its hosts (found by ownership
     metadata, as `down` finds them); starts nothing."""

@@ -46,3 +46,30 @@ class LabStatus:
     def to_json(self) -> dict:
         """The status as JSON-ready dicts and lists (`status --json`)."""
         return asdict(self)
+
+    def team_line(self, roles: tuple[str, ...], checkpoints: list) -> TeamLine:
+        """The team in one line of a class table: `roles` the topology's, in order;
+        `checkpoints` the team's (lab/checkpoints.Checkpoint)."""
+        done = [r for r in roles if any(r in n.roles for n in self.nodes)
+                and all(r in n.roles_done for n in self.nodes if r in n.roles)]
+        ages = [n.age_seconds for n in self.nodes if n.age_seconds is not None]
+        return TeamLine(
+            nodes=len(self.nodes), running=sum(n.state == "running" for n in self.nodes),
+            ssh=sum(n.ssh for n in self.nodes),
+            roles_done=(f"{len(done)}/{len(roles)}" + (f" (last {done[-1]})" if done else "")) if roles else "-",
+            last_checkpoint=max(checkpoints, key=lambda c: c.created).name if checkpoints else None,
+            hosts=sorted({n.host for n in self.nodes}), age_seconds=max(ages) if ages else None)
+
+
+@dataclass(frozen=True)
+class TeamLine:
+    """A team as `status --teams` shows it: nodes running and answering, roles every node
+    of them has finished, its newest checkpoint, where it lives, its oldest node's age."""
+
+    nodes: int
+    running: int
+    ssh: int
+    roles_done: str  # "3/8 (last auth)"
+    last_checkpoint: str | None
+    hosts: list[str]
+    age_seconds: int | None
