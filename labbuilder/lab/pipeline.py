@@ -257,11 +257,17 @@ def _context(lab: Lab, progress: Progress) -> ApplyContext:
     private_dir(lab.state)
     pubkey = ssh.ensure_keypair(lab.ssh_key)
     host_keys = {n.key: ssh.ensure_host_key(lab.state / "host-keys" / n.key) for n in lab.plan.nodes}
-    write_private(lab.known_hosts, ssh.known_hosts([(n.name, host_keys[n.key][1]) for n in lab.plan.nodes
-                                                    if not _unknown_host_key(lab, n).exists()]))
+    _write_known_hosts(lab, host_keys)
     student = handout.student_key(lab.state).with_suffix(".pub")
     return ApplyContext(lab.plan, diff.render_plan(lab.plan, lab.domain_type), lab.conns, pubkey, progress,
                         state_root() / "locks", host_keys, student.read_text().strip() if student.exists() else None)
+
+
+def _write_known_hosts(lab: Lab, host_keys: dict[str, tuple[str, str]]) -> None:
+    """The team's known_hosts: each node's host key under its libvirt name, but for nodes
+    whose key labbuilder did not give (_unknown_host_key)."""
+    write_private(lab.known_hosts, ssh.known_hosts([(n.name, host_keys[n.key][1]) for n in lab.plan.nodes
+                                                    if not _unknown_host_key(lab, n).exists()]))
 
 
 def changes(lab: Lab) -> list[Action]:
@@ -347,7 +353,7 @@ def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:
         for node in known:  # their new seeds carry the host keys labbuilder made: list them
             _unknown_host_key(lab, node).unlink()
         if known:
-            _context(lab, progress)
+            _write_known_hosts(lab, ctx.host_keys)
         return wait_for.wait_ready(lab.plan, lab.conns, lab.access, progress, targets)
 
 
