@@ -29,14 +29,21 @@ ROLE_TIME = re.compile(r"✓ (role \S+|checks of role \S+) on .*? ([0-9.]+)s")
 
 def step(name: str, *args: str, stdin: str | None = None) -> str:
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          input=stdin)
+    said: list[str] = []
+    with subprocess.Popen([sys.executable, "-m", "labbuilder.cli", *args], cwd=REPO, text=True,
+                          stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        if stdin is not None:
+            proc.stdin.write(stdin)
+            proc.stdin.close()
+        for line in proc.stdout:  # the command's own progress, as it comes, for whoever watches the log
+            said.append(line)
+            print(f"{'':6} {'':8}  | {line}", end="", flush=True)
     took = time.monotonic() - start
     print(f"{'ok' if proc.returncode == 0 else 'FAILED':6} {took:8.1f} s  {name}", flush=True)
     if proc.returncode != 0:
-        print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
         raise SystemExit(1)
-    return proc.stdout + proc.stderr
+    return "".join(said)
 
 
 def main() -> None:
@@ -54,9 +61,8 @@ def main() -> None:
             print(f"{'':6} {float(seconds):8.1f} s    {what}")
         step("check", "check", TOPOLOGY, *team)
         step("image upload debian-12", "image", "upload", "debian-12", TOPOLOGY, *team, "--as", "debian-12")
-        said = step("instance: boot, volume, floating IP", "ssh", TOPOLOGY, *team, "auth-node", "--",
-                    "bash", "-s", "debian-12", stdin=INSTANCE.read_text())
-        print("\n".join(f"{'':6} {'':8}    {line}" for line in said.splitlines() if line.strip()))
+        step("instance: boot, volume, floating IP", "ssh", TOPOLOGY, *team, "auth-node", "--",
+             "bash", "-s", "debian-12", stdin=INSTANCE.read_text())
         step("reset --to after-auth", "reset", TOPOLOGY, *team, "--to", "after-auth")
         step("check --role auth", "check", TOPOLOGY, *team, "--role", "auth")
     finally:
