@@ -63,7 +63,7 @@ def test_an_unknown_role_is_a_clear_error():
     assert e.value.lines() == ["no role 'dbnode' in this lab", "roles in order: common, db, network, compute"]
 
 
-@pytest.mark.parametrize("lab", ["gridka", "gridka-mini", "demo"])
+@pytest.mark.parametrize("lab", ["gridka", "gridka-mini", "gridka-neutron", "demo"])
 def test_every_step_of_the_shipped_roles_renders_for_every_node(lab):
     topo, plan = _lab(REPO / "topologies" / f"{lab}.yaml")
     inv = inventory(plan, {})
@@ -97,6 +97,26 @@ def test_gridka_steps_carry_the_course_values():
     assert "server 192.168.130.1 iburst" in _render("gridka", "common", "20-ntp.sh", "db-node")
     keystone = _render("gridka", "auth", "10-keystone.sh", "auth-node")
     assert "mysql+pymysql://keystoneUser:keystonePass@10.0.0.3/keystone" in keystone
+
+
+def test_the_later_edition_reuses_the_gridka_roles_with_its_own_names_and_accounts():
+    hosts = _render("gridka-neutron", "common", "10-hosts.sh", "hypervisor-1")
+    assert 'echo "10.1.0.3 db-node.example.org db-node"' in hosts
+    assert 'echo "10.1.0.6 compute-node.example.org compute-node"' in hosts
+    rabbit = _render("gridka-neutron", "db", "30-rabbitmq.sh", "db-node")
+    assert "rabbitmqctl add_user openstack RABBIT_PASS" in rabbit and "loopback_users" not in rabbit
+    assert "rabbitmqctl change_password guest" not in rabbit
+    assert "authenticate_user openstack RABBIT_PASS" in _render("gridka-neutron", "db", "checks/20-rabbitmq.sh", "db-node")
+    nova = _render("gridka-neutron", "api", "20-nova.sh", "compute-node")
+    assert "rabbit://openstack:RABBIT_PASS@10.1.0.3:5672/" in nova
+    assert "mysql+pymysql://nova:NOVA_DBPASS@10.1.0.3/nova_api" in nova
+    assert "auth_url http://auth-node:5000" in nova
+    compute = _render("gridka-neutron", "compute", "20-nova-compute.sh", "hypervisor-2")
+    assert "my_ip 10.1.0.21" in compute and "http://10.1.0.6:6080/vnc_auto.html" in compute
+    # The 2013 course keeps the guest account, open to the other nodes.
+    rabbit = _render("gridka", "db", "30-rabbitmq.sh", "db-node")
+    assert "loopback_users = none" in rabbit and "rabbitmqctl change_password guest gridka" in rabbit
+    assert 'echo "10.0.0.3 db-node"' in _render("gridka", "common", "10-hosts.sh", "db-node")
 
 
 def _copy_lab(tmp_path, lab="gridka-mini"):

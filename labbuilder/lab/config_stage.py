@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import shutil
 import sys
 import threading
@@ -23,6 +22,7 @@ from typing import Callable
 import jinja2
 from lxml import etree
 
+from labbuilder.lab import render
 from labbuilder.lab.plan import LabPlan, NodePlan
 from labbuilder.model.errors import ConfigError, TopologyError
 from labbuilder.model.topology import Topology
@@ -123,13 +123,8 @@ def step_env(role_dir: Path) -> jinja2.Environment:
     `{{ vars.db_pass | quote }}` is one shell word whatever the value holds (shlex.quote)."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(role_dir)), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)
-    env.filters["quote"] = shell_quote
+    env.filters["quote"] = render.shell_quote
     return env
-
-
-def shell_quote(value) -> str:
-    """One shell word for `value` (a number, a name, a password with ' $ ; in it)."""
-    return shlex.quote(str(value))
 
 
 def template_context(inventory: dict, node: str, role: str, role_vars: dict) -> dict:

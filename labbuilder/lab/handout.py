@@ -8,7 +8,6 @@ credentials from the topology's vars, and a one-page README; also as a zip."""
 
 from __future__ import annotations
 
-import shlex
 import shutil
 import zipfile
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from labbuilder.lab import render
 from labbuilder.system import ssh
 
 STUDENT = "student"
@@ -34,16 +34,7 @@ def ensure_student_key(state: Path) -> str:
 
 def install_script(pubkey: str) -> str:
     """Shell run as root on a running node: the student user with `pubkey`, idempotent."""
-    return "\n".join([
-        "set -eu",
-        f"id -u {STUDENT} >/dev/null 2>&1 || useradd -m -s /bin/bash {STUDENT}",
-        f"install -d -m 0700 -o {STUDENT} -g {STUDENT} /home/{STUDENT}/.ssh",
-        f"printf '%s\\n' {shlex.quote(pubkey)} > /home/{STUDENT}/.ssh/authorized_keys",
-        f"chown {STUDENT}:{STUDENT} /home/{STUDENT}/.ssh/authorized_keys",
-        f"chmod 0600 /home/{STUDENT}/.ssh/authorized_keys",
-        f"printf '%s\\n' '{STUDENT} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/90-labbuilder-{STUDENT}",
-        f"chmod 0440 /etc/sudoers.d/90-labbuilder-{STUDENT}",
-    ])
+    return render.render_shell("student-user.sh.j2", user=STUDENT, pubkey=pubkey)
 
 
 def seed_user(pubkey: str) -> dict:

@@ -566,6 +566,7 @@ def inventory(plan: LabPlan, addresses: dict[str, str]) -> dict:
             "lab_name": plan.lab,
             "roles": list(node.roles),
             "lab_team": plan.team,
+            "fqdn": node.fqdn,
             "libvirt_domain": node.name,
             "libvirt_uri": node.host.uri,
             "interfaces": [{"name": n.guest_name, "mac": n.mac, "network": n.network_key,

@@ -7,6 +7,7 @@ is an error naming the template and line, not an empty attribute.
 from __future__ import annotations
 
 import hashlib
+import shlex
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,25 @@ def _env() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
+
+
+@cache
+def _shell_env() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("labbuilder", "templates"),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters["quote"] = shell_quote
+    return env
+
+
+def shell_quote(value) -> str:
+    """One shell word for `value` (a number, a name, a password with ' $ ; in it)."""
+    return shlex.quote(str(value))
+
+
+def render_shell(template: str, **values) -> str:
+    """Render a shell script template (e.g. 'student-user.sh.j2'); a value passed through
+    its `quote` filter is one shell word whatever it holds."""
+    return _shell_env().get_template(template).render(**values)
 
 
 def render_xml(template: str, **values) -> str:

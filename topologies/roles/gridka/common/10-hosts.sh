@@ -1,5 +1,6 @@
-# Course step "all nodes": every lab node by its name on the internal network (eth1),
-# as the course's /etc/hosts has them. A marked block, replaced on every run.
+# Course step "all nodes": every lab node by its name (and its FQDN where the lab's
+# network has a domain) on the internal network (eth1), as the course's /etc/hosts has
+# them. A marked block, replaced on every run.
 set -eu
 begin="# BEGIN labbuilder {{ lab }} nodes"
 end="# END labbuilder {{ lab }} nodes"
@@ -14,7 +15,7 @@ sed -i '/^127\.0\.1\.1[[:space:]]/d' /etc/hosts
 {%- for name, host in hostvars.items() %}
 {%- set ip = host.ips.get(vars.internal_network) %}
 {%- if ip %}
-  echo "{{ ip }} {{ name }}"
+  echo "{{ ip }} {% if host.fqdn != name %}{{ host.fqdn }} {% endif %}{{ name }}"
 {%- endif %}
 {%- endfor %}
   echo "$end"

@@ -1,6 +1,7 @@
-# Check: RabbitMQ runs and takes the course's guest password.
-{% import "_lib.j2" as lib -%}
+# Check: RabbitMQ runs and takes the services' account and password.
+{% import "_lib.j2" as lib with context -%}
+{% set user = lib.rabbit_user() -%}
 set -eu
 rabbitmqctl -q status >/dev/null
-rabbitmqctl -q authenticate_user guest {{ vars.rabbit_password | quote }}
-echo "rabbitmq: guest authenticates"
+rabbitmqctl -q authenticate_user {{ user | quote }} {{ vars.rabbit_password | quote }}
+echo "rabbitmq: {{ user }} authenticates"
