@@ -150,7 +150,7 @@ def test_the_seed_of_a_node_on_a_joined_network_sets_its_address_itself(tmp_path
 
 def _joined_xml(tmp_path):
     want = diff.render_plan(_joined_gridka(tmp_path), "kvm", now=0)
-    return {(r.plan.host.uri, r.plan.name): r.xml for r in want.networks.values()}
+    return {(r.plan.host.uri, r.libvirt_name): r.xml for r in want.networks.values()}
 
 
 def test_a_joined_network_renders_as_a_bridge_network_owned_by_the_lab(tmp_path, golden):

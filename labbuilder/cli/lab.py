@@ -6,12 +6,17 @@ import json
 import re
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from labbuilder.cli import cache_option, main
 from labbuilder.cli.output import RichProgress, age, console, new_table, out, print_actions, print_checks, print_status, size_text
 from labbuilder.model.request import LabRequest
+
+if TYPE_CHECKING:
+    from labbuilder.lab.diff import Action
+    from labbuilder.lab.pipeline import Lab
 
 
 class _LazyPipeline:
@@ -180,30 +185,30 @@ def _class_end(results, as_json, title, columns, row, before_exit=None) -> None:
         raise ClassError(failed)
 
 
-def _node_rows(lab):
+def _node_rows(lab: Lab):
     table = new_table("node", "domain", "host", "roles", "memory", "NICs", "disks")
     for n in lab.plan.nodes:
         nics = "\n".join(f"{x.guest_name} {x.network_key} {x.ip or ('dhcp' if x.dhcp else '-')} {x.mac}"
                           + ("" if x.configure else " (unconfigured)") for x in n.nics)
         disks = ", ".join([*([f"vda {size_text(n.root_bytes)}"] if n.root_bytes else []),
                            *(f"{d.target} {size_text(d.size_bytes)}" for d in n.disks)]) or "-"
-        table.add_row(n.key, n.name, n.host.name, ",".join(n.roles), f"{n.memory_mib} MiB", nics, disks)
+        table.add_row(n.key, n.domain, n.host.name, ",".join(n.roles), f"{n.memory_mib} MiB", nics, disks)
     return table
 
 
-def _network_rows(lab):
+def _network_rows(lab: Lab):
     table = new_table("network", "name", "host", "mode", "bridge", "subnet")
     for n in lab.plan.networks:
-        table.add_row(n.key, n.name, n.host.name, n.mode, n.bridge, str(n.subnet) if n.subnet else "-")
+        table.add_row(n.key, n.libvirt_name, n.host.name, n.mode, n.bridge, str(n.subnet) if n.subnet else "-")
     return table
 
 
-def _plan_json(lab, actions):
+def _plan_json(lab: Lab, actions: list[Action]) -> dict:
     return {
         "lab": lab.plan.lab, "team": lab.plan.team,
         "actions": [{"verb": a.verb, "kind": a.kind, "name": a.name, "host": a.host.uri, "detail": a.detail}
                     for a in actions],
-        "networks": [{"network": n.key, "name": n.name, "host": n.host.uri, "mode": n.mode,
+        "networks": [{"network": n.key, "name": n.libvirt_name, "host": n.host.uri, "mode": n.mode,
                       "bridge": n.bridge, "subnet": str(n.subnet) if n.subnet else None,
                       "static_hosts": [list(h) for h in n.static_hosts]} for n in lab.plan.networks],
         "nodes": pipeline.inventory(lab.plan, {})["all"]["hosts"],
@@ -589,8 +594,8 @@ def console_cmd(node, show_log, **kwargs):
         if show_log:
             click.echo(pipeline.serial_log(lab, node), nl=False)
             return
-        plan = lab.plan.node(node)
-        uri, domain = plan.host.uri, plan.name
+        planned = lab.plan.node(node)
+        uri, domain = planned.host.uri, planned.domain
     finally:
         lab.close()
     virsh = shutil.which("virsh")

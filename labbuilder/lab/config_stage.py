@@ -187,7 +187,7 @@ def run_stage(stage: Stage, start: str | None = None, until: str | None = None,
     """Run the selected roles in order; return the names of the roles run. On the first
     failing step: record it, stop, raise ConfigError with node, role, step and log tail."""
     roles = load_roles(stage.topology, stage.plan)
-    records = {n.key: read_record(stage.conns(n.host), n.name) for n in stage.plan.nodes}
+    records = {n.key: read_record(stage.conns(n.host), n.domain) for n in stage.plan.nodes}
     picked = select(roles, records, start, until, only)
     if not start and not only:
         _say_resume(stage, records, picked)
@@ -243,7 +243,7 @@ def _record(stage: Stage, node: NodePlan, records: dict[str, Record], done: str 
     old = records[node.key]
     new = Record(old.done + ((done,) if done and done not in old.done else ()), failed or {})
     records[node.key] = new
-    write_record(stage.conns(node.host), node.name, new)
+    write_record(stage.conns(node.host), node.domain, new)
 
 
 def _failure_lines(stage: Stage, role: str, node: str, step: str, rc: int, log: Path) -> list[str]:

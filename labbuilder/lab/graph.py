@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape, quoteattr
 
 if TYPE_CHECKING:
-    from labbuilder.lab.plan import LabPlan
+    from labbuilder.lab.plan import LabPlan, NicPlan
 
 _PALETTE = ("#dbeafe", "#dcfce7", "#fef3c7", "#fce7f3", "#ede9fe", "#e0f2fe")
 
@@ -18,7 +18,7 @@ def _id(prefix: str, name: str) -> str:
     return prefix + re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
-def _nic_label(nic) -> str:
+def _nic_label(nic: NicPlan) -> str:
     address = str(nic.ip) if nic.ip else ("dhcp" if nic.dhcp else "-")
     return f"{nic.guest_name} {address}" + ("" if nic.configure else " (unconfigured)")
 
@@ -83,7 +83,7 @@ def svg(plan: LabPlan) -> str:
                    f'<rect x="{margin}" y="{y}" width="{width - 2 * margin}" height="{bar_h}" rx="4" '
                    f'fill="#f1f5f9" stroke="#64748b"/>'
                    f'<text x="{margin + 8}" y="{y + 17}">{escape(net.key)} · {escape(net.mode)} · '
-                   f'{escape(str(net.subnet or "no subnet"))} · {escape(net.name)}</text></g>')
+                   f'{escape(str(net.subnet or "no subnet"))} · {escape(net.libvirt_name)}</text></g>')
     out += dots + boxes
     for i, host in enumerate(plan.hosts):
         y = legend_top + 22 * i

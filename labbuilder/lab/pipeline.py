@@ -18,7 +18,7 @@ from labbuilder.lab import wait as wait_for
 from labbuilder.lab.apply import ApplyContext
 from labbuilder.lab.diff import Action, ObjectKind
 from labbuilder.lab.hosts import Host, resolve_hosts, state_root, team_dir
-from labbuilder.lab.plan import BaseImage, LabPlan, NodePlan, check_host_networks, plan_lab
+from labbuilder.lab.plan import BaseImage, LabPlan, NetworkPlan, NodePlan, check_host_networks, plan_lab
 from labbuilder.lab.status import LabStatus, NetworkStatus, NodeStatus
 from labbuilder.model.errors import ConfigError, HostError, LabError, TopologyError
 from labbuilder.model.names import is_local_uri
@@ -61,8 +61,8 @@ class Lab:
         """The lab key, and host keys checked strictly once labbuilder has given them."""
         return ssh.Access(self.ssh_key, self.known_hosts if self.known_hosts.exists() else None)
 
-    def target(self, node, address: str) -> ssh.SshTarget:
-        return self.access.target(address, node.name, node.host.runtime.ssh_prefix)
+    def target(self, node: NodePlan, address: str) -> ssh.SshTarget:
+        return self.access.target(address, node.domain, node.host.runtime.ssh_prefix)
 
     def close(self) -> None:
         self.conns.close()
@@ -197,7 +197,7 @@ def check_hosts(lab: Lab) -> dict[str, list[virt.HostObject]]:
     Returns what it read: every domain and network, per host URI."""
     observed = {h.uri: virt.observe(lab.conns(h)) if h.runtime.running else [] for h in lab.plan.hosts}
     problems = _mac_clashes(lab, observed)
-    ours = {n.name for n in lab.plan.networks}
+    ours = {n.libvirt_name for n in lab.plan.networks}
     for host in lab.plan.hosts:
         networks = [(o.name, ipaddress.ip_interface(f"{addr}/{prefix}").network)
                     for o in observed[host.uri] if o.kind == "network" for addr, prefix in o.subnets]
@@ -231,7 +231,7 @@ def _missing_bridges(lab: Lab, host: Host) -> list:
 
 def _mac_clashes(lab: Lab, observed: dict[str, list[virt.HostObject]]) -> list:
     problems = []
-    ours = {n.name for n in lab.plan.nodes}
+    ours = {n.domain for n in lab.plan.nodes}
     for host in lab.plan.hosts:
         used = {mac: o.name for o in observed[host.uri] if o.kind == "domain" and o.name not in ours
                 for mac in o.macs}
@@ -266,7 +266,7 @@ def _context(lab: Lab, progress: Progress) -> ApplyContext:
 def _write_known_hosts(lab: Lab, host_keys: dict[str, tuple[str, str]]) -> None:
     """The team's known_hosts: each node's host key under its libvirt name, but for nodes
     whose key labbuilder did not give (_unknown_host_key)."""
-    write_private(lab.known_hosts, ssh.known_hosts([(n.name, host_keys[n.key][1]) for n in lab.plan.nodes
+    write_private(lab.known_hosts, ssh.known_hosts([(n.domain, host_keys[n.key][1]) for n in lab.plan.nodes
                                                     if not _unknown_host_key(lab, n).exists()]))
 
 
@@ -307,13 +307,13 @@ def _unknown_host_key(lab: Lab, node: NodePlan) -> Path:
 
 
 def _running(lab: Lab) -> list[NodePlan]:
-    return [n for n in lab.plan.nodes if virt.domain_state(lab.conns(n.host), n.name) == "running"]
+    return [n for n in lab.plan.nodes if virt.domain_state(lab.conns(n.host), n.domain) == "running"]
 
 
 def give_key(lab: Lab, nodes: list[NodePlan], pubkey: str, progress: Progress) -> None:
     """Give the team's new SSH key to `nodes`, booted with the old one, through their guest
     agents; a node whose agent does not answer is named, with the way out."""
-    given = parallel([lambda n=n: virt.add_authorized_key(lab.conns(n.host), n.name, "root", pubkey)
+    given = parallel([lambda n=n: virt.add_authorized_key(lab.conns(n.host), n.domain, "root", pubkey)
                       for n in nodes])
     missed = [n.key for n, ok in zip(nodes, given) if not ok]
     if missed:
@@ -385,7 +385,7 @@ def settle_boots(lab: Lab, progress: Progress, timeout: float = 600) -> None:
     """Wait until systemd on every node has finished starting up (cloud-init's last stage
     included): a checkpoint taken while guests still boot keeps that work in its memory
     state, and every reset to it does it again. A node SSH does not reach is not waited for."""
-    nodes = [n for n in lab.plan.nodes if virt.domain_state(lab.conns(n.host), n.name) == "running"]
+    nodes = [n for n in lab.plan.nodes if virt.domain_state(lab.conns(n.host), n.domain) == "running"]
     with progress.stage(f"wait for {len(nodes)} node(s) to finish booting"):
         parallel([lambda n=n: _boot_finished(lab, n.key, timeout) for n in nodes])
 
@@ -457,7 +457,7 @@ def package_source(lab: Lab) -> list[str]:
     return packages.describe(lab.plan)
 
 
-def node_proxy(lab: Lab, node) -> str | None:
+def node_proxy(lab: Lab, node: NodePlan) -> str | None:
     """The apt proxy a node's seed gives it (None: none)."""
     return packages.node_proxy(lab.plan, node)
 
@@ -495,12 +495,12 @@ def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = Fal
     owners = {o.name: o.owner for h in lab.plan.hosts if h.runtime.running
               for o in virt.owned_objects(lab.conns(h), lab.plan.lab, lab.plan.team)}
 
-    def one(node) -> NodeStatus:
+    def one(node: NodePlan) -> NodeStatus:
         if not node.host.runtime.running:  # a private libvirtd not started yet: nothing exists there
-            return NodeStatus(node.key, node.name, node.host.name, "absent",
+            return NodeStatus(node.key, node.domain, node.host.name, "absent",
                               {nic.guest_name: None for nic in node.nics}, False, tuple(node.roles), (), None)
         conn = lab.conns(node.host)
-        state = virt.domain_state(conn, node.name)
+        state = virt.domain_state(conn, node.domain)
         leases = wait_for.node_leases(lab.conns, node)
         ips = {nic.guest_name: leases.get(nic.mac) or (str(nic.ip) if nic.ip else None) for nic in node.nics}
         address = node.ssh_ip or next((ip for ip in ips.values() if ip), None)
@@ -512,18 +512,18 @@ def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = Fal
                                  ssh.answers(lab.target(node, address)))
             except HostError:  # another host key than ours: not our node to log in to
                 reachable = False
-        created = owners.get(node.name, {}).get("created", "")
-        return NodeStatus(node.key, node.name, node.host.name, state, ips, reachable, tuple(node.roles),
-                          tuple(config_stage.read_record(conn, node.name).done),
+        created = owners.get(node.domain, {}).get("created", "")
+        return NodeStatus(node.key, node.domain, node.host.name, state, ips, reachable, tuple(node.roles),
+                          tuple(config_stage.read_record(conn, node.domain).done),
                           int(time.time()) - int(created) if created.isdigit() else None)
 
     nodes = parallel([lambda n=n: one(n) for n in lab.plan.nodes])
     return LabStatus(lab.plan.lab, lab.plan.team, tuple(nodes), tuple(_network_status(lab, net) for net in lab.plan.networks))
 
 
-def _network_status(lab: Lab, net) -> NetworkStatus:
-    info = virt.network_info(lab.conns(net.host), net.name) if net.host.runtime.running else None
-    return NetworkStatus(net.key, net.name, net.host.name, str(net.subnet) if net.subnet else None,
+def _network_status(lab: Lab, net: NetworkPlan) -> NetworkStatus:
+    info = virt.network_info(lab.conns(net.host), net.libvirt_name) if net.host.runtime.running else None
+    return NetworkStatus(net.key, net.libvirt_name, net.host.name, str(net.subnet) if net.subnet else None,
                          info[1] if info else None, bool(info and info[0]), info is not None)
 
 
@@ -543,7 +543,7 @@ def write_handout(lab: Lab, out: Path, jump: str | None, progress: Progress) -> 
                                   {nic.network_key: str(nic.ip) for nic in n.nics if nic.ip}) for n in lab.plan.nodes]
         return handout.write(out, lab.plan.lab, lab.plan.team, nodes, lab.state,
                              lab.known_hosts if lab.known_hosts.exists() else None,
-                             {n.key: n.name for n in lab.plan.nodes}, dict(lab.topology.vars), jump)
+                             {n.key: n.domain for n in lab.plan.nodes}, dict(lab.topology.vars), jump)
 
 
 # ---- hand-off: inventory, ssh config, hosts file ----
@@ -566,7 +566,7 @@ def inventory(plan: LabPlan, addresses: dict[str, str]) -> dict:
             "lab_name": plan.lab,
             "roles": list(node.roles),
             "lab_team": plan.team,
-            "libvirt_domain": node.name,
+            "libvirt_domain": node.domain,
             "libvirt_uri": node.host.uri,
             "interfaces": [{"name": n.guest_name, "mac": n.mac, "network": n.network_key,
                             "ip": str(n.ip) if n.ip else None, "prefix": n.prefix,
@@ -604,7 +604,7 @@ def write_handoff(lab: Lab, addresses: dict[str, str]) -> HandoffFiles:
     write_private(files.inventory, yaml.safe_dump(inventory(lab.plan, addresses), sort_keys=False))
     write_private(files.hosts, "".join(f"{addresses.get(n.key) or n.ssh_ip} {n.key}\n" for n in reached))
     write_private(files.ssh_config, ssh.ssh_config(
-        [(n.key, addresses.get(n.key) or n.ssh_ip, n.name, n.host.runtime.ssh_prefix) for n in reached],
+        [(n.key, addresses.get(n.key) or n.ssh_ip, n.domain, n.host.runtime.ssh_prefix) for n in reached],
         lab.access))
     return files
 

@@ -29,8 +29,8 @@ def wait_ready(plan: LabPlan, conns: ConnectionPool, access: ssh.Access, progres
     ready: dict[str, str] = {}
 
     def one(node: NodePlan) -> None:
-        ready[node.key] = wait_guest(conns(node.host), node.name, lambda: _ready_address(conns, node),
-                                     lambda a: access.target(a, node.name, node.host.runtime.ssh_prefix), timeout,
+        ready[node.key] = wait_guest(conns(node.host), node.domain, lambda: _ready_address(conns, node),
+                                     lambda a: access.target(a, node.domain, node.host.runtime.ssh_prefix), timeout,
                                      lambda: _no_lease(conns, node, timeout))
         progress.step(f"{len(ready)}/{len(nodes)} answer on SSH ({node.key})")
 
@@ -42,7 +42,7 @@ def wait_ready(plan: LabPlan, conns: ConnectionPool, access: ssh.Access, progres
 def node_leases(conns: ConnectionPool, node: NodePlan) -> dict[str, str]:
     """MAC → leased IPv4 on every DHCP network the node has a NIC on."""
     leases: dict[str, str] = {}
-    for net in {n.network for n in node.nics if n.dhcp}:
+    for net in {n.libvirt_network for n in node.nics if n.dhcp}:
         if virt.network_info(conns(node.host), net):
             leases.update(virt.network_leases(conns(node.host), net))
     return leases
