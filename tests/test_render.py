@@ -29,13 +29,13 @@ def _plan(name, team=1):
 
 def test_gridka_plan_has_the_course_addresses():
     plan = _plan("gridka", team=3)
-    internal = {n.key: str(next(x.ip for x in n.nics if x.network_key == "internal")) for n in plan.nodes}
+    internal = {n.name: str(next(x.ip for x in n.nics if x.network == "internal")) for n in plan.nodes}
     assert internal == COURSE
     net = plan.node("network-node")
-    assert [(x.guest_name, x.network_key, x.configure) for x in net.nics][2:] == \
+    assert [(x.guest_name, x.network, x.configure) for x in net.nics][2:] == \
         [("eth2", "public", True), ("eth3", "public", False)]
     assert [(d.target, d.size_bytes) for d in plan.node("volume-node").disks] == [("vdb", 2 << 30)]
-    assert all(n.domain == f"gridka-t3-{n.key}" for n in plan.nodes)
+    assert all(n.domain == f"gridka-t3-{n.name}" for n in plan.nodes)
 
 
 def test_names_macs_and_bridges_differ_between_teams():

@@ -188,18 +188,18 @@ def _class_end(results, as_json, title, columns, row, before_exit=None) -> None:
 def _node_rows(lab: Lab):
     table = new_table("node", "domain", "host", "roles", "memory", "NICs", "disks")
     for n in lab.plan.nodes:
-        nics = "\n".join(f"{x.guest_name} {x.network_key} {x.ip or ('dhcp' if x.dhcp else '-')} {x.mac}"
+        nics = "\n".join(f"{x.guest_name} {x.network} {x.ip or ('dhcp' if x.dhcp else '-')} {x.mac}"
                           + ("" if x.configure else " (unconfigured)") for x in n.nics)
         disks = ", ".join([*([f"vda {size_text(n.root_bytes)}"] if n.root_bytes else []),
                            *(f"{d.target} {size_text(d.size_bytes)}" for d in n.disks)]) or "-"
-        table.add_row(n.key, n.domain, n.host.name, ",".join(n.roles), f"{n.memory_mib} MiB", nics, disks)
+        table.add_row(n.name, n.domain, n.host.name, ",".join(n.roles), f"{n.memory_mib} MiB", nics, disks)
     return table
 
 
 def _network_rows(lab: Lab):
     table = new_table("network", "name", "host", "mode", "bridge", "subnet")
     for n in lab.plan.networks:
-        table.add_row(n.key, n.libvirt_name, n.host.name, n.mode, n.bridge, str(n.subnet) if n.subnet else "-")
+        table.add_row(n.name, n.libvirt_name, n.host.name, n.mode, n.bridge, str(n.subnet) if n.subnet else "-")
     return table
 
 
@@ -208,13 +208,13 @@ def _plan_json(lab: Lab, actions: list[Action]) -> dict:
         "lab": lab.plan.lab, "team": lab.plan.team,
         "actions": [{"verb": a.verb, "kind": a.kind, "name": a.name, "host": a.host.uri, "detail": a.detail}
                     for a in actions],
-        "networks": [{"network": n.key, "name": n.libvirt_name, "host": n.host.uri, "mode": n.mode,
+        "networks": [{"network": n.name, "name": n.libvirt_name, "host": n.host.uri, "mode": n.mode,
                       "bridge": n.bridge, "subnet": str(n.subnet) if n.subnet else None,
                       "static_hosts": [list(h) for h in n.static_hosts]} for n in lab.plan.networks],
         "nodes": pipeline.inventory(lab.plan, {})["all"]["hosts"],
         "images_to_build": {name: str(recipe) for name, recipe in lab.images_to_build.items()},
         "packages": {"source": lab.plan.packages,
-                     "proxies": {n.key: pipeline.node_proxy(lab, n) for n in lab.plan.nodes}},
+                     "proxies": {n.name: pipeline.node_proxy(lab, n) for n in lab.plan.nodes}},
     }
 
 
@@ -534,7 +534,7 @@ def reset_cmd(team_range, all_teams, parallel, nodes, to, cold, **kwargs):
         _build_missing_images(kwargs)
     if teams:
         def work(lab, progress):
-            unknown = [n for n in nodes if n not in {x.key for x in lab.plan.nodes}]
+            unknown = [n for n in nodes if n not in {x.name for x in lab.plan.nodes}]
             if unknown:
                 raise click.BadParameter(f"no node {unknown[0]!r} in {lab.plan.lab}", param_hint="--node")
             if to:
@@ -546,7 +546,7 @@ def reset_cmd(team_range, all_teams, parallel, nodes, to, cold, **kwargs):
         return
     lab = _open(kwargs, check=not to)
     try:
-        unknown = [n for n in nodes if n not in {x.key for x in lab.plan.nodes}]
+        unknown = [n for n in nodes if n not in {x.name for x in lab.plan.nodes}]
         if unknown:
             raise click.BadParameter(f"no node {unknown[0]!r} in {lab.plan.lab}", param_hint="--node")
         progress = RichProgress(console.real)
@@ -569,7 +569,7 @@ def ssh_cmd(node, command, **kwargs):
 
     lab = _open(kwargs, start_private=False, check=False)
     try:
-        if node not in {n.key for n in lab.plan.nodes}:
+        if node not in {n.name for n in lab.plan.nodes}:
             raise click.BadParameter(f"no node {node!r} in {lab.plan.lab}", param_hint="NODE")
         argv = pipeline.ssh_target(lab, node).argv(list(command), interactive=not command, shell=True)
     finally:
@@ -589,7 +589,7 @@ def console_cmd(node, show_log, **kwargs):
 
     lab = _open(kwargs, start_private=False, check=False)
     try:
-        if node not in {n.key for n in lab.plan.nodes}:
+        if node not in {n.name for n in lab.plan.nodes}:
             raise click.BadParameter(f"no node {node!r} in {lab.plan.lab}", param_hint="NODE")
         if show_log:
             click.echo(pipeline.serial_log(lab, node), nl=False)
@@ -676,7 +676,7 @@ def _down_teams(kwargs, team_range, all_teams, parallel, as_json) -> None:
 
 
 def _print_reach(lab) -> None:
-    first = lab.plan.nodes[0].key
+    first = lab.plan.nodes[0].name
     topo = str(lab.plan.topology_path)
     team = f" --team {lab.plan.team}" if lab.plan.team != 1 else ""
     console.print(f"Reach a node:  labbuilder ssh {topo} {first}{team} [-- COMMAND]", highlight=False)
