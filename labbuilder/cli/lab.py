@@ -661,13 +661,12 @@ def _team_status(lab, progress) -> dict:
 def _down_teams(kwargs, team_range, all_teams, parallel, as_json) -> None:
     from labbuilder.cli.output import ClassProgress
     from labbuilder.lab import teams as teams_mod
-    from labbuilder.lab import teardown
 
     teams = _class_teams(kwargs, team_range, all_teams)
     shared = ClassProgress(console.real, len(teams), "down")
     try:
-        results, also = teardown.down_teams(_request(**kwargs), teams, parallel or teams_mod.default_parallel(),
-                                            shared.team, shared.done)
+        results, also = teams_mod.down_teams(_request(**kwargs), teams, parallel or teams_mod.default_parallel(),
+                                             shared.team, shared.done)
     finally:
         shared.stop()
     for r in also:
