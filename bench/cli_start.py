@@ -5,14 +5,22 @@ in, in bench/lifecycle.py). Wall time, and the CPU time the process used: under 
 waits for its share of the CPU in proportion to that.
 
     .venv/bin/python bench/cli_start.py [--nodes 8] [--repeat 5] [--from-source]
+    .venv/bin/python bench/cli_start.py --idle [--trees DIR DIR …] [--instructions]
 
 Medians of --repeat runs. Runs against a private libvirtd in its own namespaces and the
-cached debian-12 image, like bench/lifecycle.py.
+cached debian-12 image, like bench/lifecycle.py. `--idle` measures only without nodes
+(no libvirtd is started, nothing boots). `--trees` compares checkouts (e.g. one made by
+`git worktree add` of an older commit): the same imports with PYTHONPATH set to each,
+the trees taking turns run by run; their bytecode is compiled first, as `make compile`
+does. `--instructions` adds the instructions each import set runs, counted once by
+valgrind's callgrind: the same count whatever else the machine does (PYTHONHASHSEED 0).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import resource
 import shutil
 import statistics
@@ -35,24 +43,46 @@ IMPORTS = {"labbuilder down": "import labbuilder.cli, labbuilder.lab.teardown, l
            "bare python": "pass"}
 
 
-def timed(code: str) -> tuple[float, float]:
-    """(wall, CPU) seconds of a new Python process running `code`."""
+def _env(tree: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(tree)}
+
+
+def timed(code: str, tree: Path = REPO) -> tuple[float, float]:
+    """(wall, CPU) seconds of a new Python process running `code` with `tree`'s labbuilder."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
-    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+    subprocess.run([sys.executable, "-c", code], cwd=tree, env=_env(tree), check=True)
     wall = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def medians(repeat: int) -> dict[str, tuple[float, float]]:
-    runs = {name: [] for name in IMPORTS}
-    order = list(IMPORTS)
+def instructions(code: str, tree: Path = REPO) -> int:
+    """The instructions a new Python process running `code` executes (callgrind)."""
+    said = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                           sys.executable, "-c", code], cwd=tree, env={**_env(tree), "PYTHONHASHSEED": "0"},
+                          capture_output=True, text=True, check=True).stderr
+    return int(re.search(r"Collected : (\d+)", said)[1])
+
+
+def medians(repeat: int, trees: list[Path]) -> dict[tuple[Path, str], tuple[float, float]]:
+    """(tree, import set) → median (wall, CPU); each tree and import set goes first in turn."""
+    cases = [(tree, name) for tree in trees for name in IMPORTS]
+    runs: dict[tuple[Path, str], list[tuple[float, float]]] = {case: [] for case in cases}
     for i in range(repeat):
-        for name in order[i % len(order):] + order[:i % len(order)]:  # each goes first in turn
-            runs[name].append(timed(IMPORTS[name]))
-    return {name: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
-            for name, v in runs.items()}
+        for tree, name in cases[i % len(cases):] + cases[:i % len(cases)]:
+            runs[tree, name].append(timed(IMPORTS[name], tree))
+    return {case: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+            for case, v in runs.items()}
+
+
+def compile_trees(trees: list[Path], from_source: bool) -> None:
+    for tree in trees:
+        if from_source:
+            for cached in (tree / "labbuilder").rglob("__pycache__"):
+                shutil.rmtree(cached, ignore_errors=True)
+        else:
+            subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "labbuilder")], check=True)
 
 
 def main() -> None:
@@ -61,21 +91,32 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--from-source", action="store_true",
                         help="without labbuilder's bytecode (as before `make compile`, PYTHONDONTWRITEBYTECODE set)")
+    parser.add_argument("--idle", action="store_true", help="only on an idle host: no libvirtd, no nodes")
+    parser.add_argument("--trees", type=Path, nargs="+", default=[REPO], metavar="DIR",
+                        help="checkouts to compare, taking turns (default: this one)")
+    parser.add_argument("--instructions", action="store_true", help="also count instructions (valgrind)")
     args = parser.parse_args()
-    if args.from_source:
-        shutil.rmtree(REPO / "labbuilder" / "__pycache__", ignore_errors=True)
-    else:
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "labbuilder")], check=True)
-    idle = medians(args.repeat)
-    with bench_libvirtd() as (state, _daemon, _conn):
-        topo = state / "bench.yaml"
-        topo.write_text(yaml.safe_dump(topology(args.nodes)))
-        lb(state, "up", str(topo), "--no-wait")
-        busy = medians(args.repeat)
-        lb(state, "down", str(topo))
-    for name in IMPORTS:
-        print(f"{name:16} idle {idle[name][0]:.3f}s (CPU {idle[name][1]:.3f}s)   "
-              f"while {args.nodes} nodes boot {busy[name][0]:.3f}s (CPU {busy[name][1]:.3f}s)")
+    trees = [t.resolve() for t in args.trees]
+    compile_trees(trees, args.from_source)
+    idle = medians(args.repeat, trees)
+    busy = None
+    if not args.idle:
+        with bench_libvirtd() as (state, _daemon, _conn):
+            topo = state / "bench.yaml"
+            topo.write_text(yaml.safe_dump(topology(args.nodes)))
+            lb(state, "up", str(topo), "--no-wait")
+            busy = medians(args.repeat, trees)
+            lb(state, "down", str(topo))
+    for tree in trees:
+        if len(trees) > 1:
+            print(tree)
+        for name in IMPORTS:
+            line = f"{name:16} idle {idle[tree, name][0]:.3f}s (CPU {idle[tree, name][1]:.3f}s)"
+            if busy:
+                line += f"   while {args.nodes} nodes boot {busy[tree, name][0]:.3f}s (CPU {busy[tree, name][1]:.3f}s)"
+            if args.instructions:
+                line += f"   {instructions(IMPORTS[name], tree) / 1e6:.1f} M instructions"
+            print(line)
 
 
 if __name__ == "__main__":

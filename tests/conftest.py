@@ -99,9 +99,9 @@ def lab_state():
         mp.setenv("LABBUILDER_STATE", str(root))
         yield root
     if (root / "aptcache").exists():  # a package cache some `up` started for this session
-        from labbuilder.system import aptcache
+        from labbuilder.system import aptprocs
 
-        aptcache.stop(aptcache.PackageCache(root / "aptcache", aptcache.PORT, None))
+        aptprocs.stop(root / "aptcache")
     shutil.rmtree(root, ignore_errors=True)
 
 

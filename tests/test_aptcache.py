@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from labbuilder.model.errors import HostError
-from labbuilder.system import aptcache, procs
+from labbuilder.system import aptcache, aptprocs, procs
 from labbuilder.system.run import run
 
 GATEWAY = "192.168.250.1"
@@ -125,7 +125,7 @@ def cache(tmp_path):
     """An apt-cacher-ng of our own on a free port; stopped (by pid) afterwards."""
     started = aptcache.ensure_running(tmp_path / "aptcache", port=free_port())
     yield started
-    aptcache.stop(started)
+    aptprocs.stop(started.state_dir)
     assert not alive(started.pid)
 
 
@@ -215,20 +215,20 @@ def test_a_running_cache_is_used_and_only_the_owner_stops_it(cache, netns, tmp_p
     assert aptcache.ensure_running(cache.state_dir, port=cache.port) == cache
     foreign = aptcache.ensure_running(tmp_path / "other", port=cache.port)
     assert foreign.pid is None and not foreign.owned
-    assert not aptcache.stop_if_idle(foreign)
-    aptcache.stop(foreign)
+    assert not aptprocs.stop_if_idle(foreign.state_dir, foreign.port)
+    aptprocs.stop(foreign.state_dir)
     assert alive(cache.pid)
 
     relay = aptcache.relay_into_namespace(cache, f"/run/netns/{netns}", GATEWAY)
-    assert not aptcache.stop_if_idle(cache)  # a lab still uses it
-    aptcache.stop_relay(relay)
+    assert not aptprocs.stop_if_idle(cache.state_dir, cache.port)  # a lab still uses it
+    aptprocs.stop_relay(relay.pidfile, relay.pid)
     assert not alive(relay.pid) and not relay.pidfile.exists()
-    assert aptcache.stop_if_idle(cache)
+    assert aptprocs.stop_if_idle(cache.state_dir, cache.port)
     assert not alive(cache.pid)
 
     again = aptcache.ensure_running(cache.state_dir, port=cache.port)  # the cache dir is reused
     assert again.owned and again.pid != cache.pid
-    aptcache.stop(again)
+    aptprocs.stop(again.state_dir)
     assert not alive(again.pid)
 
 

@@ -42,7 +42,7 @@ def test_svg_is_well_formed_with_every_node_and_network(test_host):
     plan = _plan(test_host)
     doc = etree.fromstring(graph.svg(plan).encode())
     ns = {"s": "http://www.w3.org/2000/svg"}
-    assert [g.get("data-node") for g in doc.findall("s:g[@class='node']", ns)] == [n.key for n in plan.nodes]
+    assert [g.get("data-node") for g in doc.findall("s:g[@class='node']", ns)] == [n.name for n in plan.nodes]
     assert [g.get("data-network") for g in doc.findall("s:g[@class='network']", ns)] == ["nat", "internal", "public"]
     assert len(doc.findall("s:line", ns)) == sum(len(n.nics) for n in plan.nodes)
     assert "gridka-t2-internal" in graph.svg(plan)  # team 2's libvirt names

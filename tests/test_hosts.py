@@ -122,13 +122,13 @@ def _joined_gridka(tmp_path, team=1):
 def test_gridka_joined_on_both_hosts_plans_bridge_networks_and_static_addresses(tmp_path):
     plan = _joined_gridka(tmp_path, team=3)
     a, b = "qemu+ssh://root@host-a.example/system", "qemu+ssh://root@host-b.example/system"
-    assert [(n.key, n.host.uri, n.mode, n.bridge if n.mode == "bridge" else "lb…", str(n.subnet))
+    assert [(n.name, n.host.uri, n.mode, n.bridge if n.mode == "bridge" else "lb…", str(n.subnet))
             for n in plan.networks] == [
         ("nat", a, "nat", "lb…", "192.168.132.0/24"), ("nat", b, "nat", "lb…", "192.168.132.0/24"),
         ("internal", a, "bridge", "br-internal", "10.0.0.0/24"),
         ("internal", b, "bridge", "br-internal", "10.0.0.0/24"),
         ("public", a, "isolated", "lb…", "172.16.0.0/24")]
-    joined = [n for n in plan.networks if n.key == "internal"]
+    joined = [n for n in plan.networks if n.name == "internal"]
     assert all(n.dhcp is None and n.gateway is None and not n.static_hosts for n in joined)
     compute = plan.node("compute-1")
     assert [(x.guest_name, x.dhcp, x.joined, str(x.ip)) for x in compute.nics] == \
@@ -150,7 +150,7 @@ def test_the_seed_of_a_node_on_a_joined_network_sets_its_address_itself(tmp_path
 
 def _joined_xml(tmp_path):
     want = diff.render_plan(_joined_gridka(tmp_path), "kvm", now=0)
-    return {(r.plan.host.uri, r.plan.name): r.xml for r in want.networks.values()}
+    return {(r.plan.host.uri, r.libvirt_name): r.xml for r in want.networks.values()}
 
 
 def test_a_joined_network_renders_as_a_bridge_network_owned_by_the_lab(tmp_path, golden):

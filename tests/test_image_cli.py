@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import subprocess
 import sys
@@ -81,6 +82,16 @@ def test_debug_shows_traceback(tmp_path):
     debug = CliRunner().invoke(main, ["--debug", *args])
     assert isinstance(debug.exception, LabError) and "no built image named 'nosuch'" in str(debug.exception)
     assert "Traceback (most recent call last)" in "".join(traceback.format_exception(*debug.exc_info))
+
+
+def test_the_image_commands_are_listed_and_load_when_asked_for():
+    """`labbuilder --help` lists the commands cli/__init__.LabGroup.LAZY loads on use, and
+    each of those modules adds the command it is listed for."""
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0 and all(f"  {name} " in result.output for name in main.LAZY)
+    for name, module in main.LAZY.items():
+        importlib.import_module(module)
+        assert name in main.commands
 
 
 def test_version():

@@ -96,9 +96,9 @@ def _demo_state(pool_volumes, domain_state=dict(active=False, starting=False, pa
     plan = plan_lab(topo, 1, {h.name: Host("qemu:///system") for h in topo.hosts},
                     {"debian-12": BaseImage("debian-12", "/cache/d.qcow2", "ab" * 32, 1 << 28, 3 << 30)})
     want = diff.render_plan(plan, "qemu", now=0)
-    owned = [virt.HostObject("domain", r.plan.name, {"lab": "demo", "team": "1", "plan": r.digest}, **domain_state)
+    owned = [virt.HostObject("domain", r.libvirt_name, {"lab": "demo", "team": "1", "plan": r.digest}, **domain_state)
              for r in want.domains.values()]
-    owned += [virt.HostObject("network", r.plan.name, {"lab": "demo", "team": "1", "plan": r.digest}, True)
+    owned += [virt.HostObject("network", r.libvirt_name, {"lab": "demo", "team": "1", "plan": r.digest}, True)
               for r in want.networks.values()]
     volumes = frozenset(v for n in plan.nodes for v in (n.vda, n.seed_volume, *(d.volume for d in n.disks)))
     state = HostState(tuple(owned), frozenset({plan.nodes[0].image.volume + ".complete"}), True,

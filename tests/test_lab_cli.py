@@ -68,7 +68,8 @@ def test_down_and_status_work_without_the_base_image_in_the_cache(tmp_path, test
 @pytest.mark.subprocess(sys.executable)
 def test_down_imports_only_what_removing_needs(tmp_path, test_host):
     """`down` runs while the lab's guests take every CPU: it plans, renders and reaches
-    no guest, so it loads none of the modules that do (and no rich)."""
+    no guest, so it loads none of the modules that do (and no rich), nor the image
+    commands, what starts a package cache, the class runner or the socket module."""
     code = ("import sys\nfrom labbuilder.cli import main\n"
             f"try:\n    main(['down', 'topologies/demo.yaml', '--connect', {test_host!r}])\n"
             "except SystemExit as e:\n    assert not e.code, e.code\n"
@@ -83,7 +84,8 @@ def test_down_imports_only_what_removing_needs(tmp_path, test_host):
                      "labbuilder.lab.diff", "labbuilder.lab.wait",
                      "labbuilder.lab.render", "labbuilder.system.ssh", "labbuilder.lab.seed",
                      "labbuilder.system.accel", "labbuilder.system.hostnet",
-                     "jinja2", "rich", "concurrent.futures"} == set()
+                     "jinja2", "rich", "concurrent.futures", "labbuilder.cli.image",
+                     "labbuilder.system.aptcache", "labbuilder.lab.teams", "socket"} == set()
 
 
 @pytest.mark.subprocess(sys.executable)

@@ -29,18 +29,18 @@ def _plan(name, team=1):
 
 def test_gridka_plan_has_the_course_addresses():
     plan = _plan("gridka", team=3)
-    internal = {n.key: str(next(x.ip for x in n.nics if x.network_key == "internal")) for n in plan.nodes}
+    internal = {n.name: str(next(x.ip for x in n.nics if x.network == "internal")) for n in plan.nodes}
     assert internal == COURSE
     net = plan.node("network-node")
-    assert [(x.guest_name, x.network_key, x.configure) for x in net.nics][2:] == \
+    assert [(x.guest_name, x.network, x.configure) for x in net.nics][2:] == \
         [("eth2", "public", True), ("eth3", "public", False)]
     assert [(d.target, d.size_bytes) for d in plan.node("volume-node").disks] == [("vdb", 2 << 30)]
-    assert all(n.name == f"gridka-t3-{n.key}" for n in plan.nodes)
+    assert all(n.domain == f"gridka-t3-{n.name}" for n in plan.nodes)
 
 
 def test_names_macs_and_bridges_differ_between_teams():
     one, two = _plan("demo", 1), _plan("demo", 2)
-    assert {n.name for n in one.networks}.isdisjoint(n.name for n in two.networks)
+    assert {n.libvirt_name for n in one.networks}.isdisjoint(n.libvirt_name for n in two.networks)
     assert {n.bridge for n in one.networks}.isdisjoint(n.bridge for n in two.networks)
     macs = lambda p: {x.mac for n in p.nodes for x in n.nics}
     assert macs(one).isdisjoint(macs(two)) and len(macs(one)) == 4
@@ -57,8 +57,8 @@ def test_rdo_course_keeps_its_fixed_macs_and_leases():
 def _rendered(name, team=1):
     plan = _plan(name, team)
     want = diff.render_plan(plan, "qemu", now=0)
-    return ({r.plan.name: r.xml for r in want.networks.values()},
-            {r.plan.name: r.xml for r in want.domains.values()})
+    return ({r.libvirt_name: r.xml for r in want.networks.values()},
+            {r.libvirt_name: r.xml for r in want.domains.values()})
 
 
 @pytest.mark.skipif(shutil.which("virt-xml-validate") is None, reason="virt-xml-validate missing")

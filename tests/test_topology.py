@@ -257,7 +257,7 @@ def test_the_root_disk_grows_the_overlay_and_is_never_smaller_than_the_image(tmp
     slots = hosts.resolve_hosts(topo, test_host, None, tmp_path, start=False)
     image = {"debian-12": BaseImage("debian-12", "/x.qcow2", "ab" * 32, 1 << 28, 3 << 30)}
     plan = plan_lab(topo, 1, slots, image)
-    assert {n.key: n.vda_bytes for n in plan.nodes} == {"alpha": 30 << 30, "beta": 3 << 30}
+    assert {n.name: n.vda_bytes for n in plan.nodes} == {"alpha": 30 << 30, "beta": 3 << 30}
     assert "<capacity unit=\"bytes\">32212254720</capacity>" in render.volume_xml("alpha-vda.qcow2", 30 << 30, "qcow2")
     small = tmp_path / "small.yaml"
     small.write_text(text.replace("  alpha:\n", "  alpha:\n    disk: 2G\n", 1))

@@ -3,6 +3,7 @@ The group and its error edge are here; the commands in cli/lab.py and cli/image.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import click
@@ -13,7 +14,19 @@ from labbuilder.model.errors import LabError
 
 
 class LabGroup(click.Group):
-    """Turns LabError into one or two lines and an exit code (traceback with --debug)."""
+    """Turns LabError into one or two lines and an exit code (traceback with --debug).
+    The commands of a module in LAZY are added when one of them is asked for (or listed):
+    a lab command such as `down` starts without the image commands' module."""
+
+    LAZY = {"image": "labbuilder.cli.image"}  # command name → the module that adds it to main
+
+    def list_commands(self, ctx):
+        return sorted({*self.commands, *self.LAZY})
+
+    def get_command(self, ctx, name):
+        if name not in self.commands and name in self.LAZY:
+            importlib.import_module(self.LAZY[name])
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx):
         try:
@@ -49,7 +62,7 @@ cache_option = click.option(
 
 
 def _register_commands() -> None:
-    from labbuilder.cli import image, lab  # noqa: F401  (their decorators add the commands to main)
+    from labbuilder.cli import lab  # noqa: F401  (its decorators add the lab commands to main)
 
 
 _register_commands()

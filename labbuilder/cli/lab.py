@@ -6,12 +6,17 @@ import json
 import re
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from labbuilder.cli import cache_option, main
 from labbuilder.cli.output import RichProgress, age, console, new_table, out, print_actions, print_checks, print_status, size_text
 from labbuilder.model.request import LabRequest
+
+if TYPE_CHECKING:
+    from labbuilder.lab.diff import Action
+    from labbuilder.lab.pipeline import Lab
 
 
 class _LazyPipeline:
@@ -180,36 +185,36 @@ def _class_end(results, as_json, title, columns, row, before_exit=None) -> None:
         raise ClassError(failed)
 
 
-def _node_rows(lab):
+def _node_rows(lab: Lab):
     table = new_table("node", "domain", "host", "roles", "memory", "NICs", "disks")
     for n in lab.plan.nodes:
-        nics = "\n".join(f"{x.guest_name} {x.network_key} {x.ip or ('dhcp' if x.dhcp else '-')} {x.mac}"
+        nics = "\n".join(f"{x.guest_name} {x.network} {x.ip or ('dhcp' if x.dhcp else '-')} {x.mac}"
                           + ("" if x.configure else " (unconfigured)") for x in n.nics)
         disks = ", ".join([*([f"vda {size_text(n.root_bytes)}"] if n.root_bytes else []),
                            *(f"{d.target} {size_text(d.size_bytes)}" for d in n.disks)]) or "-"
-        table.add_row(n.key, n.name, n.host.name, ",".join(n.roles), f"{n.memory_mib} MiB", nics, disks)
+        table.add_row(n.name, n.domain, n.host.name, ",".join(n.roles), f"{n.memory_mib} MiB", nics, disks)
     return table
 
 
-def _network_rows(lab):
+def _network_rows(lab: Lab):
     table = new_table("network", "name", "host", "mode", "bridge", "subnet")
     for n in lab.plan.networks:
-        table.add_row(n.key, n.name, n.host.name, n.mode, n.bridge, str(n.subnet) if n.subnet else "-")
+        table.add_row(n.name, n.libvirt_name, n.host.name, n.mode, n.bridge, str(n.subnet) if n.subnet else "-")
     return table
 
 
-def _plan_json(lab, actions):
+def _plan_json(lab: Lab, actions: list[Action]) -> dict:
     return {
         "lab": lab.plan.lab, "team": lab.plan.team,
         "actions": [{"verb": a.verb, "kind": a.kind, "name": a.name, "host": a.host.uri, "detail": a.detail}
                     for a in actions],
-        "networks": [{"network": n.key, "name": n.name, "host": n.host.uri, "mode": n.mode,
+        "networks": [{"network": n.name, "name": n.libvirt_name, "host": n.host.uri, "mode": n.mode,
                       "bridge": n.bridge, "subnet": str(n.subnet) if n.subnet else None,
                       "static_hosts": [list(h) for h in n.static_hosts]} for n in lab.plan.networks],
         "nodes": pipeline.inventory(lab.plan, {})["all"]["hosts"],
         "images_to_build": {name: str(recipe) for name, recipe in lab.images_to_build.items()},
         "packages": {"source": lab.plan.packages,
-                     "proxies": {n.key: pipeline.node_proxy(lab, n) for n in lab.plan.nodes}},
+                     "proxies": {n.name: pipeline.node_proxy(lab, n) for n in lab.plan.nodes}},
     }
 
 
@@ -529,7 +534,7 @@ def reset_cmd(team_range, all_teams, parallel, nodes, to, cold, **kwargs):
         _build_missing_images(kwargs)
     if teams:
         def work(lab, progress):
-            unknown = [n for n in nodes if n not in {x.key for x in lab.plan.nodes}]
+            unknown = [n for n in nodes if n not in {x.name for x in lab.plan.nodes}]
             if unknown:
                 raise click.BadParameter(f"no node {unknown[0]!r} in {lab.plan.lab}", param_hint="--node")
             if to:
@@ -541,7 +546,7 @@ def reset_cmd(team_range, all_teams, parallel, nodes, to, cold, **kwargs):
         return
     lab = _open(kwargs, check=not to)
     try:
-        unknown = [n for n in nodes if n not in {x.key for x in lab.plan.nodes}]
+        unknown = [n for n in nodes if n not in {x.name for x in lab.plan.nodes}]
         if unknown:
             raise click.BadParameter(f"no node {unknown[0]!r} in {lab.plan.lab}", param_hint="--node")
         progress = RichProgress(console.real)
@@ -564,7 +569,7 @@ def ssh_cmd(node, command, **kwargs):
 
     lab = _open(kwargs, start_private=False, check=False)
     try:
-        if node not in {n.key for n in lab.plan.nodes}:
+        if node not in {n.name for n in lab.plan.nodes}:
             raise click.BadParameter(f"no node {node!r} in {lab.plan.lab}", param_hint="NODE")
         argv = pipeline.ssh_target(lab, node).argv(list(command), interactive=not command, shell=True)
     finally:
@@ -584,13 +589,13 @@ def console_cmd(node, show_log, **kwargs):
 
     lab = _open(kwargs, start_private=False, check=False)
     try:
-        if node not in {n.key for n in lab.plan.nodes}:
+        if node not in {n.name for n in lab.plan.nodes}:
             raise click.BadParameter(f"no node {node!r} in {lab.plan.lab}", param_hint="NODE")
         if show_log:
             click.echo(pipeline.serial_log(lab, node), nl=False)
             return
-        plan = lab.plan.node(node)
-        uri, domain = plan.host.uri, plan.name
+        planned = lab.plan.node(node)
+        uri, domain = planned.host.uri, planned.domain
     finally:
         lab.close()
     virsh = shutil.which("virsh")
@@ -656,13 +661,12 @@ def _team_status(lab, progress) -> dict:
 def _down_teams(kwargs, team_range, all_teams, parallel, as_json) -> None:
     from labbuilder.cli.output import ClassProgress
     from labbuilder.lab import teams as teams_mod
-    from labbuilder.lab import teardown
 
     teams = _class_teams(kwargs, team_range, all_teams)
     shared = ClassProgress(console.real, len(teams), "down")
     try:
-        results, also = teardown.down_teams(_request(**kwargs), teams, parallel or teams_mod.default_parallel(),
-                                            shared.team, shared.done)
+        results, also = teams_mod.down_teams(_request(**kwargs), teams, parallel or teams_mod.default_parallel(),
+                                             shared.team, shared.done)
     finally:
         shared.stop()
     for r in also:
@@ -671,7 +675,7 @@ def _down_teams(kwargs, team_range, all_teams, parallel, as_json) -> None:
 
 
 def _print_reach(lab) -> None:
-    first = lab.plan.nodes[0].key
+    first = lab.plan.nodes[0].name
     topo = str(lab.plan.topology_path)
     team = f" --team {lab.plan.team}" if lab.plan.team != 1 else ""
     console.print(f"Reach a node:  labbuilder ssh {topo} {first}{team} [-- COMMAND]", highlight=False)

@@ -31,7 +31,7 @@ class ApplyContext:
     pubkey: str
     progress: Progress
     locks: Path  # per-host lock files (see _upload_image)
-    host_keys: dict[str, tuple[str, str]] = field(default_factory=dict)  # node key → (private, public)
+    host_keys: dict[str, tuple[str, str]] = field(default_factory=dict)  # node name → (private, public)
     student_key: str | None = None  # the team's handout key, once it has one (lab/handout.py)
 
 
@@ -146,11 +146,11 @@ def _apply_node(ctx: ApplyContext, a: Action, bases: dict[str, str]) -> None:
     conn = ctx.conns(a.host)
     rendered = ctx.want.domains[a.name]
     node, xml = rendered.plan, rendered.xml
-    if a.verb == Verb.CREATE and virt.lookup_domain(conn, node.name) is not None:  # exists, but not ours
-        raise HostError(f"a domain named {node.name} exists on {a.host.name} and labbuilder does "
+    if a.verb == Verb.CREATE and virt.lookup_domain(conn, node.domain) is not None:  # exists, but not ours
+        raise HostError(f"a domain named {node.domain} exists on {a.host.name} and labbuilder does "
                         "not own it; it is left alone: remove or rename it, or use another team")
     if a.verb == Verb.CHANGE:
-        virt.stop_domain(conn, node.name)
+        virt.stop_domain(conn, node.domain)
     if a.verb != Verb.START:
         pool = virt.require_pool(conn, ctx.plan.pool)  # through this thread's connection
         _create_volumes(ctx, conn, pool, node, bases, fresh=a.verb == Verb.CREATE)
@@ -158,11 +158,11 @@ def _apply_node(ctx: ApplyContext, a: Action, bases: dict[str, str]) -> None:
         dom = virt.define_domain(conn, xml)
         pause_point("define")
     else:
-        dom = virt.lookup_domain(conn, node.name)
+        dom = virt.lookup_domain(conn, node.domain)
     if a.verb == Verb.START and virt.starting(dom):
-        ctx.progress.info(f"{node.key}: a start begun by an earlier run is under way; waiting for it to end")
+        ctx.progress.info(f"{node.name}: a start begun by an earlier run is under way; waiting for it to end")
     virt.start_domain(dom)
-    ctx.progress.step(f"{node.key} started")
+    ctx.progress.step(f"{node.name} started")
 
 
 def _create_volumes(ctx: ApplyContext, conn, pool, node: NodePlan, bases: dict[str, str], fresh: bool) -> None:
@@ -179,7 +179,7 @@ def _create_volumes(ctx: ApplyContext, conn, pool, node: NodePlan, bases: dict[s
         if d.volume not in have:
             virt.create_volume(pool, render.volume_xml(d.volume, d.size_bytes, "qcow2"))
     if node.seed_volume not in have:
-        iso = seed.seed_iso(node_seed(ctx.plan, node, ctx.pubkey, ctx.host_keys.get(node.key), ctx.student_key))
+        iso = seed.seed_iso(node_seed(ctx.plan, node, ctx.pubkey, ctx.host_keys.get(node.name), ctx.student_key))
         vol = virt.create_volume(pool, render.volume_xml(node.seed_volume, len(iso), "raw"))
         virt.upload_volume(conn, vol, iso)
 
@@ -191,8 +191,8 @@ def node_seed(plan: LabPlan, node: NodePlan, pubkey: str, host_key: tuple[str, s
     nics = tuple(seed.SeedNic(n.guest_name, n.mac,
                               addresses=(f"{n.ip}/{n.prefix}",) if n.ip and not n.dhcp else (),
                               dhcp=n.dhcp) for n in node.nics)
-    hosts = tuple((other.lab_ip, other.key) for other in plan.nodes if other.lab_ip)
-    return seed.NodeIdentity(instance_id=f"{node.name}-{time.time_ns()}", hostname=node.key, fqdn=node.fqdn,
+    hosts = tuple((other.lab_ip, other.name) for other in plan.nodes if other.lab_ip)
+    return seed.NodeIdentity(instance_id=f"{node.domain}-{time.time_ns()}", hostname=node.name, fqdn=node.fqdn,
                              authorized_keys=(pubkey,), nics=nics, hosts=hosts,
                              apt_proxy=packages.node_proxy(plan, node), host_key=host_key,
                              extra={"users": [handout.seed_user(student_key)]} if student_key else {})
@@ -204,13 +204,13 @@ def reset_nodes(ctx: ApplyContext, nodes: list[NodePlan]) -> None:
 
     def one(node: NodePlan) -> None:
         conn = ctx.conns(node.host)
-        virt.stop_domain(conn, node.name)
+        virt.stop_domain(conn, node.domain)
         pool = virt.require_pool(conn, ctx.plan.pool)
         for name in (node.vda, node.seed_volume):
             virt.delete_volume(pool, name)
         pause_point("reset-deleted")
         _create_volumes(ctx, conn, pool, node, bases[node.host], fresh=False)
-        virt.start_domain(virt.define_domain(conn, ctx.want.domains[node.name].xml))
+        virt.start_domain(virt.define_domain(conn, ctx.want.domains[node.domain].xml))
 
     with ctx.progress.stage(f"reset {len(nodes)} node(s) to the base image"):
         parallel([lambda n=n: one(n) for n in nodes])

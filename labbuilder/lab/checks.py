@@ -19,7 +19,7 @@ CHECKS_DIR = "checks"
 class RoleChecks:
     role: str
     checks: tuple[Path, ...]  # templates, in order
-    nodes: tuple[str, ...]  # node keys with this role
+    nodes: tuple[str, ...]  # node names with this role
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def load_checks(stage: Stage, only_role: str | None = None) -> list[RoleChecks]:
         folder = Path(stage.topology.role_dir) / name / CHECKS_DIR
         checks = tuple(sorted(p for p in folder.iterdir() if p.is_file() and STEP_RE.fullmatch(p.name))) \
             if folder.is_dir() else ()
-        found.append(RoleChecks(name, checks, tuple(n.key for n in stage.plan.nodes if name in n.roles)))
+        found.append(RoleChecks(name, checks, tuple(n.name for n in stage.plan.nodes if name in n.roles)))
     return found
 
 

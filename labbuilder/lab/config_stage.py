@@ -42,7 +42,7 @@ TAIL_LINES = 12
 class Role:
     name: str
     steps: tuple[Path, ...]  # templates, in order
-    nodes: tuple[str, ...]  # node keys that have this role, in topology order
+    nodes: tuple[str, ...]  # node names that have this role, in topology order
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def load_roles(topo: Topology, plan: LabPlan) -> list[Role]:
     role has no directory or no steps (checked before anything changes)."""
     roles, problems = [], []
     for i, name in enumerate(topo.roles):
-        nodes = tuple(n.key for n in plan.nodes if name in n.roles)
+        nodes = tuple(n.name for n in plan.nodes if name in n.roles)
         if not nodes:
             continue
         folder = Path(topo.role_dir) / name
@@ -170,7 +170,7 @@ class Stage:
     topology: Topology
     plan: LabPlan
     conns: Callable  # Host → libvirt connection
-    targets: dict[str, ssh.SshTarget]  # node key → SSH target
+    targets: dict[str, ssh.SshTarget]  # node name → SSH target
     inventory: dict
     logs: Path  # <state>/config
     progress: Progress
@@ -182,7 +182,7 @@ def run_stage(stage: Stage, start: str | None = None, until: str | None = None,
     """Run the selected roles in order; return the names of the roles run. On the first
     failing step: record it, stop, raise ConfigError with node, role, step and log tail."""
     roles = load_roles(stage.topology, stage.plan)
-    records = {n.key: read_record(stage.conns(n.host), n.name) for n in stage.plan.nodes}
+    records = {n.name: read_record(stage.conns(n.host), n.domain) for n in stage.plan.nodes}
     picked = select(roles, records, start, until, only)
     if not start and not only:
         _say_resume(stage, records, picked)
@@ -212,33 +212,33 @@ def _run_role(stage: Stage, role: Role, nodes: tuple[str, ...], records: dict[st
     stop = threading.Event()
     failures: list[tuple[str, str, int, Path]] = []
 
-    def one(node_key: str) -> None:
-        node = stage.plan.node(node_key)
-        for i, (step, script) in enumerate(scripts[node_key], 1):
+    def one(node_name: str) -> None:
+        node = stage.plan.node(node_name)
+        for i, (step, script) in enumerate(scripts[node_name], 1):
             if stop.is_set():
                 return
-            stage.progress.step(f"{node_key}: {step} ({i}/{len(scripts[node_key])})")
-            rc, log = run_step(stage, node_key, role.name, step, script)
+            stage.progress.step(f"{node_name}: {step} ({i}/{len(scripts[node_name])})")
+            rc, log = run_step(stage, node_name, role.name, step, script)
             if rc != 0:
-                failures.append((node_key, step, rc, log))
+                failures.append((node_name, step, rc, log))
                 stop.set()
-                _record(stage, node, records, failed={"role": role.name, "step": step, "node": node_key,
+                _record(stage, node, records, failed={"role": role.name, "step": step, "node": node_name,
                                                       "status": rc, "at": int(time.time())})
                 return
         _record(stage, node, records, done=role.name)
 
     parallel([lambda n=n: one(n) for n in nodes])
     if failures:
-        node_key, step, rc, log = failures[0]
-        raise ConfigError(_failure_lines(stage, role.name, node_key, step, rc, log))
+        node_name, step, rc, log = failures[0]
+        raise ConfigError(_failure_lines(stage, role.name, node_name, step, rc, log))
 
 
 def _record(stage: Stage, node: NodePlan, records: dict[str, Record], done: str | None = None,
             failed: dict | None = None) -> None:
-    old = records[node.key]
+    old = records[node.name]
     new = Record(old.done + ((done,) if done and done not in old.done else ()), failed or {})
-    records[node.key] = new
-    write_record(stage.conns(node.host), node.name, new)
+    records[node.name] = new
+    write_record(stage.conns(node.host), node.domain, new)
 
 
 def _failure_lines(stage: Stage, role: str, node: str, step: str, rc: int, log: Path) -> list[str]:
@@ -286,10 +286,10 @@ def ansible_stage(stage: Stage, inventory_file: Path, ssh_config: Path, start: s
         raise ConfigError(["ansible-playbook is not installed: the ansible driver needs it",
                            "install ansible (apt-get install ansible), or use the built-in runner (--driver builtin)"])
     roles = [Role(r, (), nodes) for r in stage.topology.roles
-             if (nodes := tuple(n.key for n in stage.plan.nodes if r in n.roles))]
+             if (nodes := tuple(n.name for n in stage.plan.nodes if r in n.roles))]
     if not roles:
         return []
-    picked = select(roles, {n.key: Record() for n in stage.plan.nodes}, start or roles[0].name, until, only)
+    picked = select(roles, {n.name: Record() for n in stage.plan.nodes}, start or roles[0].name, until, only)
     missing = [Path(stage.topology.role_dir) / f"{r.name}.yml" for r, _ in picked
                if not (Path(stage.topology.role_dir) / f"{r.name}.yml").is_file()]
     if missing:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from labbuilder.lab import render
 from labbuilder.model.names import DONE_SUFFIX
@@ -43,11 +43,15 @@ class Action:
     detail: str = ""
 
 
-@dataclass(frozen=True)
-class Rendered:
-    """A network or domain of the plan, its XML and the hash of its plan."""
+P = TypeVar("P", "NetworkPlan", "NodePlan")
 
-    plan: NetworkPlan | NodePlan
+
+@dataclass(frozen=True)
+class Rendered(Generic[P]):
+    """A network or domain of the plan, its libvirt name, its XML and the hash of its plan."""
+
+    plan: P
+    libvirt_name: str
     xml: str
     digest: str
 
@@ -56,8 +60,8 @@ class Rendered:
 class Desired:
     """Every network (keyed by host URI and libvirt name) and domain (by libvirt name)."""
 
-    networks: dict[tuple[str, str], Rendered] = field(default_factory=dict)
-    domains: dict[str, Rendered] = field(default_factory=dict)
+    networks: dict[tuple[str, str], Rendered[NetworkPlan]] = field(default_factory=dict)
+    domains: dict[str, Rendered[NodePlan]] = field(default_factory=dict)
 
 
 def render_plan(plan: LabPlan, domain_type: str, now: float | None = None) -> Desired:
@@ -65,10 +69,11 @@ def render_plan(plan: LabPlan, domain_type: str, now: float | None = None) -> De
     created = int(time.time() if now is None else now)
     want = Desired()
     for net in plan.networks:
-        want.networks[(net.host.uri, net.name)] = Rendered(net, *render.network_xml(plan.lab, plan.team, net))
+        want.networks[(net.host.uri, net.libvirt_name)] = Rendered(
+            net, net.libvirt_name, *render.network_xml(plan.lab, plan.team, net))
     for node in plan.nodes:
         xml, digest = render.domain_xml(plan.lab, plan.team, node, plan.pool, domain_type, created)
-        want.domains[node.name] = Rendered(node, xml, digest)
+        want.domains[node.domain] = Rendered(node, node.domain, xml, digest)
     return want
 
 
@@ -86,7 +91,7 @@ def diff(plan: LabPlan, want: Desired, states: dict[str, HostState]) -> list[Act
         if not state.pool_exists:
             actions.append(Action(Verb.CREATE, ObjectKind.POOL, plan.pool, host))
         actions += _object_actions(ObjectKind.DOMAIN, domains, owned, host, _missing_volumes(domains, state))
-        wanted = {r.plan.name for r in networks + domains}
+        wanted = {r.libvirt_name for r in networks + domains}
         actions += [Action(Verb.REMOVE, ObjectKind(o.kind), o.name, host, "not in the topology")
                     for o in owned.values() if o.name not in wanted]
     return actions
@@ -99,14 +104,14 @@ def _image_actions(plan: LabPlan, host: Host, have: set[str]) -> list[Action]:
             for vol, img in images.items() if vol + DONE_SUFFIX not in have]
 
 
-def _missing_volumes(domains: list[Rendered], state: HostState) -> dict[str, list[str]]:
+def _missing_volumes(domains: list[Rendered[NodePlan]], state: HostState) -> dict[str, list[str]]:
     """Domain name → the volumes of its node that its host's pool lacks (a `reset` killed
     after deleting the overlay and seed leaves a domain without them). Nothing when the
     pool exists but is not started: its volumes are not read then."""
     if state.pool_exists and state.pool_volumes is None:
         return {}
     have = state.pool_volumes or frozenset()
-    return {r.plan.name: missing for r in domains
+    return {r.libvirt_name: missing for r in domains
             if (missing := [v for v in (r.plan.vda, *(d.volume for d in r.plan.disks), r.plan.seed_volume)
                             if v not in have])}
 
@@ -115,19 +120,19 @@ def _object_actions(kind: ObjectKind, wanted: list[Rendered], owned: dict, host:
                     missing: dict[str, list[str]] | None = None) -> list[Action]:
     actions = []
     for r in wanted:
-        obj, digest = r.plan, r.digest
-        have = owned.get(obj.name)
-        lacks = (missing or {}).get(obj.name)
+        name, digest = r.libvirt_name, r.digest
+        have = owned.get(name)
+        lacks = (missing or {}).get(name)
         if have is None:
-            actions.append(Action(Verb.CREATE, kind, obj.name, host))
+            actions.append(Action(Verb.CREATE, kind, name, host))
         elif have.owner.get("plan") != digest:
-            actions.append(Action(Verb.CHANGE, kind, obj.name, host, "definition differs from the plan"))
+            actions.append(Action(Verb.CHANGE, kind, name, host, "definition differs from the plan"))
         elif lacks:  # made again (the others kept), then the domain is started on them
-            actions.append(Action(Verb.CHANGE, kind, obj.name, host, f"volumes missing: {', '.join(lacks)}"))
+            actions.append(Action(Verb.CHANGE, kind, name, host, f"volumes missing: {', '.join(lacks)}"))
         elif not have.active:
-            actions.append(Action(Verb.START, kind, obj.name, host))
+            actions.append(Action(Verb.START, kind, name, host))
         elif have.starting:  # an earlier run was killed while libvirt started it: wait for that
-            actions.append(Action(Verb.START, kind, obj.name, host, "its start, begun by an earlier run, is under way"))
+            actions.append(Action(Verb.START, kind, name, host, "its start, begun by an earlier run, is under way"))
         elif have.paused:  # by a checkpoint or revert cut short, or by hand: `up` means running
-            actions.append(Action(Verb.START, kind, obj.name, host, "paused; it is resumed"))
+            actions.append(Action(Verb.START, kind, name, host, "paused; it is resumed"))
     return actions

@@ -42,10 +42,10 @@ class Uploaded:
 def image_node(plan, node: str | None) -> str:
     """The node to upload through: `node`, else the first node of the image role."""
     if node is not None:
-        if node not in {n.key for n in plan.nodes}:
+        if node not in {n.name for n in plan.nodes}:
             raise LabError(f"no node {node!r} in {plan.lab}")
         return node
-    nodes = [n.key for n in plan.nodes if IMAGE_ROLE in n.roles]
+    nodes = [n.name for n in plan.nodes if IMAGE_ROLE in n.roles]
     if not nodes:
         raise LabError(f"no node of {plan.lab} has role {IMAGE_ROLE!r} (glance): name one with --node")
     return nodes[0]

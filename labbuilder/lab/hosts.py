@@ -4,8 +4,8 @@ own namespaces — and what is found about each at run time."""
 
 from __future__ import annotations
 
+import _socket  # not socket: its enum classes cost every `down` ≈ 1.5 ms of CPU at start
 import os
-import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -63,13 +63,16 @@ def team_dir(lab: str, team: int) -> Path:
 
 
 def system_libvirtd_runs() -> bool:
+    """True if the system libvirtd (or systemd, for it) accepts connections on its socket."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(2)
-            s.connect(str(SYSTEM_SOCKET))
+        sock.settimeout(2)
+        sock.connect(str(SYSTEM_SOCKET))
         return True
     except OSError:
         return False
+    finally:
+        sock.close()
 
 
 def private_host(state_dir: Path, start: bool | None = True, label: str = "private libvirtd") -> Host | None:

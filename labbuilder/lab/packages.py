@@ -36,9 +36,9 @@ def proxy_gateway(plan: LabPlan, node: NodePlan) -> str | None:
     None when the lab uses no cache or the node has no NAT NIC."""
     if plan.packages != "cache":
         return None
-    networks = {(n.host.uri, n.name): n for n in plan.networks}
+    networks = {(n.host.uri, n.libvirt_name): n for n in plan.networks}
     for nic in node.nics:
-        net = networks.get((node.host.uri, nic.network))
+        net = networks.get((node.host.uri, nic.libvirt_network))
         if net is not None and net.mode == "nat" and net.gateway is not None and not nic.joined:
             return str(net.gateway)
     return None

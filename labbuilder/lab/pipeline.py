@@ -18,7 +18,7 @@ from labbuilder.lab import wait as wait_for
 from labbuilder.lab.apply import ApplyContext
 from labbuilder.lab.diff import Action, ObjectKind
 from labbuilder.lab.hosts import Host, resolve_hosts, state_root, team_dir
-from labbuilder.lab.plan import BaseImage, LabPlan, NodePlan, check_host_networks, plan_lab
+from labbuilder.lab.plan import BaseImage, LabPlan, NetworkPlan, NodePlan, check_host_networks, plan_lab
 from labbuilder.lab.status import LabStatus, NetworkStatus, NodeStatus
 from labbuilder.model.errors import ConfigError, HostError, LabError, TopologyError
 from labbuilder.model.names import is_local_uri
@@ -61,8 +61,8 @@ class Lab:
         """The lab key, and host keys checked strictly once labbuilder has given them."""
         return ssh.Access(self.ssh_key, self.known_hosts if self.known_hosts.exists() else None)
 
-    def target(self, node, address: str) -> ssh.SshTarget:
-        return self.access.target(address, node.name, node.host.runtime.ssh_prefix)
+    def target(self, node: NodePlan, address: str) -> ssh.SshTarget:
+        return self.access.target(address, node.domain, node.host.runtime.ssh_prefix)
 
     def close(self) -> None:
         self.conns.close()
@@ -197,7 +197,7 @@ def check_hosts(lab: Lab) -> dict[str, list[virt.HostObject]]:
     Returns what it read: every domain and network, per host URI."""
     observed = {h.uri: virt.observe(lab.conns(h)) if h.runtime.running else [] for h in lab.plan.hosts}
     problems = _mac_clashes(lab, observed)
-    ours = {n.name for n in lab.plan.networks}
+    ours = {n.libvirt_name for n in lab.plan.networks}
     for host in lab.plan.hosts:
         networks = [(o.name, ipaddress.ip_interface(f"{addr}/{prefix}").network)
                     for o in observed[host.uri] if o.kind == "network" for addr, prefix in o.subnets]
@@ -212,7 +212,7 @@ def check_hosts(lab: Lab) -> dict[str, list[virt.HostObject]]:
                 # A bridge-mode network joins a LAN the host already routes to: that is the point.
                 if subnet.overlaps(net.subnet) and not (net.mode == "bridge" and other.startswith("route ")):
                     problems.append(lab.topology.problem(
-                        ("networks", net.key, "subnet"), f"{net.subnet} clashes with {other} on {host.name}",
+                        ("networks", net.name, "subnet"), f"{net.subnet} clashes with {other} on {host.name}",
                         "choose another subnet or team, or bring that network down"))
     if problems:
         raise TopologyError(problems)
@@ -224,23 +224,23 @@ def _missing_bridges(lab: Lab, host: Host) -> list:
     whose host bridge is not there: libvirt would start them and fail at the first guest."""
     wanted = [n for n in lab.plan.networks if n.host == host and n.mode == "bridge"]
     present = lab.host_networks.bridges(host.runtime.ssh_prefix) if wanted else set()
-    return [lab.topology.problem(("networks", net.key), f"host bridge {net.bridge!r} does not exist on {host.name}",
+    return [lab.topology.problem(("networks", net.name), f"host bridge {net.bridge!r} does not exist on {host.name}",
                                  "create it (linked between the hosts, for a joined network), or name another")
             for net in wanted if net.bridge not in present]
 
 
 def _mac_clashes(lab: Lab, observed: dict[str, list[virt.HostObject]]) -> list:
     problems = []
-    ours = {n.name for n in lab.plan.nodes}
+    ours = {n.domain for n in lab.plan.nodes}
     for host in lab.plan.hosts:
         used = {mac: o.name for o in observed[host.uri] if o.kind == "domain" and o.name not in ours
                 for mac in o.macs}
         for node in (n for n in lab.plan.nodes if n.host == host):
             for i, nic in enumerate(node.nics):
                 if nic.mac in used:
-                    fixed = lab.topology.node(node.key).nics[i].mac is not None
+                    fixed = lab.topology.node(node.name).nics[i].mac is not None
                     problems.append(lab.topology.problem(
-                        ("nodes", node.key, "nics", i) + (("mac",) if fixed else ()),
+                        ("nodes", node.name, "nics", i) + (("mac",) if fixed else ()),
                         f"MAC {nic.mac} is already used by domain {used[nic.mac]!r} on {host.name}",
                         "fixed MACs allow one team per host" if fixed else "use another team number"))
     return problems
@@ -256,7 +256,7 @@ def _context(lab: Lab, progress: Progress) -> ApplyContext:
     lists the host keys in the team's known_hosts (under the team lock)."""
     private_dir(lab.state)
     pubkey = ssh.ensure_keypair(lab.ssh_key)
-    host_keys = {n.key: ssh.ensure_host_key(lab.state / "host-keys" / n.key) for n in lab.plan.nodes}
+    host_keys = {n.name: ssh.ensure_host_key(lab.state / "host-keys" / n.name) for n in lab.plan.nodes}
     _write_known_hosts(lab, host_keys)
     student = handout.student_key(lab.state).with_suffix(".pub")
     return ApplyContext(lab.plan, diff.render_plan(lab.plan, lab.domain_type), lab.conns, pubkey, progress,
@@ -266,7 +266,7 @@ def _context(lab: Lab, progress: Progress) -> ApplyContext:
 def _write_known_hosts(lab: Lab, host_keys: dict[str, tuple[str, str]]) -> None:
     """The team's known_hosts: each node's host key under its libvirt name, but for nodes
     whose key labbuilder did not give (_unknown_host_key)."""
-    write_private(lab.known_hosts, ssh.known_hosts([(n.name, host_keys[n.key][1]) for n in lab.plan.nodes
+    write_private(lab.known_hosts, ssh.known_hosts([(n.domain, host_keys[n.name][1]) for n in lab.plan.nodes
                                                     if not _unknown_host_key(lab, n).exists()]))
 
 
@@ -287,7 +287,7 @@ def up(lab: Lab, progress: Progress) -> list[Action]:
         # (its team's state was lost, or an older labbuilder made it): until a reset gives it
         # one, SSH learns its key on first use (_unknown_host_key).
         for node in running:
-            if not (lab.state / "host-keys" / node.key).exists():
+            if not (lab.state / "host-keys" / node.name).exists():
                 private_dir(lab.state)
                 _unknown_host_key(lab, node).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 _unknown_host_key(lab, node).touch()
@@ -303,19 +303,19 @@ def up(lab: Lab, progress: Progress) -> list[Action]:
 def _unknown_host_key(lab: Lab, node: NodePlan) -> Path:
     """Marks a node whose host key labbuilder did not give (its team state was lost while it
     ran): known_hosts leaves it out, and SSH learns its key on first use, until a reset."""
-    return lab.state / "host-keys" / f"{node.key}.unknown"
+    return lab.state / "host-keys" / f"{node.name}.unknown"
 
 
 def _running(lab: Lab) -> list[NodePlan]:
-    return [n for n in lab.plan.nodes if virt.domain_state(lab.conns(n.host), n.name) == "running"]
+    return [n for n in lab.plan.nodes if virt.domain_state(lab.conns(n.host), n.domain) == "running"]
 
 
 def give_key(lab: Lab, nodes: list[NodePlan], pubkey: str, progress: Progress) -> None:
     """Give the team's new SSH key to `nodes`, booted with the old one, through their guest
     agents; a node whose agent does not answer is named, with the way out."""
-    given = parallel([lambda n=n: virt.add_authorized_key(lab.conns(n.host), n.name, "root", pubkey)
+    given = parallel([lambda n=n: virt.add_authorized_key(lab.conns(n.host), n.domain, "root", pubkey)
                       for n in nodes])
-    missed = [n.key for n, ok in zip(nodes, given) if not ok]
+    missed = [n.name for n, ok in zip(nodes, given) if not ok]
     if missed:
         progress.info(f"note: the team's SSH key is new and no guest agent took it on {', '.join(missed)}: "
                       f"if they do not answer on SSH, reset them (labbuilder reset --node NODE)")
@@ -364,7 +364,7 @@ def reset_to(lab: Lab, name: str, nodes: list[str], progress: Progress, cold: bo
     with team_lock(lab):
         if not cold:
             checkpoints.revert(lab.plan, lab.conns, lab.access, name, targets, progress)
-            return {n.key: ssh_target(lab, n.key).address for n in targets}
+            return {n.name: ssh_target(lab, n.name).address for n in targets}
         checkpoints.revert_cold(lab.plan, lab.conns, name, targets, progress)
         return wait_for.wait_ready(lab.plan, lab.conns, lab.access, progress, targets)
 
@@ -385,14 +385,14 @@ def settle_boots(lab: Lab, progress: Progress, timeout: float = 600) -> None:
     """Wait until systemd on every node has finished starting up (cloud-init's last stage
     included): a checkpoint taken while guests still boot keeps that work in its memory
     state, and every reset to it does it again. A node SSH does not reach is not waited for."""
-    nodes = [n for n in lab.plan.nodes if virt.domain_state(lab.conns(n.host), n.name) == "running"]
+    nodes = [n for n in lab.plan.nodes if virt.domain_state(lab.conns(n.host), n.domain) == "running"]
     with progress.stage(f"wait for {len(nodes)} node(s) to finish booting"):
-        parallel([lambda n=n: _boot_finished(lab, n.key, timeout) for n in nodes])
+        parallel([lambda n=n: _boot_finished(lab, n.name, timeout) for n in nodes])
 
 
-def _boot_finished(lab: Lab, node_key: str, timeout: float) -> None:
+def _boot_finished(lab: Lab, node_name: str, timeout: float) -> None:
     try:  # "degraded" (a unit failed) is finished too: its exit status does not matter here
-        ssh.ssh_run(ssh_target(lab, node_key), ["systemctl", "is-system-running", "--wait"], check=False,
+        ssh.ssh_run(ssh_target(lab, node_name), ["systemctl", "is-system-running", "--wait"], check=False,
                     timeout=timeout)
     except LabError:
         pass  # no address, unreachable or too slow: checkpoint it as it is
@@ -404,15 +404,15 @@ def list_checkpoints(lab: Lab) -> list[checkpoints.Checkpoint]:
     return checkpoints.listing(lab.plan, lab.conns)
 
 
-def serial_log(lab: Lab, node_key: str) -> str:
+def serial_log(lab: Lab, node_name: str) -> str:
     """What the node's serial console printed so far (its log file on a local lab host)."""
-    node = lab.plan.node(node_key)
+    node = lab.plan.node(node_name)
     path = render.serial_log_path(node)
     if not is_local_uri(node.host.uri):
-        raise HostError(f"{node_key}'s console log is on {node.host.name} at {path}: read it there")
+        raise HostError(f"{node_name}'s console log is on {node.host.name} at {path}: read it there")
     proc = run([*node.host.runtime.files_prefix, "cat", path], check=False)
     if proc.returncode != 0:
-        raise HostError(f"{node_key} has no console log yet on {node.host.name} ({path}): is it created?")
+        raise HostError(f"{node_name} has no console log yet on {node.host.name} ({path}): is it created?")
     return proc.stdout
 
 
@@ -428,7 +428,7 @@ def configure(lab: Lab, progress: Progress, addresses: dict[str, str] | None = N
     roles run. With `checks_after`, each role's checks run after it and a failing one
     stops the stage; with `checkpoints_after`, checkpoint `after-<role>` after each role."""
     with team_lock(lab):
-        addresses = addresses or {n.key: ssh_target(lab, n.key).address for n in lab.plan.nodes}
+        addresses = addresses or {n.name: ssh_target(lab, n.name).address for n in lab.plan.nodes}
         files = write_handoff(lab, addresses)
         def after(role: str) -> None:
             if checks_after:
@@ -457,7 +457,7 @@ def package_source(lab: Lab) -> list[str]:
     return packages.describe(lab.plan)
 
 
-def node_proxy(lab: Lab, node) -> str | None:
+def node_proxy(lab: Lab, node: NodePlan) -> str | None:
     """The apt proxy a node's seed gives it (None: none)."""
     return packages.node_proxy(lab.plan, node)
 
@@ -465,7 +465,7 @@ def node_proxy(lab: Lab, node) -> str | None:
 def check(lab: Lab, progress: Progress, role: str | None = None) -> list:
     """Run the checks of every role (or of `role`) on the team's nodes; a CheckResult per
     node and check. The nodes must answer on SSH."""
-    addresses = {n.key: ssh_target(lab, n.key).address for n in lab.plan.nodes}
+    addresses = {n.name: ssh_target(lab, n.name).address for n in lab.plan.nodes}
     stage = _stage(lab, addresses, progress)
     try:
         return checks.run_checks(stage, checks.load_checks(stage, role))
@@ -483,7 +483,7 @@ def _require_checks(stage, role: str) -> None:
 
 
 def _stage(lab: Lab, addresses: dict[str, str], progress: Progress, after=None):
-    targets = {n.key: lab.target(n, addresses[n.key]) for n in lab.plan.nodes}
+    targets = {n.name: lab.target(n, addresses[n.name]) for n in lab.plan.nodes}
     return config_stage.Stage(lab.topology, lab.plan, lab.conns, targets, inventory(lab.plan, addresses),
                               lab.state / "config", progress, after)
 
@@ -495,35 +495,35 @@ def status(lab: Lab, ready: dict[str, str] | None = None, probe_rest: bool = Fal
     owners = {o.name: o.owner for h in lab.plan.hosts if h.runtime.running
               for o in virt.owned_objects(lab.conns(h), lab.plan.lab, lab.plan.team)}
 
-    def one(node) -> NodeStatus:
+    def one(node: NodePlan) -> NodeStatus:
         if not node.host.runtime.running:  # a private libvirtd not started yet: nothing exists there
-            return NodeStatus(node.key, node.name, node.host.name, "absent",
+            return NodeStatus(node.name, node.domain, node.host.name, "absent",
                               {nic.guest_name: None for nic in node.nics}, False, tuple(node.roles), (), None)
         conn = lab.conns(node.host)
-        state = virt.domain_state(conn, node.name)
+        state = virt.domain_state(conn, node.domain)
         leases = wait_for.node_leases(lab.conns, node)
         ips = {nic.guest_name: leases.get(nic.mac) or (str(nic.ip) if nic.ip else None) for nic in node.nics}
         address = node.ssh_ip or next((ip for ip in ips.values() if ip), None)
-        if ready is not None and (node.key in ready or not probe_rest):
-            reachable = node.key in ready
+        if ready is not None and (node.name in ready or not probe_rest):
+            reachable = node.name in ready
         else:
             try:
                 reachable = bool(state == "running" and address and lab.ssh_key.exists() and
                                  ssh.answers(lab.target(node, address)))
             except HostError:  # another host key than ours: not our node to log in to
                 reachable = False
-        created = owners.get(node.name, {}).get("created", "")
-        return NodeStatus(node.key, node.name, node.host.name, state, ips, reachable, tuple(node.roles),
-                          tuple(config_stage.read_record(conn, node.name).done),
+        created = owners.get(node.domain, {}).get("created", "")
+        return NodeStatus(node.name, node.domain, node.host.name, state, ips, reachable, tuple(node.roles),
+                          tuple(config_stage.read_record(conn, node.domain).done),
                           int(time.time()) - int(created) if created.isdigit() else None)
 
     nodes = parallel([lambda n=n: one(n) for n in lab.plan.nodes])
     return LabStatus(lab.plan.lab, lab.plan.team, tuple(nodes), tuple(_network_status(lab, net) for net in lab.plan.networks))
 
 
-def _network_status(lab: Lab, net) -> NetworkStatus:
-    info = virt.network_info(lab.conns(net.host), net.name) if net.host.runtime.running else None
-    return NetworkStatus(net.key, net.name, net.host.name, str(net.subnet) if net.subnet else None,
+def _network_status(lab: Lab, net: NetworkPlan) -> NetworkStatus:
+    info = virt.network_info(lab.conns(net.host), net.libvirt_name) if net.host.runtime.running else None
+    return NetworkStatus(net.name, net.libvirt_name, net.host.name, str(net.subnet) if net.subnet else None,
                          info[1] if info else None, bool(info and info[0]), info is not None)
 
 
@@ -534,25 +534,25 @@ def write_handout(lab: Lab, out: Path, jump: str | None, progress: Progress) -> 
     with team_lock(lab):
         private_dir(lab.state)
         pubkey = handout.ensure_student_key(lab.state)
-        addresses = {n.key: ssh_target(lab, n.key).address for n in lab.plan.nodes}
+        addresses = {n.name: ssh_target(lab, n.name).address for n in lab.plan.nodes}
         with progress.stage(f"install the team's student key on {len(addresses)} node(s)"):
-            parallel([lambda n=n: ssh.ssh_run(lab.target(n, addresses[n.key]),
+            parallel([lambda n=n: ssh.ssh_run(lab.target(n, addresses[n.name]),
                                               ["bash", "-c", handout.install_script(pubkey)])
                       for n in lab.plan.nodes])
-        nodes = [handout.NodeLine(n.key, tuple(n.roles), addresses[n.key],
-                                  {nic.network_key: str(nic.ip) for nic in n.nics if nic.ip}) for n in lab.plan.nodes]
+        nodes = [handout.NodeLine(n.name, tuple(n.roles), addresses[n.name],
+                                  {nic.network: str(nic.ip) for nic in n.nics if nic.ip}) for n in lab.plan.nodes]
         return handout.write(out, lab.plan.lab, lab.plan.team, nodes, lab.state,
                              lab.known_hosts if lab.known_hosts.exists() else None,
-                             {n.key: n.name for n in lab.plan.nodes}, dict(lab.topology.vars), jump)
+                             {n.name: n.domain for n in lab.plan.nodes}, dict(lab.topology.vars), jump)
 
 
 # ---- hand-off: inventory, ssh config, hosts file ----
 
-def ssh_target(lab: Lab, node_key: str) -> ssh.SshTarget:
-    node = lab.plan.node(node_key)
+def ssh_target(lab: Lab, node_name: str) -> ssh.SshTarget:
+    node = lab.plan.node(node_name)
     address = wait_for.node_address(lab.conns, node)
     if address is None:
-        raise TopologyError([lab.topology.problem(("nodes", node_key), "node has no known address yet")])
+        raise TopologyError([lab.topology.problem(("nodes", node_name), "node has no known address yet")])
     return lab.target(node, address)
 
 
@@ -560,27 +560,27 @@ def inventory(plan: LabPlan, addresses: dict[str, str]) -> dict:
     """Ansible-compatible YAML inventory: groups per role, host vars per node."""
     hosts = {}
     for node in plan.nodes:
-        hosts[node.key] = {
-            "ansible_host": addresses.get(node.key) or node.ssh_ip,
+        hosts[node.name] = {
+            "ansible_host": addresses.get(node.name) or node.ssh_ip,
             "ansible_user": "root",
             "lab_name": plan.lab,
             "roles": list(node.roles),
             "lab_team": plan.team,
             "fqdn": node.fqdn,
-            "libvirt_domain": node.name,
+            "libvirt_domain": node.domain,
             "libvirt_uri": node.host.uri,
-            "interfaces": [{"name": n.guest_name, "mac": n.mac, "network": n.network_key,
+            "interfaces": [{"name": n.guest_name, "mac": n.mac, "network": n.network,
                             "ip": str(n.ip) if n.ip else None, "prefix": n.prefix,
                             "configured": n.configure} for n in node.nics],
-            "ips": {n.network_key: str(n.ip) for n in node.nics if n.ip},
+            "ips": {n.network: str(n.ip) for n in node.nics if n.ip},
             "disks": [{"device": f"/dev/{d.target}", "size_bytes": d.size_bytes} for d in node.disks],
             **({"root_disk_bytes": node.root_bytes} if node.root_bytes else {}),
         }
     roles = sorted({r for n in plan.nodes for r in n.roles})
-    networks = {n.key: {"subnet": str(n.subnet) if n.subnet else None,
+    networks = {n.name: {"subnet": str(n.subnet) if n.subnet else None,
                         "gateway": str(n.gateway) if n.gateway else None, "mode": n.mode} for n in plan.networks}
     return {"all": {"hosts": hosts, "vars": {"lab_networks": networks}, "children": {
-        r: {"hosts": {n.key: None for n in plan.nodes if r in n.roles}} for r in roles}}}
+        r: {"hosts": {n.name: None for n in plan.nodes if r in n.roles}} for r in roles}}}
 
 
 @dataclass(frozen=True)
@@ -600,12 +600,12 @@ def write_handoff(lab: Lab, addresses: dict[str, str]) -> HandoffFiles:
     private_dir(lab.state)
     files = HandoffFiles(lab.state / "inventory.yaml", lab.state / "ssh_config", lab.state / "hosts",
                          lab.state / "vars.yaml")
-    reached = [n for n in lab.plan.nodes if addresses.get(n.key) or n.ssh_ip]
+    reached = [n for n in lab.plan.nodes if addresses.get(n.name) or n.ssh_ip]
     write_private(files.vars, yaml.safe_dump(dict(lab.topology.vars), sort_keys=False))
     write_private(files.inventory, yaml.safe_dump(inventory(lab.plan, addresses), sort_keys=False))
-    write_private(files.hosts, "".join(f"{addresses.get(n.key) or n.ssh_ip} {n.key}\n" for n in reached))
+    write_private(files.hosts, "".join(f"{addresses.get(n.name) or n.ssh_ip} {n.name}\n" for n in reached))
     write_private(files.ssh_config, ssh.ssh_config(
-        [(n.key, addresses.get(n.key) or n.ssh_ip, n.name, n.host.runtime.ssh_prefix) for n in reached],
+        [(n.name, addresses.get(n.name) or n.ssh_ip, n.domain, n.host.runtime.ssh_prefix) for n in reached],
         lab.access))
     return files
 

@@ -31,23 +31,23 @@ class BaseImage:
 
 @dataclass(frozen=True)
 class NetworkPlan:
-    key: str  # name in the topology
-    name: str  # libvirt name
+    name: str  # the topology's
+    libvirt_name: str
     host: Host
     mode: str
     bridge: str
     subnet: ipaddress.IPv4Network | None
     gateway: ipaddress.IPv4Address | None
     dhcp: tuple[ipaddress.IPv4Address, ipaddress.IPv4Address] | None
-    domain: str
+    dns_domain: str  # the network's DNS domain ("" for none)
     static_hosts: tuple[tuple[str, str, str], ...]  # (mac, ip, hostname) static DHCP entries
 
 
 @dataclass(frozen=True)
 class NicPlan:
     guest_name: str
-    network_key: str
-    network: str  # libvirt network name
+    network: str  # the topology's name of its network
+    libvirt_network: str  # the libvirt name of its network
     mac: str
     ip: ipaddress.IPv4Address | None
     prefix: int | None
@@ -66,8 +66,8 @@ class DiskPlan:
 
 @dataclass(frozen=True)
 class NodePlan:
-    key: str  # node name in the topology = hostname
-    name: str  # libvirt domain name
+    name: str  # the topology's = its hostname
+    domain: str  # libvirt domain name
     host: Host
     roles: tuple[str, ...]
     memory_mib: int
@@ -85,11 +85,11 @@ class NodePlan:
 
     @property
     def vda(self) -> str:
-        return f"{self.key}-vda.qcow2"
+        return f"{self.name}-vda.qcow2"
 
     @property
     def seed_volume(self) -> str:
-        return f"{self.key}-seed.iso"
+        return f"{self.name}-seed.iso"
 
     @property
     def lab_ip(self) -> str | None:
@@ -121,8 +121,8 @@ class LabPlan:
             seen.setdefault(obj.host.uri, obj.host)
         return tuple(seen.values())
 
-    def node(self, key: str) -> NodePlan:
-        return next(n for n in self.nodes if n.key == key)
+    def node(self, name: str) -> NodePlan:
+        return next(n for n in self.nodes if n.name == name)
 
 
 def _network_plan(topo: Topology, net: Network, team: int, host: Host) -> NetworkPlan:
@@ -138,18 +138,18 @@ def _network_plan(topo: Topology, net: Network, team: int, host: Host) -> Networ
                     statics.append((_mac(topo, team, node, nic.index),
                                     str(net.shift_ip(nic.ip, team)), node.name))
     return NetworkPlan(
-        key=net.name, name=libvirt_name(topo.lab, team, net.name), host=host, mode=net.mode,
+        name=net.name, libvirt_name=libvirt_name(topo.lab, team, net.name), host=host, mode=net.mode,
         bridge=net.bridge if net.mode == "bridge" else bridge_name(topo.lab, team, net.name),
         subnet=shifted.subnet, gateway=shifted.gateway, dhcp=shifted.dhcp,
-        domain=net.domain or "", static_hosts=tuple(statics))
+        dns_domain=net.domain or "", static_hosts=tuple(statics))
 
 
 def _joined_network_plan(topo: Topology, shifted: Network, team: int, host: Host, bridge: str) -> NetworkPlan:
     """A network joined to an existing host bridge: a bridge-mode libvirt network, no
     gateway or DHCP of libvirt's; the guests set their addresses in `shifted.subnet`."""
     return NetworkPlan(
-        key=shifted.name, name=libvirt_name(topo.lab, team, shifted.name), host=host, mode="bridge",
-        bridge=bridge, subnet=shifted.subnet, gateway=None, dhcp=None, domain="", static_hosts=())
+        name=shifted.name, libvirt_name=libvirt_name(topo.lab, team, shifted.name), host=host, mode="bridge",
+        bridge=bridge, subnet=shifted.subnet, gateway=None, dhcp=None, dns_domain="", static_hosts=())
 
 
 def _mac(topo: Topology, team: int, node: Node, index: int) -> str:
@@ -162,7 +162,7 @@ def _nic_plan(topo: Topology, team: int, node: Node, nic, host: Host) -> NicPlan
     shifted = net.for_team(team)
     joined = host.joined_bridge(net.name) is not None
     return NicPlan(
-        guest_name=nic.guest_name, network_key=net.name, network=libvirt_name(topo.lab, team, net.name),
+        guest_name=nic.guest_name, network=net.name, libvirt_network=libvirt_name(topo.lab, team, net.name),
         mac=_mac(topo, team, node, nic.index),
         ip=net.shift_ip(nic.ip, team) if nic.ip else None,
         prefix=shifted.subnet.prefixlen if shifted.subnet else None,
@@ -171,14 +171,14 @@ def _nic_plan(topo: Topology, team: int, node: Node, nic, host: Host) -> NicPlan
 
 def _node_plan(topo: Topology, team: int, node: Node, host: Host, image: BaseImage,
                memory_scale: float) -> NodePlan:
-    domain = next((n.domain for n in topo.networks if n.domain), None)
+    dns_domain = next((n.domain for n in topo.networks if n.domain), None)
     return NodePlan(
-        key=node.name, name=libvirt_name(topo.lab, team, node.name), host=host, roles=node.roles,
+        name=node.name, domain=libvirt_name(topo.lab, team, node.name), host=host, roles=node.roles,
         memory_mib=max(256, int(node.memory_mib * memory_scale)), vcpus=node.vcpus, image=image,
         nics=tuple(_nic_plan(topo, team, node, nic, host) for nic in node.nics),
         disks=tuple(DiskPlan(d.target, f"{node.name}-{d.target}.qcow2", d.size_bytes, d.bus)
                     for d in node.disks),
-        fqdn=f"{node.name}.{domain}" if domain else node.name, root_bytes=node.root_bytes)
+        fqdn=f"{node.name}.{dns_domain}" if dns_domain else node.name, root_bytes=node.root_bytes)
 
 
 def _slots_on(topo: Topology, net: Network, hosts: dict[str, Host]) -> dict[str, str]:
@@ -243,7 +243,7 @@ def plan_lab(topo: Topology, team: int, hosts: dict[str, Host], images: dict[str
                      for net in topo.networks for host in _hosts_of(topo, net, hosts))
     nodes = tuple(_node_plan(topo, team, node, hosts[node.host], images[node.image], memory_scale)
                   for node in topo.nodes)
-    small = [topo.problem(("nodes", n.key, "disk"), f"the root disk cannot be smaller than image {n.image.name!r} "
+    small = [topo.problem(("nodes", n.name, "disk"), f"the root disk cannot be smaller than image {n.image.name!r} "
                           f"({n.image.virtual_size / 2**30:.1f} GiB)", "leave `disk:` out to keep the image's size")
              for n in nodes if n.root_bytes and n.image.virtual_size and n.root_bytes < n.image.virtual_size]
     if small:

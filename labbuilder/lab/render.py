@@ -17,7 +17,7 @@ from lxml import etree
 from labbuilder.model.names import OWNER_NS
 
 if TYPE_CHECKING:
-    from labbuilder.lab.plan import NodePlan
+    from labbuilder.lab.plan import NetworkPlan, NodePlan
 
 
 @cache
@@ -64,27 +64,27 @@ def _with_hash(template: str, values: dict) -> tuple[str, str]:
     return render_xml(template, **{**values, "owner": {**values["owner"], "plan": digest}}), digest
 
 
-def network_xml(lab: str, team: int, net) -> tuple[str, str]:
+def network_xml(lab: str, team: int, net: NetworkPlan) -> tuple[str, str]:
     """(XML, plan hash) of a planned network."""
     return _with_hash("network.xml.j2", dict(
-        name=net.name, owner={"lab": lab, "team": team, "network": net.key}, mode=net.mode,
-        bridge=net.bridge, domain=net.domain,
+        name=net.libvirt_name, owner={"lab": lab, "team": team, "network": net.name}, mode=net.mode,
+        bridge=net.bridge, domain=net.dns_domain,
         gateway=str(net.gateway) if net.gateway else "", prefix=net.subnet.prefixlen if net.subnet else "",
         dhcp_start=str(net.dhcp[0]) if net.dhcp else "", dhcp_end=str(net.dhcp[1]) if net.dhcp else "",
         hosts=[{"mac": mac, "ip": ip, "name": name} for mac, ip, name in net.static_hosts]))
 
 
-def domain_xml(lab: str, team: int, node, pool: str, domain_type: str, created: int) -> tuple[str, str]:
+def domain_xml(lab: str, team: int, node: NodePlan, pool: str, domain_type: str, created: int) -> tuple[str, str]:
     """(XML, plan hash) of a planned node's domain; `created` (epoch seconds) gives `status` its age."""
     disks = [{"pool": pool, "volume": node.vda, "target": "vda", "format": "qcow2", "bus": "virtio"}]
     # virtio disks are vdX; scsi/sata ones sdX (sda is the seed cdrom, so vdb → sdb).
     disks += [{"pool": pool, "volume": d.volume, "format": "qcow2", "bus": d.bus,
                "target": d.target if d.bus == "virtio" else "sd" + d.target[2:]} for d in node.disks]
     return _with_hash("domain.xml.j2", dict(
-        domain_type=domain_type, name=node.name, owner={"lab": lab, "team": team, "node": node.key, "created": created},
+        domain_type=domain_type, name=node.domain, owner={"lab": lab, "team": team, "node": node.name, "created": created},
         memory_mib=node.memory_mib, vcpus=node.vcpus, disks=disks,
         seed={"pool": pool, "volume": node.seed_volume},
-        nics=[{"network": n.network, "mac": n.mac} for n in node.nics],
+        nics=[{"network": n.libvirt_network, "mac": n.mac} for n in node.nics],
         serial_log=serial_log_path(node)))
 
 
@@ -98,4 +98,4 @@ def volume_xml(name: str, capacity: int, fmt: str, backing: str = "") -> str:
 
 def serial_log_path(node: NodePlan) -> str:
     """Where the host's libvirt keeps what the node's serial console prints."""
-    return f"/var/log/libvirt/qemu/{node.name}-serial.log"
+    return f"/var/log/libvirt/qemu/{node.domain}-serial.log"

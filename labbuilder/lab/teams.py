@@ -1,6 +1,7 @@
-"""A class: one command over many teams. Team ranges (`1-20`, `1,3,5-7`), and running a
+"""A class: one command over many teams. Team ranges (`1-20`, `1,3,5-7`), running a
 team's work for each of them in parallel, bounded per lab host, where one team's failure
-does not stop the others."""
+does not stop the others, and `down` of many teams (of one: lab/teardown.py, which a
+`down` loads without this module)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,14 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Generic, Iterable, TypeVar
 
+from labbuilder.lab import teardown
+from labbuilder.lab.hosts import team_dir
 from labbuilder.model.errors import LabError
 from labbuilder.model.names import MAX_TEAM
+from labbuilder.model.request import LabRequest
+from labbuilder.model.topology import load_topology
+from labbuilder.system import locks
+from labbuilder.system.connections import ConnectionPool
 
 T = TypeVar("T")
 _PART = re.compile(r"([0-9]{1,3})(?:-([0-9]{1,3}))?")
@@ -113,6 +120,33 @@ def run_teams(teams: list[int], work: Callable[[int, HostSlots], T], parallel: i
     for t in threads:
         t.join()
     return [results[t] for t in teams]
+
+
+def down_teams(req: LabRequest, teams: list[int], parallel: int, progress_of, done) -> tuple[list, list[str]]:
+    """`down` of each of `teams` in parallel (at most `parallel` per host), each under its
+    own team lock; one team's failure leaves the others going. Then, once, the package
+    cache and private libvirtd if nothing is left in them. Returns (a TeamResult per team,
+    its value the team's removed objects; what else went)."""
+    topo = load_topology(req.topology)
+    hosts = teardown.lab_hosts(topo, req)
+
+    def one(team: int, slots: HostSlots) -> list[str]:
+        conns = ConnectionPool()
+        progress = progress_of(team)
+        try:
+            with slots.hold(h.uri for h in hosts), locks.team_lock(team_dir(topo.lab, team), topo.lab, team):
+                with progress.stage("remove the team's domains, networks and pools"):
+                    return [r for host in hosts for r in teardown.remove_owned(conns, host, topo.lab, team)]
+        finally:
+            conns.close()
+            getattr(progress, "close", lambda: None)()
+
+    results = run_teams(teams, one, parallel, done)
+    conns = ConnectionPool()
+    try:
+        return results, teardown.stop_idle(conns, hosts)
+    finally:
+        conns.close()
 
 
 def failed_summary(results: list[TeamResult]) -> str | None:

@@ -6,21 +6,21 @@ by its name alone.
 `down` runs while the lab's guests take every CPU, and each module it imports is CPU
 they keep: so this loads and checks the topology and finds its hosts, and no more. It
 makes no plan and imports neither rendering, SSH, nor the accelerator probe (lab.py
-does, for the other commands).
+does, for the other commands), nor what starting the package cache or running a class
+needs (`down --teams` is lab/teams.down_teams).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from labbuilder.lab import teams as teams_mod
 from labbuilder.lab.hosts import Host, resolve_hosts, state_root, team_dir
 from labbuilder.lab.observe import owned_pools
 from labbuilder.model import names
 from labbuilder.model.names import is_local_uri
 from labbuilder.model.request import LabRequest
-from labbuilder.model.topology import load_topology
-from labbuilder.system import aptcache, locks, privatelibvirtd, virt
+from labbuilder.model.topology import Topology, load_topology
+from labbuilder.system import aptprocs, locks, privatelibvirtd, virt
 from labbuilder.system.connections import ConnectionPool, parallel
 from labbuilder.system.pause import pause_point
 
@@ -38,52 +38,28 @@ def down(req: LabRequest, all_teams: bool = False) -> Removal:
     land on. A private libvirtd that `up` started for this state directory is stopped too
     once nothing runs in it. Starts nothing: no running private libvirtd is an error."""
     topo = load_topology(req.topology)
-    hosts = _hosts(topo, req)
+    hosts = lab_hosts(topo, req)
     conns = ConnectionPool()
     try:
         with locks.team_lock(team_dir(topo.lab, req.team), topo.lab, req.team, every_team=all_teams):
             removed = []
             for host in hosts:
                 removed += remove_owned(conns, host, topo.lab, None if all_teams else req.team)
-            removed += _stop_idle(conns, hosts)
+            removed += stop_idle(conns, hosts)
     finally:
         conns.close()
     return Removal(topo.lab, req.team, hosts, tuple(removed))
 
 
-def down_teams(req: LabRequest, teams: list[int], parallel: int, progress_of, done) -> tuple[list, list[str]]:
-    """`down` of each of `teams` in parallel (at most `parallel` per host), each under its
-    own team lock; one team's failure leaves the others going. Then, once, the package
-    cache and private libvirtd if nothing is left in them. Returns (a TeamResult per team,
-    its value the team's removed objects; what else went)."""
-    topo = load_topology(req.topology)
-    hosts = _hosts(topo, req)
-
-    def one(team: int, slots) -> list[str]:
-        conns = ConnectionPool()
-        progress = progress_of(team)
-        try:
-            with slots.hold(h.uri for h in hosts), locks.team_lock(team_dir(topo.lab, team), topo.lab, team):
-                with progress.stage("remove the team's domains, networks and pools"):
-                    return [r for host in hosts for r in remove_owned(conns, host, topo.lab, team)]
-        finally:
-            conns.close()
-            getattr(progress, "close", lambda: None)()
-
-    results = teams_mod.run_teams(teams, one, parallel, done)
-    conns = ConnectionPool()
-    try:
-        return results, _stop_idle(conns, hosts)
-    finally:
-        conns.close()
-
-
-def _hosts(topo, req: LabRequest) -> tuple[Host, ...]:
+def lab_hosts(topo: Topology, req: LabRequest) -> tuple[Host, ...]:
+    """The distinct hosts the topology's slots land on; starts no private libvirtd."""
     slots = resolve_hosts(topo, req.connect, req.inventory, state_root(), req.private, start=False)
     return tuple({h.uri: h for h in slots.values()}.values())
 
 
-def _stop_idle(conns: ConnectionPool, hosts: tuple[Host, ...]) -> list[str]:
+def stop_idle(conns: ConnectionPool, hosts: tuple[Host, ...]) -> list[str]:
+    """The package cache and the private libvirtd labbuilder started here, if no lab is
+    left in them (what went, as `down` lists it)."""
     return _stop_idle_package_cache(conns, hosts) + _stop_idle_private_libvirtd(conns, hosts)
 
 
@@ -110,7 +86,7 @@ def _stop_idle_package_cache(conns: ConnectionPool, hosts: tuple[Host, ...]) -> 
     if any(virt.owned_objects(conns(h)) for h in hosts if is_local_uri(h.uri)):
         return []
 
-    aptcache.stop(aptcache.PackageCache(cache_dir, aptcache.PORT, None))
+    aptprocs.stop(cache_dir)
     return ["package cache (no lab left on this machine)"]
 
 

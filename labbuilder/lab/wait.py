@@ -21,7 +21,7 @@ SSH_PROBE = 2.0  # SSH, once the leases are there
 
 def wait_ready(plan: LabPlan, conns: ConnectionPool, access: ssh.Access, progress: Progress,
                nodes: list[NodePlan] | None = None, timeout: float = 1200) -> dict[str, str]:
-    """Wait until each node has its fixed leases and answers on SSH; node key → address.
+    """Wait until each node has its fixed leases and answers on SSH; node name → address.
     Boot events drive it: the guest agent connecting says a guest is up (before that,
     leases are looked at only every 10 s, for guests without an agent), and a domain
     that stops or crashes ends the wait at once instead of at the timeout."""
@@ -29,10 +29,10 @@ def wait_ready(plan: LabPlan, conns: ConnectionPool, access: ssh.Access, progres
     ready: dict[str, str] = {}
 
     def one(node: NodePlan) -> None:
-        ready[node.key] = wait_guest(conns(node.host), node.name, lambda: _ready_address(conns, node),
-                                     lambda a: access.target(a, node.name, node.host.runtime.ssh_prefix), timeout,
+        ready[node.name] = wait_guest(conns(node.host), node.domain, lambda: _ready_address(conns, node),
+                                     lambda a: access.target(a, node.domain, node.host.runtime.ssh_prefix), timeout,
                                      lambda: _no_lease(conns, node, timeout))
-        progress.step(f"{len(ready)}/{len(nodes)} answer on SSH ({node.key})")
+        progress.step(f"{len(ready)}/{len(nodes)} answer on SSH ({node.name})")
 
     with progress.stage(f"wait for {len(nodes)} node(s) to answer on SSH"):
         parallel([lambda n=n: one(n) for n in nodes])
@@ -42,7 +42,7 @@ def wait_ready(plan: LabPlan, conns: ConnectionPool, access: ssh.Access, progres
 def node_leases(conns: ConnectionPool, node: NodePlan) -> dict[str, str]:
     """MAC → leased IPv4 on every DHCP network the node has a NIC on."""
     leases: dict[str, str] = {}
-    for net in {n.network for n in node.nics if n.dhcp}:
+    for net in {n.libvirt_network for n in node.nics if n.dhcp}:
         if virt.network_info(conns(node.host), net):
             leases.update(virt.network_leases(conns(node.host), net))
     return leases
@@ -89,5 +89,5 @@ def _ready_address(conns: ConnectionPool, node: NodePlan) -> str | None:
 
 def _no_lease(conns: ConnectionPool, node: NodePlan, timeout: float) -> str:
     pending, _ = _pending(conns, node)
-    return (f"{node.key}: no lease for {', '.join(n.guest_name for n in pending) or 'any NIC'} "
+    return (f"{node.name}: no lease for {', '.join(n.guest_name for n in pending) or 'any NIC'} "
             f"within {timeout:.0f}s (see its serial log on {node.host.name})")

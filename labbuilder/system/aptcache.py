@@ -10,10 +10,10 @@ security) requests are remapped to exactly those URLs, and any other request is 
 Guests reach it at their NAT network's gateway, port 3142, through a relay
 (`aptrelay.py`) that listens on the gateway address, in a private libvirtd's network
 namespace or in the host's, and forwards to 127.0.0.1 here. A relay lives as long as
-its lab network: `stop_relay` when the network goes, and a relay into a namespace ends
-by itself when the namespace does. The daemon we own is stopped by the last lab's
-`down` (`stop_if_idle`: no relay on the host forwards to it any more); its cache dir
-stays, and the next start takes a few milliseconds. Everything is stopped by pid.
+its lab network: `aptprocs.stop_relay` when the network goes, and a relay into a
+namespace ends by itself when the namespace does. The daemon we own is stopped by the
+last lab's `down` (system/aptprocs.py, which finds and stops these processes); its cache
+dir stays, and the next start takes a few milliseconds. Everything is stopped by pid.
 
 Layout of `state_dir` (say $LABBUILDER_STATE/aptcache):
 
@@ -31,24 +31,21 @@ import re
 import socket
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from labbuilder.model.errors import HostError, ToolError
-from labbuilder.system import locks, procs
+from labbuilder.system import procs
+from labbuilder.system.aptprocs import BINARY, RELAY_SCRIPT, STOP_TIMEOUT, daemon_pid, host_lock, relay_pid, relay_pids
 from labbuilder.system.run import run
 
 PORT = 3142
 MAX_PORT = 32767  # apt-cacher-ng 3.7.4 fails to bind above ("Error resolving address for binding")
-BINARY = Path("/usr/sbin/apt-cacher-ng")
 SUPPORT_DIR = Path("/usr/lib/apt-cacher-ng")
 APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
 OS_RELEASE = Path("/etc/os-release")
-RELAY_SCRIPT = Path(__file__).with_name("aptrelay.py")
 START_TIMEOUT = 10.0
-STOP_TIMEOUT = 10.0
 PROBE_TIMEOUT = 3.0
 _POLL = 0.05
 _SOCKET_PATH_MAX = 107
@@ -106,7 +103,7 @@ def ensure_running(state_dir: Path, port: int = PORT) -> PackageCache:
     if not 0 < port <= MAX_PORT:
         raise HostError(f"port {port} for the guests' package cache: apt-cacher-ng listens "
                         f"only on ports 1 to {MAX_PORT}")
-    with _host_lock():
+    with host_lock():
         return _ensure(state_dir, port)
 
 
@@ -118,48 +115,19 @@ def relay_into_namespace(cache: PackageCache, netns: str | Path | None, listen_i
     The cache is started again if it went away meanwhile."""
     listen_ip = str(ipaddress.IPv4Address(listen_ip))
     pidfile = _relay_pidfile(cache.state_dir, netns, listen_ip, port)
-    with _host_lock():
+    with host_lock():
         cache = _ensure(cache.state_dir, cache.port)
-        pid = _relay_pid(pidfile) or _start_relay(cache, netns, listen_ip, port, pidfile)
+        pid = relay_pid(pidfile) or _start_relay(cache, netns, listen_ip, port, pidfile)
     return Relay(pidfile, pid, listen_ip, port)
 
 
 def relays(state_dir: Path) -> list[Relay]:
     """The relays started from `state_dir` that still run."""
     found = []
-    for pidfile in sorted((Path(state_dir) / "relays").glob("*.pid")):
-        pid = _relay_pid(pidfile)
-        if pid is not None:
-            _, ip, port = pidfile.stem.rsplit("-", 2)
-            found.append(Relay(pidfile, pid, ip, int(port)))
+    for pidfile, pid in relay_pids(state_dir).items():
+        _, ip, port = pidfile.stem.rsplit("-", 2)
+        found.append(Relay(pidfile, pid, ip, int(port)))
     return found
-
-
-def stop_relay(relay: Relay) -> None:
-    """Stop one relay (by its recorded pid), e.g. when its lab network is removed."""
-    if _relay_pid(relay.pidfile) == relay.pid:
-        procs.terminate([relay.pid], STOP_TIMEOUT)
-    if procs.read_pid(relay.pidfile) == relay.pid:  # not a newer relay's
-        relay.pidfile.unlink(missing_ok=True)
-
-
-def stop(cache: PackageCache) -> None:
-    """Stop every relay started from the cache's state dir, and the daemon it owns if one
-    runs (found again from the state dir: `cache` may predate a restart)."""
-    with _host_lock():
-        for relay in relays(cache.state_dir):
-            stop_relay(relay)
-        _stop_daemon(cache.state_dir)
-
-
-def stop_if_idle(cache: PackageCache) -> bool:
-    """Stop the daemon the cache's state dir owns once no relay on this host forwards to
-    it (the last lab's `down`); its cache stays on disk for the next start. True if it
-    was stopped; a cache we do not own is never stopped."""
-    with _host_lock():
-        if _relays_to(cache.port):
-            return False
-        return _stop_daemon(cache.state_dir)
 
 
 def host_mirrors(sources: Iterable[Path] = APT_SOURCES, os_release: Path = OS_RELEASE) -> Mirrors:
@@ -209,7 +177,7 @@ def render_config(state_dir: Path, port: int, mirrors: Mirrors) -> str:
 
 
 def _ensure(state_dir: Path, port: int) -> PackageCache:
-    pid = _daemon_pid(state_dir)
+    pid = daemon_pid(state_dir)
     if pid is not None and _serves(pid, port):
         return PackageCache(state_dir, port, pid)
     if pid is not None:
@@ -250,32 +218,16 @@ def _wait_serving(state_dir: Path, port: int, said: str) -> int:
     with the last thing it said (it exits 0 even when it cannot listen)."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        pid = _daemon_pid(state_dir)
+        pid = daemon_pid(state_dir)
         if pid is not None and _serves(pid, port) and _probe(port) == "apt-cacher-ng":
             return pid
         time.sleep(_POLL)
-    pid = _daemon_pid(state_dir)
+    pid = daemon_pid(state_dir)
     if pid is not None:
         procs.terminate([pid], STOP_TIMEOUT)
     why = _last_line(_read(state_dir / "log" / "apt-cacher.err")) or _last_line(said) or "no answer"
     raise HostError(f"apt-cacher-ng did not start on 127.0.0.1:{port}: {why} "
                     f"(see {state_dir / 'log'})")
-
-
-def _stop_daemon(state_dir: Path) -> bool:
-    """Stop the daemon started from `state_dir`, if it runs; True if it did."""
-    pid = _daemon_pid(state_dir)
-    if pid is not None:
-        procs.terminate([pid], STOP_TIMEOUT)
-    return pid is not None
-
-
-def _daemon_pid(state_dir: Path) -> int | None:
-    """The pid in acng.pid if it is an apt-cacher-ng running with our conf dir."""
-    pid = procs.read_pid(state_dir / "acng.pid")
-    argv = procs.cmdline(pid) if pid is not None else []
-    ours = argv and Path(argv[0]).name == BINARY.name and str(state_dir / "conf") in argv
-    return pid if ours else None
 
 
 def _probe(port: int) -> str:
@@ -344,29 +296,10 @@ def _start_relay(cache: PackageCache, netns: str | Path | None, ip: str, port: i
         run(argv, timeout=START_TIMEOUT)
     except ToolError as e:
         raise HostError(_last_line(e.stderr) or f"the package cache relay to {ip}:{port} did not start") from None
-    pid = _relay_pid(pidfile)
+    pid = relay_pid(pidfile)
     if pid is None:
         raise HostError(f"the package cache relay to {ip}:{port} exited at once")
     return pid
-
-
-def _relay_pid(pidfile: Path) -> int | None:
-    """The pid in `pidfile` if it is a relay started with that pidfile."""
-    pid = procs.read_pid(pidfile)
-    argv = procs.cmdline(pid) if pid is not None else []
-    return pid if str(RELAY_SCRIPT) in argv and str(pidfile) in argv else None
-
-
-def _relays_to(port: int) -> list[int]:
-    """Every relay process on this host forwarding to 127.0.0.1:`port`, whoever started it."""
-    pids = (int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit())
-    return [pid for pid in pids if _is_relay_to(procs.cmdline(pid), port)]
-
-
-def _is_relay_to(argv: list[str], port: int) -> bool:
-    if len(argv) < 2 or Path(argv[1]).name != RELAY_SCRIPT.name or "--upstream" not in argv:
-        return False
-    return argv[argv.index("--upstream") + 1:][:1] == [str(port)]
 
 
 # --- the host's apt sources ------------------------------------------------------------
@@ -449,15 +382,6 @@ def _remap(keys: Iterable[str], targets: Iterable[str]) -> str:
 
 
 # --- processes and files ----------------------------------------------------------------
-
-
-@contextmanager
-def _host_lock() -> Iterator[None]:
-    """One start, relay or stop of a package cache at a time on this host, whatever its
-    state dir or port (one lock for all: each is quick), per user (the file is 0600)."""
-    base = Path("/run/lock") if os.access("/run/lock", os.W_OK) else Path("/tmp")
-    with locks.exclusive(base / f"labbuilder-aptcache-{os.getuid()}.lock", lambda: None):
-        yield
 
 
 def _read(path: Path) -> str:
