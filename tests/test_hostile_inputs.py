@@ -203,7 +203,8 @@ def test_overlaps_are_refused_exactly_when_two_teams_subnets_meet(tmp_path, a, b
 GOOD_URIS = ["qemu:///system", "qemu:///session", "qemu+ssh://root@host-b/system", "qemu+ssh://host-b.example.org/system",
              "qemu+ssh://root@host-b:2222/system?no_tty=1&sshauth=privkey,agent", "qemu+tls://host-b/system?no_verify=1",
              "qemu+tcp://10.0.0.1/system?mode=direct", "qemu+ssh://[2001:db8::1]/system", "qemu+unix:///system",
-             "qemu://host-b/system", "test:///default", "test:///tmp/pytest-of-root/test_x0/test-host.xml"]
+             "qemu://host-b/system", "xen:///system", "xen+ssh://root@dom0/system", "test:///default",
+             "test:///tmp/pytest-of-root/test_x0/test-host.xml"]
 BAD_URIS = {
     "qemu+ext:///system?command=/tmp/x": "transport 'qemu+ext'",
     "qemu+ssh://root@lab/system?command=/tmp/x": "parameter command=",
@@ -224,7 +225,9 @@ BAD_URIS = {
     "qemu+ssh://lab/system#x": "fragment",
     "qemu+ssh://lab/etc/passwd": "neither /system nor /session",
     "test:///../../etc/passwd": "is not /default",
-    "xen+ssh://lab/system": "transport 'xen+ssh'",
+    "xen+ssh://root@dom0/system?command=/tmp/x": "parameter command=",
+    "xen+unix:///system?socket=/tmp/evil.sock": "parameter socket=",
+    "vbox+ssh://lab/system": "transport 'vbox+ssh'",
     "lxc:///": "transport 'lxc'",
     "host-b.example": "not a libvirt URI",
     "qemu+ssh://lab/system extra": "not a libvirt URI",

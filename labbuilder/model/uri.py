@@ -12,10 +12,15 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, urlsplit
 
-TRANSPORTS = ("qemu", "qemu+ssh", "qemu+tls", "qemu+tcp", "qemu+unix", "test")
-REMOTE = ("qemu+ssh", "qemu+tls", "qemu+tcp")  # need a host
+# qemu: KVM/QEMU hosts; xen: a Xen dom0's libxl driver (a domain_type xen lab); test: libvirt's test driver
+DRIVERS = ("qemu", "xen")
+WAYS = ("ssh", "tls", "tcp", "unix")  # a driver's transports: itself or DRIVER+WAY
+TRANSPORTS = (*(d + w for d in DRIVERS for w in ("", *(f"+{w}" for w in WAYS))), "test")
+TRANSPORTS_TEXT = ", ".join(f"{d}[+{'|+'.join(WAYS)}]" for d in DRIVERS) + ", test"
+REMOTE = tuple(f"{d}+{w}" for d in DRIVERS for w in ("ssh", "tls", "tcp"))  # need a host
 PARAMS = ("no_verify", "no_tty", "sshauth", "mode")
 URI_HINT = "e.g. qemu+ssh://root@host-b/system, qemu+tls://host-b/system or qemu:///system"
+XEN_HINT = "reach a dom0 with --connect xen+ssh://root@DOM0/system, or xen:///system on it; docs/design.md, A Xen domU"
 
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}")
 _HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
@@ -36,10 +41,15 @@ def uri_problem(uri: str) -> str | None:
     if not parts.scheme or not parts.netloc and not parts.path.startswith("/"):
         return "not a libvirt URI (transport://[user@host]/path)"
     if parts.scheme not in TRANSPORTS:
-        return f"transport {parts.scheme!r} is not one labbuilder connects with ({', '.join(TRANSPORTS)})"
+        return f"transport {parts.scheme!r} is not one labbuilder connects with ({TRANSPORTS_TEXT})"
     if parts.fragment or uri.endswith("#"):
         return "a '#' fragment is not allowed"
     return _server_problem(parts) or _path_problem(parts) or _query_problem(parts.query)
+
+
+def uri_driver(uri: str) -> str:
+    """The libvirt driver a URI reaches: qemu, xen or test (its transport's first word)."""
+    return urlsplit(uri).scheme.partition("+")[0]
 
 
 def _server_problem(parts) -> str | None:
@@ -48,7 +58,7 @@ def _server_problem(parts) -> str | None:
     host = host if colon else hostport
     if parts.scheme in REMOTE and not hostport:
         return f"no host: transport {parts.scheme} reaches another machine"
-    if parts.scheme in ("qemu+unix", "test") and parts.netloc:
+    if parts.scheme in ("qemu+unix", "xen+unix", "test") and parts.netloc:
         return f"a host with transport {parts.scheme}, which is this machine's"
     if at and not _USER.fullmatch(user):
         return f"user {user!r} is not a user name"
