@@ -4,7 +4,7 @@ PY      := $(VENV)/bin/python
 APT_PKGS := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients \
             libguestfs-tools python3-guestfs python3-libvirt python3-venv dnsmasq-base \
             mmdebstrap iptables libxml2-utils openssh-client util-linux iproute2 apt-cacher-ng \
-            chromium vagrant vagrant-libvirt
+            chromium vagrant vagrant-libvirt libvirt-daemon-driver-xen
 
 .PHONY: setup compile lab test unit lint bench acceptance clean
 

@@ -56,14 +56,15 @@ def test_rdo_course_keeps_its_fixed_macs_and_leases():
 
 def _rendered(name, team=1):
     plan = _plan(name, team)
-    want = diff.render_plan(plan, "qemu", now=0)
+    xen = load_topology(REPO / "topologies" / f"{name}.yaml").domain_type == "xen"
+    want = diff.render_plan(plan, "xen" if xen else "qemu", now=0)
     return ({r.libvirt_name: r.xml for r in want.networks.values()},
             {r.libvirt_name: r.xml for r in want.domains.values()})
 
 
 @pytest.mark.skipif(shutil.which("virt-xml-validate") is None, reason="virt-xml-validate missing")
 @pytest.mark.subprocess("virt-xml-validate")
-@pytest.mark.parametrize("lab", ["gridka", "rdo-course", "diablo-aio", "demo"])
+@pytest.mark.parametrize("lab", ["gridka", "rdo-course", "diablo-aio", "demo", "xcp-domu"])
 def test_rendered_xml_passes_libvirt_schemas(lab, tmp_path):
     networks, domains = _rendered(lab)
     for kind, docs in (("network", networks), ("domain", domains)):
@@ -74,8 +75,9 @@ def test_rendered_xml_passes_libvirt_schemas(lab, tmp_path):
             assert proc.returncode == 0, f"{name}: {proc.stderr or proc.stdout}"
 
 
-def test_gridka_xml_matches_golden_files(golden):
-    networks, domains = _rendered("gridka")
+@pytest.mark.parametrize("lab", ["gridka", "xcp-domu"])
+def test_rendered_xml_matches_golden_files(lab, golden):
+    networks, domains = _rendered(lab)
     for name, xml in {**networks, **domains}.items():
         golden(f"xml/{name}.xml", xml)
 

@@ -17,6 +17,7 @@ from labbuilder.system import privatelibvirtd
 
 SYSTEM_SOCKET = Path("/run/libvirt/libvirt-sock")
 SYSTEM_URI = "qemu:///system"
+XEN_URI = "xen:///system"  # libvirt's xen (libxl) driver on a Xen dom0
 STATE_ENV = "LABBUILDER_STATE"
 
 
@@ -95,12 +96,18 @@ def _private_uri(state_dir: Path) -> str:
 PRIVATE_DIRS = PrivateDirs(uri=_private_uri, unfit=privatelibvirtd.unfit_state_dir)
 
 
-def _default_host(connect: str | None, root: Path, private: bool, start: bool | None) -> Host | None:
+def system_uri(topo: Topology) -> str:
+    """The local host's libvirt driver for the topology's domains: QEMU's, or Xen's for domain_type xen."""
+    return XEN_URI if topo.domain_type == "xen" else SYSTEM_URI
+
+
+def _default_host(connect: str | None, root: Path, private: bool, start: bool | None, system: str) -> Host | None:
     """Where a slot lands without an inventory entry: --connect, else the local host's
-    libvirtd or, with `private`, the private one (None if it does not run and `start` is False)."""
+    libvirtd (`system`, its URI) or, with `private`, the private one (None if it does not
+    run and `start` is False)."""
     if connect:
         return Host(connect)
-    return private_host(root / "libvirtd", start) if private else Host(SYSTEM_URI)
+    return private_host(root / "libvirtd", start) if private else Host(system)
 
 
 def resolve_hosts(topo: Topology, connect: str | None, inventory: Path | None,
@@ -110,11 +117,12 @@ def resolve_hosts(topo: Topology, connect: str | None, inventory: Path | None,
     (its libvirtd, or a private one under `root`). The inventory is checked whole, and
     `check` is given where each slot lands (URI and bridges), before a private libvirtd is
     started (`start` as for private_host). Slots on one libvirt URI get one Host, with the
-    bridges the inventory joins there."""
+    bridges the inventory joins there. A domain_type xen lab lands on the local Xen driver,
+    never on a private libvirtd of its own (QEMU's), unless `private` asks for one."""
     check_connect(connect)
     if not connect and private is None:
-        private = not system_libvirtd_runs()
-    default_uri = connect or (_private_uri(root / "libvirtd") if private else SYSTEM_URI)
+        private = topo.domain_type != "xen" and not system_libvirtd_runs()
+    default_uri = connect or (_private_uri(root / "libvirtd") if private else system_uri(topo))
     listed = load_inventory(inventory, topo, default_uri, PRIVATE_DIRS) if inventory else {}
     shared = {e.lands_on: e.bridges for e in listed.values()}
     entries = [listed.get(h.name) or SlotEntry(h.name, bridges=shared.get(default_uri, ()), lands_on=default_uri)
@@ -123,7 +131,7 @@ def resolve_hosts(topo: Topology, connect: str | None, inventory: Path | None,
         check(_one_host_per_uri({e.slot: Host(e.lands_on, bridges=e.bridges) for e in entries}))
     default = None
     if any(not (e.uri or e.private) for e in entries):
-        default = _default_host(connect, root, bool(private), start)
+        default = _default_host(connect, root, bool(private), start, system_uri(topo))
         if default is None:
             raise TopologyError([Problem(str(root), None, "", "no private libvirtd runs here "
                                          "(nothing was brought up with this state directory)")])

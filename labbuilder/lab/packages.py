@@ -6,7 +6,8 @@
   libvirtd's network namespace, or the host's own) and forwards to the cache on
   127.0.0.1. Each node's seed writes the apt proxy, so role scripts and students'
   `apt-get` need nothing else.
-- direct: the guests use their own sources through NAT; labbuilder sets nothing.
+- direct: the guests use their own sources (through NAT, or the LAN of a host bridge);
+  labbuilder sets nothing.
 - none: the lab needs no packages; no cache is started.
 
 On a remote host labbuilder starts nothing: it expects apt-cacher-ng there on port 3142.
@@ -63,7 +64,7 @@ def gateways(plan: LabPlan) -> dict[Host, set[str]]:
 def describe(plan: LabPlan) -> list[str]:
     """What `plan` says about the package source, a line per host."""
     if plan.packages != "cache":
-        return [f"packages: {plan.packages}" + (" (the guests' own sources, through NAT)"
+        return [f"packages: {plan.packages}" + (" (the guests' own sources; labbuilder sets no proxy)"
                                                 if plan.packages == "direct" else " (no package source is set up)")]
     lines = []
     for host, where in gateways(plan).items():

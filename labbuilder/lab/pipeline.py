@@ -18,12 +18,13 @@ from labbuilder.lab import wait as wait_for
 from labbuilder.lab.apply import ApplyContext
 from labbuilder.lab.diff import Action, ObjectKind
 from labbuilder.lab.hosts import Host, resolve_hosts, state_root, team_dir
-from labbuilder.lab.plan import BaseImage, LabPlan, NetworkPlan, NodePlan, check_host_networks, plan_lab
+from labbuilder.lab.plan import BaseImage, LabPlan, NetworkPlan, NodePlan, check_host_drivers, check_host_networks, plan_lab
 from labbuilder.lab.status import LabStatus, NetworkStatus, NodeStatus
 from labbuilder.model.errors import ConfigError, HostError, LabError, TopologyError
 from labbuilder.model.names import is_local_uri
 from labbuilder.model.request import LabRequest
 from labbuilder.model.topology import Topology, load_topology
+from labbuilder.model.uri import XEN_HINT, uri_driver
 from labbuilder.reporting import Progress
 from labbuilder.system import accel, hostnet, locks, ssh, virt
 from labbuilder.system.connections import ConnectionPool, parallel
@@ -81,8 +82,9 @@ def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = T
     images = find_images(topo, req.image_cache, required=check, planned=planned if start_private is None else None)
     hosts = _hosts(topo, req, start_private)
     plan = plan_lab(topo, req.team, hosts, images, req.memory_scale)
-    lab = Lab(topo, plan, ConnectionPool(), team_dir(topo.lab, req.team), *_domain_type(plan),
+    lab = Lab(topo, plan, ConnectionPool(), team_dir(topo.lab, req.team), *_domain_type(topo, plan),
               host_networks=host_networks or hostnet.HostNetworks(), images_to_build=planned)
+    check_xen_hosts(lab)
     if check:
         lab.observed = check_hosts(lab)
     return lab
@@ -119,10 +121,13 @@ def existing_teams(req: LabRequest) -> list[int]:
 
 
 def _hosts(topo: Topology, req: LabRequest, start_private: bool | None) -> dict[str, Host]:
-    """Host per slot, checked against the topology's networks before a private libvirtd
-    is started."""
-    return resolve_hosts(topo, req.connect, req.inventory, state_root(), req.private, start_private,
-                         check=lambda where: check_host_networks(topo, where))
+    """Host per slot, checked against the topology's networks and domain type before a
+    private libvirtd is started."""
+    def check(where: dict[str, Host]) -> None:
+        check_host_networks(topo, where)
+        check_host_drivers(topo, where)
+
+    return resolve_hosts(topo, req.connect, req.inventory, state_root(), req.private, start_private, check=check)
 
 
 def find_images(topo: Topology, cache: Path | None, required: bool = True,
@@ -183,11 +188,35 @@ def images_to_build(req: LabRequest) -> dict[Path, str]:
     return {recipe: name for name, recipe in planned.items()}
 
 
-def _domain_type(plan: LabPlan) -> tuple[str, str]:
+def _domain_type(topo: Topology, plan: LabPlan) -> tuple[str, str]:
+    """The libvirt domain type of the lab's nodes, and why."""
+    if topo.domain_type == "xen":
+        return "xen", "a Xen PV domU, as the topology says"
     if all(is_local_uri(h.uri) for h in plan.hosts):
         found = accel.detect()
         return found.domain_type, found.reason
     return "kvm", "remote lab hosts are expected to have KVM"
+
+
+def check_xen_hosts(lab: Lab) -> None:
+    """A domain_type xen lab's hosts are Xen dom0s: libvirt's xen driver answers there and
+    runs xen domains (libvirt's test driver takes any domain type). TopologyError, one line
+    per host, if not: a host without the Xen hypervisor has the driver but it never loads."""
+    if lab.domain_type != "xen":
+        return
+    problems = []
+    for host in (h for h in lab.plan.hosts if uri_driver(h.uri) != "test"):
+        try:
+            types = virt.domain_types(lab.conns(host))
+            why = "" if "xen" in types else f"it runs {', '.join(sorted(types)) or 'no'} domains"
+        except HostError as e:
+            why = e.reason or str(e)
+        if why:
+            problems.append(lab.topology.problem(
+                ("domain_type",), f"host {host.name} has no Xen hypervisor (libvirt's xen driver: {why}): "
+                "a domain_type xen lab runs only on a Xen dom0", XEN_HINT))
+    if problems:
+        raise TopologyError(problems)
 
 
 def check_hosts(lab: Lab) -> dict[str, list[virt.HostObject]]:

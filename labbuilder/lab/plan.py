@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 from labbuilder.model.errors import Problem, TopologyError
 from labbuilder.model.names import bridge_name, derived_mac, libvirt_name, pool_name
 from labbuilder.model.topology import Network, Node, Topology
+from labbuilder.model.uri import XEN_HINT, uri_driver
 
 if TYPE_CHECKING:
     from labbuilder.lab.hosts import Host
-
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class NicPlan:
     dhcp: bool  # the guest uses DHCP (its network has DHCP); the lease is fixed if ip is set
     configure: bool
     joined: bool = False  # its network is joined to a host bridge: the host has no address there
+    host_bridge: str = ""  # the existing host bridge it is on (a bridge-mode or joined network); "": libvirt's own
 
 
 @dataclass(frozen=True)
@@ -160,13 +161,14 @@ def _mac(topo: Topology, team: int, node: Node, index: int) -> str:
 def _nic_plan(topo: Topology, team: int, node: Node, nic, host: Host) -> NicPlan:
     net = next(n for n in topo.networks if n.name == nic.network)
     shifted = net.for_team(team)
-    joined = host.joined_bridge(net.name) is not None
+    joined = host.joined_bridge(net.name)
     return NicPlan(
         guest_name=nic.guest_name, network=net.name, libvirt_network=libvirt_name(topo.lab, team, net.name),
         mac=_mac(topo, team, node, nic.index),
         ip=net.shift_ip(nic.ip, team) if nic.ip else None,
         prefix=shifted.subnet.prefixlen if shifted.subnet else None,
-        dhcp=bool(shifted.dhcp) and nic.configure and not joined, configure=nic.configure, joined=joined)
+        dhcp=bool(shifted.dhcp) and nic.configure and not joined, configure=nic.configure, joined=bool(joined),
+        host_bridge=joined or (net.bridge if net.mode == "bridge" else "") or "")
 
 
 def _node_plan(topo: Topology, team: int, node: Node, host: Host, image: BaseImage,
@@ -176,9 +178,14 @@ def _node_plan(topo: Topology, team: int, node: Node, host: Host, image: BaseIma
         name=node.name, domain=libvirt_name(topo.lab, team, node.name), host=host, roles=node.roles,
         memory_mib=max(256, int(node.memory_mib * memory_scale)), vcpus=node.vcpus, image=image,
         nics=tuple(_nic_plan(topo, team, node, nic, host) for nic in node.nics),
-        disks=tuple(DiskPlan(d.target, f"{node.name}-{d.target}.qcow2", d.size_bytes, d.bus)
+        disks=tuple(DiskPlan(_disk_target(topo, d.target), f"{node.name}-{d.target}.qcow2", d.size_bytes, d.bus)
                     for d in node.disks),
         fqdn=f"{node.name}.{dns_domain}" if dns_domain else node.name, root_bytes=node.root_bytes)
+
+
+def _disk_target(topo: Topology, target: str) -> str:
+    """The guest's name of a disk: vdX, or xvdX in a Xen domU (its disks are Xen's)."""
+    return "x" + target if topo.domain_type == "xen" else target
 
 
 def _slots_on(topo: Topology, net: Network, hosts: dict[str, Host]) -> dict[str, str]:
@@ -204,6 +211,20 @@ def check_host_networks(topo: Topology, hosts: dict[str, Host]) -> None:
     problems += _nics_without_address(topo, hosts)
     if problems:
         raise TopologyError(sorted(problems, key=lambda p: p.line or 0))
+
+
+def check_host_drivers(topo: Topology, hosts: dict[str, Host]) -> None:
+    """A domain_type xen lab lands only where libvirt's xen driver is (or its test driver,
+    which takes any domain type): never on QEMU's, a private libvirtd's included. Raises
+    TopologyError naming each slot that lands elsewhere, before anything starts."""
+    if topo.domain_type != "xen":
+        return
+    problems = [topo.problem(("domain_type",), f"host slot {slot} lands on {host.uri}, libvirt's {uri_driver(host.uri)} "
+                             "driver: a domain_type xen lab runs only on a Xen dom0, through libvirt's xen driver",
+                             XEN_HINT)
+                for slot, host in hosts.items() if uri_driver(host.uri) not in ("xen", "test")]
+    if problems:
+        raise TopologyError(problems)
 
 
 def _split_network(topo: Topology, net: Network, hosts: dict[str, Host]) -> Problem | None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import jinja2
 from lxml import etree
 
-from labbuilder.model.names import OWNER_NS
+from labbuilder.model.names import OWNER_NS, pool_dir
 
 if TYPE_CHECKING:
     from labbuilder.lab.plan import NetworkPlan, NodePlan
@@ -76,6 +76,8 @@ def network_xml(lab: str, team: int, net: NetworkPlan) -> tuple[str, str]:
 
 def domain_xml(lab: str, team: int, node: NodePlan, pool: str, domain_type: str, created: int) -> tuple[str, str]:
     """(XML, plan hash) of a planned node's domain; `created` (epoch seconds) gives `status` its age."""
+    if domain_type == "xen":
+        return _with_hash("domain-xen.xml.j2", _xen_domain(lab, team, node, pool, created))
     disks = [{"pool": pool, "volume": node.vda, "target": "vda", "format": "qcow2", "bus": "virtio"}]
     # virtio disks are vdX; scsi/sata ones sdX (sda is the seed cdrom, so vdb → sdb).
     disks += [{"pool": pool, "volume": d.volume, "format": "qcow2", "bus": d.bus,
@@ -86,6 +88,18 @@ def domain_xml(lab: str, team: int, node: NodePlan, pool: str, domain_type: str,
         seed={"pool": pool, "volume": node.seed_volume},
         nics=[{"network": n.libvirt_network, "mac": n.mac} for n in node.nics],
         serial_log=serial_log_path(node)))
+
+
+def _xen_domain(lab: str, team: int, node: NodePlan, pool: str, created: int) -> dict:
+    """A Xen PV domU's values: its volumes by path (libxl reads no pool), xvdX, and the NICs
+    on a host bridge as bridge interfaces (libxl's own way), the others on their network."""
+    disks = [("xvda", node.vda), *((d.target, d.volume) for d in node.disks)]
+    return dict(
+        name=node.domain, owner={"lab": lab, "team": team, "node": node.name, "created": created},
+        memory_mib=node.memory_mib, vcpus=node.vcpus,
+        disks=[{"path": f"{pool_dir(pool)}/{volume}", "target": target, "format": "qcow2"} for target, volume in disks],
+        seed={"path": f"{pool_dir(pool)}/{node.seed_volume}", "target": "xvd" + chr(ord("a") + len(disks))},
+        nics=[{"bridge": n.host_bridge, "network": n.libvirt_network, "mac": n.mac} for n in node.nics])
 
 
 def pool_xml(name: str, path: str) -> str:

@@ -75,7 +75,11 @@ class ToolError(LabError):
 
 
 class HostError(LabError):
-    """A libvirt host could not be reached or refused an operation."""
+    """A libvirt host could not be reached or refused an operation; `reason`: libvirt's own word."""
+
+    def __init__(self, message: str, reason: str = ""):
+        self.reason = reason
+        super().__init__(message)
 
 
 class ImageError(LabError):

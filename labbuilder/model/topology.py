@@ -42,6 +42,9 @@ MIN_DISK_BYTES = 1 << 20
 MAX_DISK_BYTES = 64 << 40  # 64 TiB
 MODES = ("nat", "isolated", "bridge")
 PACKAGE_SOURCES = ("cache", "direct", "none")
+# auto: KVM where it works, else QEMU's TCG (system/accel); xen: a Xen PV domU (libvirt's libxl driver)
+DOMAIN_TYPES = ("auto", "xen")
+MAX_XEN_DISKS = 24  # xvdb … xvdy: the seed takes the disk after the last
 BUSES = ("virtio", "scsi", "sata")
 PRIVATE_BLOCKS = tuple(IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 UNICAST_END = IPv4Address("223.255.255.255")
@@ -152,6 +155,7 @@ class Topology:
     role_dir: str = ""  # where roles/<role>/ step scripts live (absolute)
     vars: Mapping[str, Any] = field(default_factory=dict)  # role variables for the config stage
     packages: str = "cache"  # the guests' package source: cache | direct | none (PACKAGE_SOURCES)
+    domain_type: str = "auto"  # DOMAIN_TYPES
     marks: Mapping[KeyPath, int] = field(default_factory=dict, compare=False, repr=False)
 
     def problem(self, path: KeyPath, message: str, hint: str = "") -> Problem:
@@ -183,7 +187,7 @@ def _check_team(team: int) -> None:
 # ---------------------------------------------------------------------------- loading
 
 _TOP = {"lab": str, "description": str, "image": str, "hosts": dict, "networks": dict,
-        "nodes": dict, "roles": list, "role_dir": str, "vars": dict, "packages": str}
+        "nodes": dict, "roles": list, "role_dir": str, "vars": dict, "packages": str, "domain_type": str}
 _NETWORK = {"mode": str, "subnet": str, "gateway": str, "dhcp": list, "domain": str,
             "per_team": bool, "bridge": str}
 _NODE = {"host": str, "roles": list, "memory": int, "vcpus": int, "image": str, "nics": list,
@@ -220,9 +224,10 @@ def load_topology(path: Path | str) -> Topology:
     role_dir = _role_dir(c, Path(path), top.get("role_dir"), lab)
     role_vars = _vars(c, top.get("vars", {}))
     packages = _packages(c, top.get("packages", "cache"))
+    domain_type = _domain_type(c, top.get("domain_type", "auto"), nodes)
     c.done()
     return Topology(str(path), lab, top.get("description", ""), image, hosts, networks, nodes,
-                    roles, role_dir, MappingProxyType(role_vars), packages, MappingProxyType(dict(marks)))
+                    roles, role_dir, MappingProxyType(role_vars), packages, domain_type, MappingProxyType(dict(marks)))
 
 
 def _packages(c: Checker, value: str) -> str:
@@ -230,6 +235,24 @@ def _packages(c: Checker, value: str) -> str:
         c.problem(("packages",), f"{value!r} is not a package source",
                   "cache (the lab host's apt-cacher-ng, the default), direct (the guests' own sources) "
                   "or none (start no cache)")
+    return value
+
+
+def _domain_type(c: Checker, value: str, nodes: tuple[Node, ...]) -> str:
+    """`domain_type: xen` makes every node a Xen PV domU, whose disks are Xen's (xvdX)."""
+    if value not in DOMAIN_TYPES:
+        c.problem(("domain_type",), f"{value!r} is not a domain type", choice_hint(value, DOMAIN_TYPES, "one of"))
+    if value != "xen":
+        return value
+    for node in nodes:
+        if len(node.disks) > MAX_XEN_DISKS:
+            c.problem(("nodes", node.name, "disks", MAX_XEN_DISKS),
+                      f"at most {MAX_XEN_DISKS} extra disks with domain_type xen: xvdb–xvdy, and the seed takes the next")
+        for disk in node.disks:
+            if disk.bus != "virtio":
+                c.problem(("nodes", node.name, "disks", disk.index, "bus"),
+                          f"bus {disk.bus} is QEMU's: with domain_type xen every disk is a Xen PV disk (xvdX)",
+                          "remove bus")
     return value
 
 

@@ -69,12 +69,18 @@ def connect(uri: str, keepalive: tuple[int, int] = (5, 6)) -> libvirt.virConnect
     try:
         conn = libvirt.open(uri)
     except libvirt.libvirtError as e:
-        raise HostError(f"cannot connect to libvirt at {uri}: {e.get_error_message()}") from None
+        raise HostError(f"cannot connect to libvirt at {uri}: {e.get_error_message()}", e.get_error_message()) from None
     try:
         conn.setKeepAlive(*keepalive)
     except libvirt.libvirtError:
         pass  # a driver without a daemon (test:///) has nothing to keep alive
     return conn
+
+
+def domain_types(conn: libvirt.virConnect) -> set[str]:
+    """The domain types (<domain type=…>) the host's driver runs, from its capabilities."""
+    caps = etree.fromstring(_call("cannot read the host's capabilities", conn.getCapabilities).encode())
+    return {d.get("type") for d in caps.iterfind("guest/arch/domain")}
 
 
 def destroy_all(conn: libvirt.virConnect) -> None:
