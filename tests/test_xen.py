@@ -140,13 +140,14 @@ def test_plan_shows_the_xcp_domu_on_libvirts_test_driver(tmp_path, test_host):
 
 
 @pytest.mark.subprocess(sys.executable)
+@pytest.mark.parametrize("command", ["plan", "up"])
 @pytest.mark.parametrize("where", [("--connect", "qemu:///system"), ("--private",)], ids=["qemu", "private"])
-def test_a_xen_lab_on_qemus_driver_stops_in_one_line_and_changes_nothing(where, tmp_path, golden):
+def test_a_xen_lab_on_qemus_driver_stops_in_one_line_and_changes_nothing(command, where, tmp_path, golden):
     """Refused from where the slot lands, before anything connects or starts (a private
-    libvirtd is QEMU's too)."""
+    libvirtd is QEMU's too), and before `up` builds the image it lacks."""
     state = tmp_path / "state"
     env = {**os.environ, "LABBUILDER_STATE": str(state), "COLUMNS": "300"}
-    proc = _lb("plan", "topologies/xcp-domu.yaml", *where, "--cache", tmp_path / "cache", env=env)
+    proc = _lb(command, "topologies/xcp-domu.yaml", *where, "--cache", tmp_path / "cache", env=env)
     assert proc.returncode == 2 and proc.stdout == ""
     assert len(proc.stderr.splitlines()) == 1
     golden(f"xen-on-{where[-1].strip('-').split(':')[0]}.txt", proc.stderr.replace(str(state), "<state>"))
@@ -158,12 +159,12 @@ def test_a_libvirtd_whose_xen_driver_finds_no_hypervisor_is_named_in_one_line(pr
     """What libvirt's own xen driver says on a host not booted into Xen (here: the driver is
     installed but never loads), as a user of a domain_type xen lab reads it."""
     topo, plan = _plan(REPO / "topologies" / "xcp-domu.yaml", private_libvirtd.uri.replace("qemu+unix", "xen+unix", 1))
-    lab = pipeline.Lab(topo, plan, ConnectionPool(), tmp_path, "xen", "the topology's")
+    conns = ConnectionPool()
     try:
         with pytest.raises(TopologyError) as e:
-            pipeline.check_xen_hosts(lab)
+            pipeline.check_xen_hosts(topo, plan.hosts, conns)
     finally:
-        lab.close()
+        conns.close()
     (line,) = e.value.lines()
     where = f"{topo.path}:{topo.marks[('domain_type',)]}: domain_type: host {plan.hosts[0].uri} "
     assert line.startswith(where + "has no Xen hypervisor (libvirt's xen driver: internal error: libxenlight state "

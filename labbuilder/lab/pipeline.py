@@ -84,7 +84,7 @@ def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = T
     plan = plan_lab(topo, req.team, hosts, images, req.memory_scale)
     lab = Lab(topo, plan, ConnectionPool(), team_dir(topo.lab, req.team), *_domain_type(topo, plan),
               host_networks=host_networks or hostnet.HostNetworks(), images_to_build=planned)
-    check_xen_hosts(lab)
+    check_xen_hosts(topo, plan.hosts, lab.conns)
     if check:
         lab.observed = check_hosts(lab)
     return lab
@@ -181,10 +181,17 @@ def image_recipe(topo: Topology, name: str) -> Path | None:
 
 def images_to_build(req: LabRequest) -> dict[Path, str]:
     """The images the topology names that are not in the cache but have a recipe
-    (image_recipe): recipe → image name, for `up` and `reset` to build first."""
+    (image_recipe): recipe → image name, for `up` and `reset` to build first. A xen
+    lab's hosts are checked first: one without Xen would refuse the lab after the build."""
     topo = load_topology(req.topology)
     planned: dict[str, Path] = {}
     find_images(topo, req.image_cache, planned=planned)
+    if planned and topo.domain_type == "xen":
+        conns = ConnectionPool()
+        try:
+            check_xen_hosts(topo, set(_hosts(topo, req, start_private=None).values()), conns)
+        finally:
+            conns.close()
     return {recipe: name for name, recipe in planned.items()}
 
 
@@ -198,21 +205,21 @@ def _domain_type(topo: Topology, plan: LabPlan) -> tuple[str, str]:
     return "kvm", "remote lab hosts are expected to have KVM"
 
 
-def check_xen_hosts(lab: Lab) -> None:
-    """A domain_type xen lab's hosts are Xen dom0s: libvirt's xen driver answers there and
+def check_xen_hosts(topo: Topology, hosts, conns: ConnectionPool) -> None:
+    """A domain_type xen lab's `hosts` are Xen dom0s: libvirt's xen driver answers there and
     runs xen domains (libvirt's test driver takes any domain type). TopologyError, one line
     per host, if not: a host without the Xen hypervisor has the driver but it never loads."""
-    if lab.domain_type != "xen":
+    if topo.domain_type != "xen":
         return
     problems = []
-    for host in (h for h in lab.plan.hosts if uri_driver(h.uri) != "test"):
+    for host in (h for h in hosts if uri_driver(h.uri) != "test"):
         try:
-            types = virt.domain_types(lab.conns(host))
+            types = virt.domain_types(conns(host))
             why = "" if "xen" in types else f"it runs {', '.join(sorted(types)) or 'no'} domains"
         except HostError as e:
             why = e.reason or str(e)
         if why:
-            problems.append(lab.topology.problem(
+            problems.append(topo.problem(
                 ("domain_type",), f"host {host.name} has no Xen hypervisor (libvirt's xen driver: {why}): "
                 "a domain_type xen lab runs only on a Xen dom0", XEN_HINT))
     if problems:
