@@ -1,6 +1,7 @@
 """Where a lab's host slots land: --connect, a host inventory file (model/inventory), or
 the local host — its running libvirtd if there is one, else a private libvirtd in its
-own namespaces — and what is found about each at run time."""
+own namespaces — and what is found about each at run time. An inventory's pool gives
+the hosts a placement (lab/placement) puts each team's slots on."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from labbuilder.model.errors import Problem, TopologyError
-from labbuilder.model.inventory import PrivateDirs, SlotEntry, check_connect, load_inventory
+from labbuilder.model.inventory import Inventory, PoolHost, PrivateDirs, SlotEntry, check_connect, load_inventory
 from labbuilder.model.topology import Topology
 from labbuilder.system import privatelibvirtd
 
@@ -42,6 +43,7 @@ class Host:
     label: str = ""
     bridges: tuple[tuple[str, str], ...] = ()  # (network, existing host bridge) joined on this host
     runtime: HostRuntime = HostRuntime()
+    pool_name: str = ""  # its name in the inventory's pool, when teams are placed on it by capacity
 
     @property
     def name(self) -> str:
@@ -110,32 +112,83 @@ def _default_host(connect: str | None, root: Path, private: bool, start: bool | 
     return private_host(root / "libvirtd", start) if private else Host(system)
 
 
-def resolve_hosts(topo: Topology, connect: str | None, inventory: Path | None,
-                  root: Path, private: bool | None = None, start: bool | None = True,
-                  check: Callable[[dict[str, Host]], None] | None = None) -> dict[str, Host]:
-    """Host per slot of `topo`: its inventory entry, else --connect, else the local host
-    (its libvirtd, or a private one under `root`). The inventory is checked whole, and
-    `check` is given where each slot lands (URI and bridges), before a private libvirtd is
-    started (`start` as for private_host). Slots on one libvirt URI get one Host, with the
-    bridges the inventory joins there. A domain_type xen lab lands on the local Xen driver,
-    never on a private libvirtd of its own (QEMU's), unless `private` asks for one."""
+def _inventory(topo: Topology, connect: str | None, inventory: Path | None, root: Path,
+               private: bool | None) -> tuple[Inventory, str, bool]:
+    """The inventory checked whole (an empty one without --hosts), where an entry with
+    neither uri nor private lands, and whether that is a private libvirtd. A domain_type
+    xen lab lands on the local Xen driver, never on a private libvirtd of its own (QEMU's),
+    unless `private` asks for one."""
     check_connect(connect)
     if not connect and private is None:
         private = topo.domain_type != "xen" and not system_libvirtd_runs()
     default_uri = connect or (_private_uri(root / "libvirtd") if private else system_uri(topo))
-    listed = load_inventory(inventory, topo, default_uri, PRIVATE_DIRS) if inventory else {}
-    shared = {e.lands_on: e.bridges for e in listed.values()}
-    entries = [listed.get(h.name) or SlotEntry(h.name, bridges=shared.get(default_uri, ()), lands_on=default_uri)
+    found = load_inventory(inventory, topo, default_uri, PRIVATE_DIRS) if inventory else Inventory({})
+    return found, default_uri, bool(private)
+
+
+def resolve_hosts(topo: Topology, connect: str | None, inventory: Path | None,
+                  root: Path, private: bool | None = None, start: bool | None = True,
+                  check: Callable[[dict[str, Host]], None] | None = None,
+                  placed: dict[str, Host] | None = None) -> dict[str, Host]:
+    """Host per slot of `topo`: its inventory entry, else --connect, else the local host
+    (its libvirtd, or a private one under `root`). The inventory is checked whole, and
+    `check` is given where each slot lands (URI and bridges), before a private libvirtd is
+    started (`start` as for private_host). Slots on one libvirt URI get one Host, with the
+    bridges the inventory joins there. An inventory with a pool fixes no slot: `placed`
+    (slot → one of pool_hosts) says where the team's slots were placed."""
+    listed, default_uri, private = _inventory(topo, connect, inventory, root, private)
+    if listed.pool:
+        if placed is None:
+            raise ValueError("an inventory with a pool needs the team's placement")
+        return placed
+    shared = {e.lands_on: e.bridges for e in listed.slots.values()}
+    entries = [listed.slots.get(h.name) or SlotEntry(h.name, bridges=shared.get(default_uri, ()), lands_on=default_uri)
                for h in topo.hosts]
     if check:
         check(_one_host_per_uri({e.slot: Host(e.lands_on, bridges=e.bridges) for e in entries}))
     default = None
     if any(not (e.uri or e.private) for e in entries):
-        default = _default_host(connect, root, bool(private), start, system_uri(topo))
+        default = _default_host(connect, root, private, start, system_uri(topo))
         if default is None:
             raise TopologyError([Problem(str(root), None, "", "no private libvirtd runs here "
                                          "(nothing was brought up with this state directory)")])
     return _one_host_per_uri({e.slot: _host(e, default, start, inventory) for e in entries})
+
+
+def pool_hosts(topo: Topology, connect: str | None, inventory: Path | None, root: Path,
+               private: bool | None = None, start: bool | None = True) -> tuple[tuple[PoolHost, Host], ...] | None:
+    """The hosts of the inventory's pool, in its order, each with its Host (private
+    libvirtds started as `start` says; start False: one that does not run is left out,
+    nothing being there); None if the inventory has no pool."""
+    listed, _, private = _inventory(topo, connect, inventory, root, private)
+    if not listed.pool:
+        return None
+    default = None
+    if any(not (h.entry.uri or h.entry.private) for h in listed.pool):
+        default = _default_host(connect, root, private, start, system_uri(topo))
+    found = []
+    for member in listed.pool:
+        e = member.entry
+        if e.uri:
+            host = Host(e.uri)
+        elif e.private:
+            host = private_host(e.private, start, label=member.name)
+        else:
+            host = default
+        if host is not None:
+            label = member.name + (" (not started yet)" if not host.runtime.running else "")
+            found.append((member, replace(host, label=label, bridges=e.bridges, pool_name=member.name)))
+    return tuple(found)
+
+
+def every_host(topo: Topology, connect: str | None, inventory: Path | None, root: Path,
+               private: bool | None = None, start: bool | None = False) -> tuple[Host, ...]:
+    """Every running host a team of the lab may be on: the pool's, or where its slots land
+    (start False: no private libvirtd running there is an error, as in resolve_hosts)."""
+    pool = pool_hosts(topo, connect, inventory, root, private, start)
+    hosts = [h for _, h in pool] if pool is not None else \
+        resolve_hosts(topo, connect, inventory, root, private, start=start).values()
+    return tuple({h.uri: h for h in hosts if h.runtime.running}.values())
 
 
 def _host(e: SlotEntry, default: Host | None, start: bool | None, inventory: Path | None) -> Host:

@@ -171,7 +171,7 @@ class Checker:
         types = typ if isinstance(typ, tuple) else (typ,)
         ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
         if not ok:
-            want = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
+            want = "a number" if set(types) == {int, float} else " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
             self.problem(path, f"must be {want}, got {short(value)}")
         return ok
 
