@@ -136,18 +136,22 @@ def _class_teams(kwargs, team_range, all_teams, none_ok=False) -> list[int] | No
 
 
 def _run_class(kwargs, teams, parallel, what, work, *, start_private=False, check=False, as_json=False,
-               columns=(), row=None, value=None, before_exit=None):
+               columns=(), row=None, value=None, before_exit=None, show_placement=False):
     """`work(lab, progress)` for each team, in parallel (bounded per host), each team on its
     own progress line; then one table (team, result, time, `columns` from `row(result)`)
     or JSON (`value(result)` per team); exit 1 naming the teams that failed. Every team's
-    lab is opened (planned, and with `check` its hosts checked) before any work starts."""
-    from labbuilder.cli.output import ClassProgress
+    lab is opened (planned, placed on an inventory's pool, and with `check` its hosts
+    checked) before any work starts; `show_placement` prints where they were placed."""
+    from labbuilder.cli.output import ClassProgress, print_placement
     from labbuilder.lab import teams as teams_mod
 
     labs = dict(zip(teams, _open_teams(kwargs, teams, start_private, check)))
+    placed = labs[teams[0]].placement
+    if show_placement and placed:
+        print_placement(placed, f"{labs[teams[0]].plan.lab}: where the teams run", to=console)
     try:
         if check:
-            pipeline.check_class(labs[teams[0]], len(teams))
+            pipeline.check_class(list(labs.values()))
         shared = ClassProgress(console.real, len(teams), what)
 
         def one(team, slots):
@@ -220,10 +224,18 @@ def _plan_json(lab: Lab, actions: list[Action]) -> dict:
 
 @main.command("plan")
 @lab_options
+@click.option("--teams", "team_range", metavar="RANGE",
+              help="Several teams (1-20, 1,3,5-7): where each lands, and the hosts after them.")
+@click.option("--all-teams", is_flag=True, help="Every team of this lab that exists on its hosts.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan_cmd(as_json, **kwargs):
+def plan_cmd(team_range, all_teams, as_json, **kwargs):
     """Show what `up` would create, change or remove on each host; changes nothing
-    (not even starting the private libvirtd `up` would start)."""
+    (not even starting the private libvirtd `up` would start). With --teams: the host of
+    each team's slots (placed by capacity on an inventory's pool, refused if they do not
+    fit) and each host's memory and pool space after them."""
+    teams = _class_teams(kwargs, team_range, all_teams)
+    if teams:
+        return _plan_class(kwargs, teams, as_json)
     lab = _open(kwargs, start_private=None)
     try:
         actions = pipeline.changes(lab)
@@ -239,6 +251,34 @@ def plan_cmd(as_json, **kwargs):
     for name, recipe in lab.images_to_build.items():
         out.print(f"[green]+[/green] build image {name} from {recipe} (up builds it first)", highlight=False)
     print_actions(actions)
+
+
+def _plan_class(kwargs, teams, as_json) -> None:
+    from labbuilder.cli.output import placement_json, print_placement
+    from labbuilder.lab.placement import team_list
+
+    labs = _open_teams(kwargs, teams, start_private=None)
+    for lab in labs:
+        lab.close()
+    placed, title = labs[0].placement, f"{labs[0].plan.lab}: {team_list(teams)}"
+    if as_json:
+        fixed = {"teams": [{"team": lab.plan.team, "slots": _slot_hosts(lab)} for lab in labs]}
+        out.print_json(json.dumps({"lab": labs[0].plan.lab, **(placement_json(placed) if placed else fixed)}))
+    elif placed:
+        print_placement(placed, f"{title} on the pool of {kwargs['inventory']}")
+    else:
+        slots = list(_slot_hosts(labs[0]))
+        table = new_table("team", *(slots if len(slots) > 1 else ["host"]), title=f"{title} (hosts fixed: "
+                          "an inventory with a pool places the teams by capacity)")
+        for lab in labs:
+            table.add_row(str(lab.plan.team), *_slot_hosts(lab).values())
+        out.print(table)
+
+
+def _slot_hosts(lab) -> dict[str, str]:
+    """Slot → the name of the host it lands on."""
+    return {slot.name: next((n.host.name for n in lab.plan.nodes if lab.topology.node(n.name).host == slot.name),
+                            lab.plan.hosts[0].name) for slot in lab.topology.hosts}
 
 
 @main.command("up")
@@ -258,6 +298,7 @@ def up_cmd(team_range, all_teams, parallel, no_wait, no_config, checkpoints, che
         _run_class(kwargs, teams, parallel, "up",
                    lambda lab, progress: _up_team(lab, progress, no_wait, no_config, checkpoints, checks),
                    start_private=True, check=True, as_json=as_json, columns=("changes", "config stage"),
+                   show_placement=True,
                    row=lambda r: [str(r["changes"]), ", ".join(r["roles_run"]) or "-"],
                    value=lambda r: {**r, "status": r["status"].to_json()})
         return

@@ -240,6 +240,35 @@ def print_class(results, as_json: bool, what: str, columns=(), row=None) -> None
     out.print(table)
 
 
+def print_placement(placement, title: str, to=None) -> None:
+    """A class placed on the inventory's pool (lab/placement.Placement): team → host per
+    slot, then each host's memory and pool space after it."""
+    from labbuilder.lab.placement import amount, team_runs
+
+    to = to or out
+    slots = placement.slots if len(placement.slots) > 1 else ("host",)
+    to.print(title, highlight=False)
+    table = new_table("team", *slots, "placement")
+    for team, where in placement.teams.items():
+        state = ("runs there" if team in placement.running else
+                 "[red]does not fit[/red]" if team in placement.unfit else "new")
+        table.add_row(str(team), *where.values(), state)
+    to.print(table)
+    hosts = new_table("host", "teams", "memory promised", "memory left", "pool space left")
+    for h in placement.hosts:
+        hosts.add_row(h.name, team_runs(h.teams) or "-", f"{amount(h.promised)} of {amount(h.memory)}",
+                      amount(h.memory_left), "not known yet" if h.disk_left is None else amount(h.disk_left))
+    to.print(hosts)
+
+
+def placement_json(placement) -> dict:
+    """A Placement as JSON-ready dicts (`plan --teams --json`); sizes in bytes."""
+    return {"teams": [{"team": team, "slots": where, "runs": team in placement.running,
+                       "fits": team not in placement.unfit} for team, where in placement.teams.items()],
+            "hosts": [{"host": h.name, "teams": list(h.teams), "memory": h.memory, "promised": h.promised,
+                       "pool_space_left": h.disk_left} for h in placement.hosts]}
+
+
 def html_page(title: str, columns: list[str], rows: list[list[str]], drawing: str, note: str = "") -> str:
     """A static page: a table (one row per team or node) and the lab's drawing (SVG)."""
     from html import escape as h

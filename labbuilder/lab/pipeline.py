@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ContextManager
@@ -13,15 +14,15 @@ from typing import ContextManager
 import yaml
 
 from labbuilder.image import cache as image_cache
-from labbuilder.lab import apply, checkpoints, checks, config_stage, diff, glance, handout, observe, packages, render
+from labbuilder.lab import apply, checkpoints, checks, config_stage, diff, glance, handout, observe, packages, placement, render
 from labbuilder.lab import wait as wait_for
 from labbuilder.lab.apply import ApplyContext
 from labbuilder.lab.diff import Action, ObjectKind
-from labbuilder.lab.hosts import Host, resolve_hosts, state_root, team_dir
+from labbuilder.lab.hosts import Host, every_host, pool_hosts, resolve_hosts, state_root, team_dir
 from labbuilder.lab.plan import BaseImage, LabPlan, NetworkPlan, NodePlan, check_host_drivers, check_host_networks, plan_lab
 from labbuilder.lab.status import LabStatus, NetworkStatus, NodeStatus
-from labbuilder.model.errors import ConfigError, HostError, LabError, TopologyError
-from labbuilder.model.names import is_local_uri
+from labbuilder.model.errors import ConfigError, HostError, LabError, PlacementError, TopologyError
+from labbuilder.model.names import BASE_POOL, any_lab_pool, is_local_uri
 from labbuilder.model.request import LabRequest
 from labbuilder.model.topology import Topology, load_topology
 from labbuilder.model.uri import XEN_HINT, uri_driver
@@ -48,6 +49,7 @@ class Lab:
     # The local hosts' routes and bridges, read once per command: its teams' labs share it.
     host_networks: hostnet.HostNetworks = field(default_factory=hostnet.HostNetworks)
     images_to_build: dict[str, Path] = field(default_factory=dict)  # `plan`: image name → its recipe
+    placement: placement.Placement | None = None  # the command's teams on the inventory's pool
 
     @property
     def ssh_key(self) -> Path:
@@ -69,21 +71,35 @@ class Lab:
         self.conns.close()
 
 
+@dataclass(frozen=True)
+class Placed:
+    """A command's teams placed on the inventory's pool: the placement, and each team's
+    Host per slot."""
+
+    placement: placement.Placement
+    hosts: dict[int, dict[str, Host]]
+
+
 def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = True,
-             host_networks: hostnet.HostNetworks | None = None) -> Lab:
+             host_networks: hostnet.HostNetworks | None = None, placed: Placed | None = None) -> Lab:
     """Load and validate the topology, find its images and hosts, plan it; with `check`
     (commands that create things), check the hosts for clashing subnets and MACs.
     `start_private`: start a private libvirtd if one is needed and none runs; False: fail
     then; None: plan against a stand-in for it (nothing exists there yet).
-    `host_networks`: the command's reader of the local hosts' routes and bridges."""
+    `host_networks`: the command's reader of the local hosts' routes and bridges;
+    `placed`: the command's teams on the inventory's pool (place_teams), if it has one."""
     topo = load_topology(req.topology)
     planned: dict[str, Path] = {}
     # `plan` (start_private None) shows images it would build; up and reset build them first.
     images = find_images(topo, req.image_cache, required=check, planned=planned if start_private is None else None)
-    hosts = _hosts(topo, req, start_private)
+    placed = placed or place_teams(topo, req, [req.team], start_private, refuse=check)
+    hosts = placed.hosts[req.team] if placed else _hosts(topo, req, start_private)
+    if placed:
+        check_host_drivers(topo, hosts)  # a xen lab on a pool of QEMU hosts
     plan = plan_lab(topo, req.team, hosts, images, req.memory_scale)
     lab = Lab(topo, plan, ConnectionPool(), team_dir(topo.lab, req.team), *_domain_type(topo, plan),
-              host_networks=host_networks or hostnet.HostNetworks(), images_to_build=planned)
+              host_networks=host_networks or hostnet.HostNetworks(), images_to_build=planned,
+              placement=placed.placement if placed else None)
     check_xen_hosts(topo, plan.hosts, lab.conns)
     if check:
         lab.observed = check_hosts(lab)
@@ -92,32 +108,84 @@ def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = T
 
 def open_labs(reqs: list[LabRequest], start_private: bool | None = True, check: bool = True) -> list[Lab]:
     """open_lab for each request of one command (its teams), which share one reader of the
-    local hosts' routes and bridges: each is read once, not once per team."""
+    local hosts' routes and bridges (each is read once, not once per team) and, with a
+    pool, one placement: with `check`, refused (PlacementError) if the teams do not fit."""
     host_networks = hostnet.HostNetworks()
-    return [open_lab(req, start_private, check, host_networks) for req in reqs]
+    placed = place_teams(load_topology(reqs[0].topology), reqs[0], [r.team for r in reqs], start_private, check)
+    return [open_lab(req, start_private, check, host_networks, placed) for req in reqs]
 
 
-def check_class(lab: Lab, teams: int) -> None:
-    """Before a command changes `teams` teams (more than one) on `lab`'s hosts: fixed MACs
-    (the topology's own) allow one team per host, so several on one host would clash
-    halfway; refused with the MAC's line."""
-    fixed = [(node.name, nic.index) for node in lab.topology.nodes for nic in node.nics if nic.mac]
-    if teams > 1 and fixed and len({h.uri for h in lab.plan.hosts}) == 1:
+def place_teams(topo: Topology, req: LabRequest, teams: list[int], start_private: bool | None,
+                refuse: bool) -> Placed | None:
+    """The teams on the inventory's pool by capacity (lab/placement), from what its hosts
+    have and where the lab's teams run (their domains' ownership); None without a pool.
+    With `refuse`, teams that do not fit are a PlacementError; else they are placed as
+    they would be were the hosts larger (status shows them "not created" there)."""
+    pool = pool_hosts(topo, req.connect, req.inventory, state_root(), req.private, start_private)
+    if pool is None:
+        return None
+    conns = ConnectionPool()
+    try:
+        seen = parallel([lambda m=m, h=h: _read_capacity(conns, m, h) for m, h in pool])
+    finally:
+        conns.close()
+    found = placement.running_placement(topo, {h.pool_name: [
+        (int(o.owner["team"]), o.owner.get("node", "")) for o in virt.owned(objects, topo.lab)
+        if o.kind == "domain" and o.owner.get("team", "").isdigit()] for (_, h), (objects, _) in zip(pool, seen)})
+    rooms = tuple(placement.host_room(m, capacity) for (m, _), (_, capacity) in zip(pool, seen))
+    result = placement.place(teams, placement.slot_needs(topo, req.memory_scale), rooms, found)
+    if refuse and result.unfit:
+        raise PlacementError(result.refusal())
+    by_name = {h.pool_name: h for _, h in pool}
+    return Placed(result, {t: {slot: by_name[name] for slot, name in slots.items()}
+                           for t, slots in result.teams.items()})
+
+
+def _read_capacity(conns: ConnectionPool, member, host: Host) -> tuple[list[virt.HostObject], placement.HostCapacity]:
+    """What is on a pool host and what it has room for (a private libvirtd not started yet:
+    nothing, and this machine's memory)."""
+    if not host.runtime.running:
+        return [], placement.HostCapacity(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    conn = conns(host)
+    objects = virt.observe(conn)
+    return objects, _host_capacity(conn, objects, lab_volumes=member.disk is not None)
+
+
+def _host_capacity(conn, objects: list[virt.HostObject], lab_volumes: bool) -> placement.HostCapacity:
+    """What a lab host has room for, read from libvirt: its memory; the memory of its
+    running domains and of labbuilder's defined ones (`up` starts them), from `objects`;
+    the free space of labbuilder's base pool (else of libvirt's `default` pool, on the
+    same disk as a rule); with `lab_volumes`, what labbuilder's volumes take there."""
+    promised = sum(o.memory_kib << 10 for o in objects if o.kind == "domain" and (o.active or o.owner))
+    return placement.HostCapacity(virt.node_memory(conn), promised,
+                                  virt.first_pool_free(conn, (BASE_POOL, "default")),
+                                  virt.pools_allocation(conn, any_lab_pool) if lab_volumes else 0)
+
+
+def check_class(labs: list[Lab]) -> None:
+    """Before a command changes several teams: fixed MACs (the topology's own) allow one
+    team per host, so several on one host would clash halfway; refused with the MAC's line."""
+    topology = labs[0].topology
+    fixed = [(node.name, nic.index) for node in topology.nodes for nic in node.nics if nic.mac]
+    sharing = max(Counter(h.uri for lab in labs for h in lab.plan.hosts).values(), default=0)
+    if fixed and sharing > 1:
         node, index = fixed[0]
-        raise TopologyError([lab.topology.problem(
-            ("nodes", node, "nics", index, "mac"), f"fixed MACs allow one team per host, and {teams} teams "
+        raise TopologyError([topology.problem(
+            ("nodes", node, "nics", index, "mac"), f"fixed MACs allow one team per host, and {sharing} teams "
             "would share it", "run one team per lab host (an inventory per team), or leave the MACs out")])
 
 
 def existing_teams(req: LabRequest) -> list[int]:
-    """The teams of the topology's lab that own anything on its hosts (found by ownership
-    metadata, as `down` finds them); starts nothing."""
-    lab = open_lab(req, start_private=None, check=False)  # no private libvirtd yet: no team
+    """The teams of the topology's lab that own anything on its hosts (the pool's, or where
+    its slots land), found by ownership metadata as `down` finds them; starts nothing."""
+    topo = load_topology(req.topology)
+    hosts = every_host(topo, req.connect, req.inventory, state_root(), req.private, start=None)
+    conns = ConnectionPool()
     try:
-        return sorted({int(o.owner["team"]) for h in lab.plan.hosts if h.runtime.running
-                       for o in virt.owned_objects(lab.conns(h), lab.plan.lab) if o.owner.get("team", "").isdigit()})
+        return sorted({int(o.owner["team"]) for h in hosts for o in virt.owned_objects(conns(h), topo.lab)
+                       if o.owner.get("team", "").isdigit()})
     finally:
-        lab.close()
+        conns.close()
 
 
 def _hosts(topo: Topology, req: LabRequest, start_private: bool | None) -> dict[str, Host]:

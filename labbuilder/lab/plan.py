@@ -171,12 +171,17 @@ def _nic_plan(topo: Topology, team: int, node: Node, nic, host: Host) -> NicPlan
         host_bridge=joined or (net.bridge if net.mode == "bridge" else "") or "")
 
 
+def node_memory_mib(node: Node, memory_scale: float = 1.0) -> int:
+    """A node's memory with --memory-scale, never below 256 MiB."""
+    return max(256, int(node.memory_mib * memory_scale))
+
+
 def _node_plan(topo: Topology, team: int, node: Node, host: Host, image: BaseImage,
                memory_scale: float) -> NodePlan:
     dns_domain = next((n.domain for n in topo.networks if n.domain), None)
     return NodePlan(
         name=node.name, domain=libvirt_name(topo.lab, team, node.name), host=host, roles=node.roles,
-        memory_mib=max(256, int(node.memory_mib * memory_scale)), vcpus=node.vcpus, image=image,
+        memory_mib=node_memory_mib(node, memory_scale), vcpus=node.vcpus, image=image,
         nics=tuple(_nic_plan(topo, team, node, nic, host) for nic in node.nics),
         disks=tuple(DiskPlan(_disk_target(topo, d.target), f"{node.name}-{d.target}.qcow2", d.size_bytes, d.bus)
                     for d in node.disks),

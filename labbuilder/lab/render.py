@@ -67,8 +67,8 @@ def _with_hash(template: str, values: dict) -> tuple[str, str]:
 def network_xml(lab: str, team: int, net: NetworkPlan) -> tuple[str, str]:
     """(XML, plan hash) of a planned network."""
     return _with_hash("network.xml.j2", dict(
-        name=net.libvirt_name, owner={"lab": lab, "team": team, "network": net.name}, mode=net.mode,
-        bridge=net.bridge, domain=net.dns_domain,
+        name=net.libvirt_name, owner={"lab": lab, "team": team, "network": net.name, "host": net.host.pool_name},
+        mode=net.mode, bridge=net.bridge, domain=net.dns_domain,
         gateway=str(net.gateway) if net.gateway else "", prefix=net.subnet.prefixlen if net.subnet else "",
         dhcp_start=str(net.dhcp[0]) if net.dhcp else "", dhcp_end=str(net.dhcp[1]) if net.dhcp else "",
         hosts=[{"mac": mac, "ip": ip, "name": name} for mac, ip, name in net.static_hosts]))
@@ -83,7 +83,8 @@ def domain_xml(lab: str, team: int, node: NodePlan, pool: str, domain_type: str,
     disks += [{"pool": pool, "volume": d.volume, "format": "qcow2", "bus": d.bus,
                "target": d.target if d.bus == "virtio" else "sd" + d.target[2:]} for d in node.disks]
     return _with_hash("domain.xml.j2", dict(
-        domain_type=domain_type, name=node.domain, owner={"lab": lab, "team": team, "node": node.name, "created": created},
+        domain_type=domain_type, name=node.domain,
+        owner={"lab": lab, "team": team, "node": node.name, "host": node.host.pool_name, "created": created},
         memory_mib=node.memory_mib, vcpus=node.vcpus, disks=disks,
         seed={"pool": pool, "volume": node.seed_volume},
         nics=[{"network": n.libvirt_network, "mac": n.mac} for n in node.nics],

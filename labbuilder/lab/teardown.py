@@ -3,6 +3,9 @@ on its hosts (no local state needed), and nothing else. Pools have no <metadata>
 pool is the team's by the mark volume labbuilder puts in it (observe.pool_owner), never
 by its name alone.
 
+With a pool of hosts in the inventory, `down` looks on each of them (where the teams were
+placed is not needed: ownership says which objects are the team's).
+
 `down` runs while the lab's guests take every CPU, and each module it imports is CPU
 they keep: so this loads and checks the topology and finds its hosts, and no more. It
 makes no plan and imports neither rendering, SSH, nor the accelerator probe (lab.py
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from labbuilder.lab.hosts import Host, resolve_hosts, state_root, team_dir
+from labbuilder.lab.hosts import Host, every_host, state_root, team_dir
 from labbuilder.lab.observe import owned_pools
 from labbuilder.model import names
 from labbuilder.model.names import is_local_uri
@@ -52,9 +55,10 @@ def down(req: LabRequest, all_teams: bool = False) -> Removal:
 
 
 def lab_hosts(topo: Topology, req: LabRequest) -> tuple[Host, ...]:
-    """The distinct hosts the topology's slots land on; starts no private libvirtd."""
-    slots = resolve_hosts(topo, req.connect, req.inventory, state_root(), req.private, start=False)
-    return tuple({h.uri: h for h in slots.values()}.values())
+    """The distinct hosts the topology's slots land on, or every running host of the
+    inventory's pool (a team is removed wherever its objects are: their ownership says
+    whose they are); starts no private libvirtd."""
+    return every_host(topo, req.connect, req.inventory, state_root(), req.private, start=False)
 
 
 def stop_idle(conns: ConnectionPool, hosts: tuple[Host, ...]) -> list[str]:

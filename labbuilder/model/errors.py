@@ -113,3 +113,9 @@ class CheckpointError(LabError):
 
 class ClassError(LabError):
     """Some teams of a class command failed (each one's error is in the command's table)."""
+
+
+class PlacementError(LabError):
+    """The teams do not fit on the pool's hosts, or where a team runs cannot be kept."""
+
+    exit_code = 2

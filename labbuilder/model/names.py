@@ -43,6 +43,11 @@ def pool_pattern(lab: str, team: int | None) -> re.Pattern:
     return re.compile(rf"^{re.escape(lab)}-t{team if team is not None else '[0-9]+'}-pool\Z")
 
 
+def any_lab_pool(name: str) -> bool:
+    """Whether `name` is a storage pool of labbuilder's: the base images', or a team's of any lab."""
+    return name == BASE_POOL or re.fullmatch(r"[a-z0-9-]+-t[0-9]+-pool", name) is not None
+
+
 def bridge_name(lab: str, team: int, network: str) -> str:
     """Linux bridge names fit 15 characters: derived from a hash, never user text."""
     return "lb" + hashlib.sha256(f"{lab}/{team}/{network}".encode()).hexdigest()[:10]

@@ -308,6 +308,7 @@ class HostObject:
     subnets: tuple[tuple[str, str], ...] = ()  # (address, prefix or netmask) of an active network
     starting: bool = False  # a domain libvirt is starting (paused, reason "starting up")
     paused: bool = False  # a domain paused otherwise (by a checkpoint or revert cut short, or by hand)
+    memory_kib: int = 0  # a domain's memory
 
 
 def observe(conn: libvirt.virConnect) -> list[HostObject]:
@@ -332,8 +333,14 @@ def observe(conn: libvirt.virConnect) -> list[HostObject]:
                             for ip in doc.findall("ip") if active and ip.get("address")
                             and (ip.get("prefix") or ip.get("netmask")))
             found.append(HostObject(kind, obj.name(), dict(owner.attrib) if owner is not None else None,
-                                    active, macs, subnets, starting, paused))
+                                    active, macs, subnets, starting, paused, _memory_kib(doc)))
     return found
+
+
+def _memory_kib(doc) -> int:
+    """A domain's <memory> in KiB (libvirt gives its XML in KiB); 0 for a network."""
+    text = doc.findtext("memory") if doc.tag == "domain" else None
+    return int(text) if text and text.isdigit() else 0
 
 
 def owned(objects: list[HostObject], lab: str | None = None, team: int | None = None) -> list[HostObject]:
@@ -414,8 +421,33 @@ def volume_names(pool: libvirt.virStoragePool) -> set[str]:
 
 def pool_free(pool: libvirt.virStoragePool) -> int:
     """Bytes free for new volumes in `pool`, as its host sees them now."""
-    _call(f"cannot refresh pool {pool.name()}", pool.refresh, 0)
+    _when_idle(f"cannot refresh pool {pool.name()}", pool.refresh, 0)
     return int(_call(f"cannot read pool {pool.name()}", pool.info)[3])
+
+
+def first_pool_free(conn: libvirt.virConnect, names: tuple[str, ...]) -> int | None:
+    """pool_free of the first of the pools `names` that exists and runs; None if none does."""
+    for name in names:
+        pool = lookup_pool(conn, name)
+        if pool is not None and pool.isActive():
+            return pool_free(pool)
+    return None
+
+
+def pools_allocation(conn: libvirt.virConnect, names) -> int:
+    """Bytes the volumes of the running pools whose names `names(name)` accepts take on
+    their host's disks (their allocation, not their size)."""
+    total = 0
+    for pool in _call("cannot list storage pools", conn.listAllStoragePools):
+        if names(pool.name()) and pool.isActive():
+            total += sum(_call(f"cannot read volume {vol.name()}", vol.info)[2]
+                         for vol in _call(f"cannot list volumes of {pool.name()}", pool.listAllVolumes))
+    return total
+
+
+def node_memory(conn: libvirt.virConnect) -> int:
+    """Bytes of memory the host has, as libvirt reports it."""
+    return int(_call("cannot read the host's memory", conn.getInfo)[1]) << 20
 
 
 def upload_file(conn: libvirt.virConnect, vol: libvirt.virStorageVol, path: str) -> None:
