@@ -46,6 +46,7 @@ bench: setup compile
 	$(PY) bench/image_build.py
 	$(PY) bench/lifecycle.py
 	$(PY) bench/checkpoint.py
+	$(PY) bench/class.py
 
 # The whole GridKa course for one team with OpenStack: not in CI (8 nodes under TCG).
 acceptance: setup compile
