@@ -129,9 +129,8 @@ def place_teams(topo: Topology, req: LabRequest, teams: list[int], start_private
         seen = parallel([lambda m=m, h=h: _read_capacity(conns, m, h) for m, h in pool])
     finally:
         conns.close()
-    found = placement.running_placement(topo, {h.pool_name: [
-        (int(o.owner["team"]), o.owner.get("node", "")) for o in virt.owned(objects, topo.lab)
-        if o.kind == "domain" and o.owner.get("team", "").isdigit()] for (_, h), (objects, _) in zip(pool, seen)})
+    found = placement.running_placement(topo, {h.pool_name: _team_nodes(objects, topo.lab)
+                                               for (_, h), (objects, _) in zip(pool, seen)})
     rooms = tuple(placement.host_room(m, capacity) for (m, _), (_, capacity) in zip(pool, seen))
     result = placement.place(teams, placement.slot_needs(topo, req.memory_scale), rooms, found)
     if refuse and result.unfit:
@@ -139,6 +138,12 @@ def place_teams(topo: Topology, req: LabRequest, teams: list[int], start_private
     by_name = {h.pool_name: h for _, h in pool}
     return Placed(result, {t: {slot: by_name[name] for slot, name in slots.items()}
                            for t, slots in result.teams.items()})
+
+
+def _team_nodes(objects: list[virt.HostObject], lab: str) -> list[tuple[int, str]]:
+    """(team, node) of each of the lab's domains among `objects`, by their ownership."""
+    return [(int(o.owner["team"]), o.owner.get("node", "")) for o in virt.owned(objects, lab)
+            if o.kind == "domain" and o.owner.get("team", "").isdigit()]
 
 
 def _read_capacity(conns: ConnectionPool, member, host: Host) -> tuple[list[virt.HostObject], placement.HostCapacity]:

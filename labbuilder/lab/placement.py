@@ -25,7 +25,7 @@ The rule, and why:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from labbuilder.lab.plan import node_memory_mib
 from labbuilder.model.errors import PlacementError
@@ -153,10 +153,11 @@ class _Left:
         return (self.memory >= sum(n.memory for n in needs)
                 and (self.disk is None or self.disk >= sum(n.disk for n in needs)))
 
-    def take(self, needs: list[SlotNeed]) -> None:
-        self.memory -= sum(n.memory for n in needs)
+    def take(self, needs: list[SlotNeed], sign: int = 1) -> None:
+        """Count `needs` here (sign -1: give them back)."""
+        self.memory -= sign * sum(n.memory for n in needs)
         if self.disk is not None:
-            self.disk -= sum(n.disk for n in needs)
+            self.disk -= sign * sum(n.disk for n in needs)
 
 
 def place(teams: list[int], needs: tuple[SlotNeed, ...], rooms: tuple[HostRoom, ...],
@@ -230,7 +231,7 @@ def _split(needs: tuple[SlotNeed, ...], have: dict[str, str], todo: list[SlotNee
                 found = next_slot({**got, need.slot: host}, rest[1:])
                 if found is not None:
                     return found
-                mine[host].take([replace(need, memory=-need.memory, disk=-need.disk)])
+                mine[host].take([need], sign=-1)
         return None
 
     got = next_slot(dict(have), sorted(todo, key=lambda n: -n.memory))
