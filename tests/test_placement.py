@@ -251,3 +251,16 @@ def test_fixed_macs_refuse_two_teams_on_one_pool_host_and_allow_them_on_two(tmp_
     pipeline.check_class(labs(lab1, lab2))
     with pytest.raises(TopologyError, match="fixed MACs allow one team per host, and 2 teams would share it"):
         pipeline.check_class(labs(lab1, lab2, lab1))
+
+
+@pytest.mark.subprocess(sys.executable)
+def test_plan_teams_without_a_pool_lists_the_hosts_the_slots_are_fixed_on(tmp_path, test_host):
+    cache = fake_image_entry(tmp_path / "cache", "gridka-openstack").parent
+    proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", "plan", "topologies/gridka.yaml", "--connect",
+                           test_host, "--cache", str(cache), "--teams", "2,4"], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "LABBUILDER_STATE": str(tmp_path / "state"), "COLUMNS": "200"}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == ("gridka: teams 2, 4, where their slots land (an inventory's pool of hosts "
+                                           "would place them by capacity)")
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in proc.stdout.splitlines() if line.startswith("│ ")]
+    assert rows == [["2", test_host, test_host], ["4", test_host, test_host]]

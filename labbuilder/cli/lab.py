@@ -268,8 +268,9 @@ def _plan_class(kwargs, teams, as_json) -> None:
         print_placement(placed, f"{title} on the pool of {kwargs['inventory']}")
     else:
         slots = list(_slot_hosts(labs[0]))
-        table = new_table("team", *(slots if len(slots) > 1 else ["host"]), title=f"{title} (hosts fixed: "
-                          "an inventory with a pool places the teams by capacity)")
+        out.print(f"{title}, where their slots land (an inventory's pool of hosts would place them by capacity)",
+                  highlight=False)
+        table = new_table("team", *(slots if len(slots) > 1 else ["host"]))
         for lab in labs:
             table.add_row(str(lab.plan.team), *_slot_hosts(lab).values())
         out.print(table)
