@@ -96,7 +96,8 @@ def _xen_domain(lab: str, team: int, node: NodePlan, pool: str, created: int) ->
     on a host bridge as bridge interfaces (libxl's own way), the others on their network."""
     disks = [("xvda", node.vda), *((d.target, d.volume) for d in node.disks)]
     return dict(
-        name=node.domain, owner={"lab": lab, "team": team, "node": node.name, "created": created},
+        name=node.domain,
+        owner={"lab": lab, "team": team, "node": node.name, "host": node.host.pool_name, "created": created},
         memory_mib=node.memory_mib, vcpus=node.vcpus,
         disks=[{"path": f"{pool_dir(pool)}/{volume}", "target": target, "format": "qcow2"} for target, volume in disks],
         seed={"path": f"{pool_dir(pool)}/{node.seed_volume}", "target": "xvd" + chr(ord("a") + len(disks))},
