@@ -87,6 +87,7 @@ def domain_xml(lab: str, team: int, node: NodePlan, pool: str, domain_type: str,
         memory_mib=node.memory_mib, vcpus=node.vcpus, disks=disks,
         seed={"pool": pool, "volume": node.seed_volume},
         nics=[{"network": n.libvirt_network, "mac": n.mac} for n in node.nics],
+        entries=[e._asdict() for e in node.entries],
         serial_log=serial_log_path(node)))
 
 
