@@ -13,8 +13,11 @@ import json
 import pytest
 from conftest import REPO, fake_image_entry, stock_host
 
-from labbuilder.lab import apply, diff, pipeline
+from labbuilder.lab import apply, diff, observe, pipeline
+from labbuilder.lab.apply import ApplyContext
+from labbuilder.lab.diff import ObjectKind
 from labbuilder.model.request import LabRequest
+from labbuilder.reporting import Progress
 from labbuilder.system import virt
 
 pytestmark = pytest.mark.libvirtd
@@ -57,6 +60,16 @@ def test_a_clashing_topology_is_refused_by_plan_and_up_with_nothing_changed(host
     assert host.default_hosts() == before and _objects(host) == objects
 
 
+def _define(lab: pipeline.Lab, nodes) -> None:
+    """As apply does for each node, without volumes or a start (no guest): its domain
+    defined (its metadata recording its host entries), then its entries added."""
+    want = diff.render_plan(lab.plan, lab.domain_type)
+    for node in nodes:
+        conn = lab.conns(node.host)
+        virt.define_domain(conn, want.domains[node.domain].xml)
+        apply.add_entries(conn, node)
+
+
 def test_the_lab_adds_its_entries_live_and_down_removes_exactly_them(host, cache, monkeypatch):
     foreign_dhcp, foreign_dns = before = host.default_hosts()
     assert foreign_dhcp == [{"mac": "52:54:00:aa:bb:cc", "name": "web", "ip": "192.168.122.50"}]
@@ -68,12 +81,8 @@ def test_the_lab_adds_its_entries_live_and_down_removes_exactly_them(host, cache
     monkeypatch.setenv("LABBUILDER_STATE", str(host.state))
     lab = pipeline.open_lab(LabRequest(RDO, private=True, image_cache=cache))
     try:
-        want = diff.render_plan(lab.plan, lab.domain_type)
-        for node in lab.plan.nodes:  # as apply does for each node (no volumes, no start: no guest)
-            conn = lab.conns(node.host)
-            virt.define_domain(conn, want.domains[node.domain].xml)
-            apply.add_entries(conn, node)
-            apply.add_entries(conn, node)  # twice: nothing more
+        _define(lab, lab.plan.nodes)
+        _define(lab, lab.plan.nodes)  # twice: nothing more
         ours_dns = [(e["ip"], (e["name"],)) for e in OURS]
         assert host.default_hosts() == (foreign_dhcp + OURS, foreign_dns + ours_dns)  # live and defined
 
@@ -96,3 +105,39 @@ def test_the_lab_adds_its_entries_live_and_down_removes_exactly_them(host, cache
     finally:
         conn.close()
     assert "Nothing to remove." in host.lb("down", RDO).stdout
+
+
+def test_an_entry_cut_short_is_completed_and_a_moved_address_replaced(host, cache, monkeypatch, tmp_path):
+    """A run cut short between node2's DHCP and DNS entries, and node4 given another address
+    in the topology since: the next run adds the missing half, removes node4's old entry
+    before its domain records the new one, and `down` still leaves the foreign entries alone."""
+    before = host.default_hosts()
+    monkeypatch.setenv("LABBUILDER_STATE", str(host.state))
+    lab = pipeline.open_lab(LabRequest(RDO, private=True, image_cache=cache))
+    moved = tmp_path / "rdo-course.yaml"
+    moved.write_text(RDO.read_text().replace("192.168.122.104", "192.168.122.114"))
+    try:
+        _define(lab, lab.plan.nodes)
+        host.virsh("net-update", "default", "delete", "dns-host",
+                   "<host ip='192.168.122.102'><hostname>node2</hostname></host>", "--live", "--config")
+        lab.close()
+        lab = pipeline.open_lab(LabRequest(moved, private=True, image_cache=cache))
+        want = diff.render_plan(lab.plan, lab.domain_type)
+        entries = [a for a in diff.diff(lab.plan, want, observe.observe_hosts(lab.plan, lab.conns))
+                   if a.kind == ObjectKind.HOST_ENTRY]
+        assert [(a.verb, a.name) for a in entries] == [("remove", "52:54:00:00:00:04 192.168.122.104 node4"),
+                                                       ("add", "52:54:00:00:00:02 192.168.122.102 node2"),
+                                                       ("add", "52:54:00:00:00:04 192.168.122.114 node4")]
+        # as up: removals first; node2's domain is unchanged, so its entry is added at once;
+        # node4's new one after its domain is defined anew (which _define does here)
+        apply.apply(ApplyContext(lab.plan, want, lab.conns, "", Progress(), host.state / "locks"), entries[:2])
+        _define(lab, [lab.plan.node("node4")])
+        dhcp, dns = host.default_hosts()
+        assert [h["ip"] for h in dhcp] == ["192.168.122.50", "192.168.122.101", "192.168.122.102", "192.168.122.103",
+                                           "192.168.122.114"]
+        assert sorted(ip for ip, _ in dns) == ["192.168.122.101", "192.168.122.102", "192.168.122.103",
+                                               "192.168.122.114", "192.168.122.60"]
+    finally:
+        lab.close()
+        host.lb("down", moved)
+    assert host.default_hosts() == before

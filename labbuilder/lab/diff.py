@@ -106,11 +106,12 @@ def _entry_actions(plan: LabPlan, host: Host, state: HostState) -> list[Action]:
     """Host entries in the existing networks: the nodes' that are missing (in part: a run
     cut short), and those the team's domains record that the plan no longer has."""
     wanted = [e for n in plan.nodes if n.host == host for e in n.entries]
-    stale = [e for e in existing.recorded(state.owned) if e not in wanted and any(existing.has(state.networks.get(e.network), e))]
+    has = lambda e: existing.has(state.networks.get(e.network), e)
+    stale = [e for e in existing.recorded(state.owned) if e not in wanted and any(has(e))]
     action = lambda verb, e, why: Action(verb, ObjectKind.HOST_ENTRY, f"{e.mac} {e.ip} {e.name}", host,
                                          f"network {e.network}{why}", e)
     return [action(Verb.REMOVE, e, ": not in the topology") for e in stale] + \
-        [action(Verb.ADD, e, "") for e in wanted if not all(existing.has(state.networks.get(e.network), e))]
+        [action(Verb.ADD, e, "") for e in wanted if not all(has(e))]
 
 
 def _image_actions(plan: LabPlan, host: Host, have: set[str]) -> list[Action]:

@@ -403,9 +403,10 @@ def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:
         ctx = _context(lab, progress)
         infrastructure = (ObjectKind.IMAGE, ObjectKind.NETWORK, ObjectKind.POOL)
         actions = diff.diff(lab.plan, ctx.want, observe.observe_hosts(lab.plan, lab.conns))
-        # Host entries the plan no longer has go before their domains are defined anew (the
-        # new metadata would not record them); the nodes' own are added as each is defined.
-        stale = [a for a in actions if a.kind == ObjectKind.HOST_ENTRY and a.verb == Verb.REMOVE]
+        # The reset nodes' host entries the plan no longer has go before their domains are
+        # defined anew (the new metadata would not record them); their own are added as each is.
+        stale = [a for a in actions if a.kind == ObjectKind.HOST_ENTRY and a.verb == Verb.REMOVE
+                 and a.entry.name in {n.name for n in targets}]
         apply.apply(ctx, [a for a in actions if a.kind in infrastructure] + stale)
         dropped = checkpoints.drop(lab.conns, targets)
         if dropped:
