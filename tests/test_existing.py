@@ -296,3 +296,19 @@ def test_an_inventory_cannot_join_the_hosts_network_to_a_bridge(tmp_path):
         resolve_hosts(load_topology(RDO), None, tmp_path / "hosts.yaml", tmp_path, start=False)
     assert [(p.key, p.message) for p in e.value.problems] == [
         ("hosts.default.bridges.default", "network 'default' is the host's own libvirt network 'default' (existing)")]
+
+
+def test_a_private_libvirtd_not_started_yet_is_told_to_start_then_the_network():
+    """A private libvirtd starts with the host's network definitions, none of them started."""
+    from labbuilder.lab.hosts import HostRuntime
+
+    topo = load_topology(RDO)
+    host = Host("qemu+unix:///system?socket=/x/libvirt-sock", "private libvirtd (not started yet)",
+                runtime=HostRuntime(running=False))
+    plan = plan_lab(topo, 1, {"default": host}, IMAGE, existing={(host.uri, "default"): None})
+    assert plan.networks[0].subnet is None and plan.node("node1").nics[0].prefix is None  # unknown until read
+    (problem,) = existing.problems(topo, plan, {(host.uri, "default"): None}, {host.uri: []})
+    assert (problem.key, problem.message, problem.hint) == (
+        "networks.default.existing", "network 'default' does not exist on private libvirtd (not started yet)",
+        "`labbuilder up` starts it (and stops here, changing nothing else); then start the network there: "
+        "virsh -c qemu+unix:///system?socket=/x/libvirt-sock net-start default")

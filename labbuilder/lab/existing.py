@@ -85,6 +85,9 @@ def _network_problem(topo: Topology, net: NetworkPlan, facts: NetworkFacts | Non
 
 def _create_hint(host: Host, name: str) -> str:
     cmd = virsh(host.uri)
+    if not host.runtime.running:  # a private libvirtd `up` would start: it starts with the host's definitions
+        return f"`labbuilder up` starts it (and stops here, changing nothing else); then start the network " \
+               f"there: {cmd} net-start {name}"
     if name == "default":
         return f"create libvirt's stock one: {cmd} net-define {STOCK_DEFAULT} && {cmd} net-start default"
     return f"define and start it there ({cmd} net-define FILE && {cmd} net-start {name}), " \
