@@ -100,7 +100,8 @@ def _xen_domain(lab: str, team: int, node: NodePlan, pool: str, created: int) ->
         memory_mib=node.memory_mib, vcpus=node.vcpus,
         disks=[{"path": f"{pool_dir(pool)}/{volume}", "target": target, "format": "qcow2"} for target, volume in disks],
         seed={"path": f"{pool_dir(pool)}/{node.seed_volume}", "target": "xvd" + chr(ord("a") + len(disks))},
-        nics=[{"bridge": n.host_bridge, "network": n.libvirt_network, "mac": n.mac} for n in node.nics])
+        nics=[{"bridge": n.host_bridge, "network": n.libvirt_network, "mac": n.mac} for n in node.nics],
+        entries=[e._asdict() for e in node.entries])
 
 
 def pool_xml(name: str, path: str) -> str:
