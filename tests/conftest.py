@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import libvirt
@@ -167,6 +168,69 @@ def kept_daemon(daemon: privatelibvirtd.PrivateDaemon, name: str):
     finally:
         virt.remove_network(conn, name)
         conn.close()
+
+
+STOCK_DEFAULT_XML = Path("/usr/share/libvirt/networks/default.xml")  # libvirt's own `default` network
+
+
+@dataclass(frozen=True)
+class StockHost:
+    """A private libvirtd of a test module's own, with libvirt's stock `default` network
+    defined and started as a Debian host has it, plus someone else's host entry in it."""
+
+    daemon: privatelibvirtd.PrivateDaemon
+    state: Path  # its LABBUILDER_STATE
+    dhcp_host: str  # the foreign static DHCP host entry
+    dns_host: str  # the foreign DNS host entry
+
+    def virsh(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["virsh", "-c", self.daemon.uri, *args], capture_output=True, text=True, check=True,
+                              timeout=60)
+
+    def default_hosts(self) -> tuple[list[dict], list[tuple]]:
+        """The `default` network's static DHCP hosts and DNS hosts (address, hostnames), in
+        its order, as `virsh net-dumpxml` shows them: live and defined must agree."""
+        from lxml import etree
+
+        found = []
+        for flags in ((), ("--inactive",)):
+            doc = etree.fromstring(self.virsh("net-dumpxml", "default", *flags).stdout.encode())
+            found.append(([dict(h.attrib) for h in doc.findall("ip/dhcp/host")],
+                          [(h.get("ip"), tuple(n.text for n in h.findall("hostname"))) for h in doc.findall("dns/host")]))
+        assert found[0] == found[1], f"live and defined differ: {found}"
+        return found[0]
+
+    def lb(self, *args, check=True):
+        """`labbuilder ARGS` on this host (its own state directory and private libvirtd)."""
+        return lb(*args, check=check, env={"LABBUILDER_STATE": str(self.state)})
+
+
+@contextmanager
+def stock_host(prefix: str):
+    """A StockHost, stopped and removed at the end (network, guests and all)."""
+    if os.geteuid() != 0:
+        pytest.skip("a private libvirtd needs root (unshare, mounts, bridges)")
+    if shutil.which("libvirtd") is None or not STOCK_DEFAULT_XML.exists():
+        pytest.skip("libvirtd (and its stock default network) is not installed")
+    state = Path(tempfile.mkdtemp(prefix=prefix))
+    daemon = privatelibvirtd.start(state / "libvirtd")
+    try:
+        host = StockHost(daemon, state, "<host mac='52:54:00:aa:bb:cc' name='web' ip='192.168.122.50'/>",
+                         "<host ip='192.168.122.60'><hostname>printer</hostname></host>")
+        if subprocess.run(["virsh", "-c", daemon.uri, "net-info", "default"], capture_output=True).returncode == 0:
+            host.virsh("net-undefine", "default")  # the host's copy, which a private libvirtd starts with
+        host.virsh("net-define", str(STOCK_DEFAULT_XML))
+        host.virsh("net-start", "default")
+        host.virsh("net-update", "default", "add", "ip-dhcp-host", host.dhcp_host, "--live", "--config")
+        host.virsh("net-update", "default", "add", "dns-host", host.dns_host, "--live", "--config")
+        yield host
+    finally:
+        privatelibvirtd.stop(daemon)
+        if (state / "aptcache" / "acng.pid").exists():  # a package cache an `up` started here
+            from labbuilder.system import aptcache
+
+            aptcache.stop(aptcache.PackageCache(state / "aptcache", aptcache.PORT, None))
+        shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture

@@ -155,8 +155,10 @@ def test_plan_lists_an_image_it_would_build_from_its_recipe(tmp_path, test_host)
 
 @pytest.mark.subprocess(sys.executable)
 def test_a_class_of_a_lab_with_fixed_macs_on_one_host_is_refused_before_any_change(tmp_path, test_host):
-    """rdo-course's MACs are the course's own: two teams on one host would clash halfway."""
-    text = (REPO / "topologies" / "rdo-course.yaml").read_text().replace("192.168.122.", "192.168.123.")
+    """rdo-course's MACs are the course's own: two teams on one host would clash halfway
+    (here on a network of the lab's own, per team, instead of the host's `default`)."""
+    text = (REPO / "topologies" / "rdo-course.yaml").read_text().replace("192.168.122.", "192.168.123.").replace(
+        "    existing: default\n", "    mode: nat\n    subnet: 192.168.123.0/24\n    dhcp: [192.168.123.2, 192.168.123.99]\n")
     topo = tmp_path / "rdo.yaml"
     topo.write_text(text)
     env = {**os.environ, "LABBUILDER_STATE": str(tmp_path / "state")}

@@ -203,7 +203,8 @@ def _node_rows(lab: Lab):
 def _network_rows(lab: Lab):
     table = new_table("network", "name", "host", "mode", "bridge", "subnet")
     for n in lab.plan.networks:
-        table.add_row(n.name, n.libvirt_name, n.host.name, n.mode, n.bridge, str(n.subnet) if n.subnet else "-")
+        mode = f"existing ({n.mode or 'not there'})" if n.existing else n.mode
+        table.add_row(n.name, n.libvirt_name, n.host.name, mode, n.bridge, str(n.subnet) if n.subnet else "-")
     return table
 
 
@@ -214,7 +215,8 @@ def _plan_json(lab: Lab, actions: list[Action]) -> dict:
                     for a in actions],
         "networks": [{"network": n.name, "name": n.libvirt_name, "host": n.host.uri, "mode": n.mode,
                       "bridge": n.bridge, "subnet": str(n.subnet) if n.subnet else None,
-                      "static_hosts": [list(h) for h in n.static_hosts]} for n in lab.plan.networks],
+                      "static_hosts": [list(h) for h in n.static_hosts], "existing": n.existing}
+                     for n in lab.plan.networks],
         "nodes": pipeline.inventory(lab.plan, {})["all"]["hosts"],
         "images_to_build": {name: str(recipe) for name, recipe in lab.images_to_build.items()},
         "packages": {"source": lab.plan.packages,

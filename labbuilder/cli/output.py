@@ -57,15 +57,15 @@ def escape(text: str) -> str:
     return escape(text)
 
 
-SYMBOL = {"create": "[green]+[/green]", "upload": "[green]+[/green]", "change": "[yellow]~[/yellow]",
-           "start": "[cyan]>[/cyan]", "remove": "[red]-[/red]"}
+SYMBOL = {"create": "[green]+[/green]", "upload": "[green]+[/green]", "add": "[green]+[/green]",
+          "change": "[yellow]~[/yellow]", "start": "[cyan]>[/cyan]", "remove": "[red]-[/red]"}
 
 
 def print_actions(actions) -> None:
     for a in actions:
         detail = f" [dim]({a.detail})[/dim]" if a.detail else ""
         out.print(f"{SYMBOL[a.verb]} {a.verb} {a.kind} {a.name} on {a.host.name}{detail}", highlight=False)
-    counts = {v: sum(a.verb == v for a in actions) for v in ("create", "upload", "change", "start", "remove")}
+    counts = {v: sum(a.verb == v for a in actions) for v in ("create", "upload", "add", "change", "start", "remove")}
     out.print("Plan: " + ", ".join(f"{n} to {v}" for v, n in counts.items() if n) if actions
               else "No changes: the hosts match the topology.")
 

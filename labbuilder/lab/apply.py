@@ -39,7 +39,8 @@ def apply(ctx: ApplyContext, actions: list[Action]) -> None:
     """Carry out `actions`: per host images, networks and pool first, then nodes in parallel."""
     by_kind = lambda kind: [a for a in actions if a.kind == kind and a.verb != Verb.REMOVE]
     removals = [a for a in actions if a.verb == Verb.REMOVE]
-    for a in sorted(removals, key=lambda a: a.kind != ObjectKind.DOMAIN):
+    # A domain's host entries go before it: its metadata is what says they are ours.
+    for a in sorted(removals, key=lambda a: (a.kind != ObjectKind.HOST_ENTRY, a.kind != ObjectKind.DOMAIN)):
         _remove(ctx, a)
     for a in by_kind(ObjectKind.IMAGE):
         _upload_image(ctx, a)
@@ -54,11 +55,19 @@ def apply(ctx: ApplyContext, actions: list[Action]) -> None:
         bases = _base_paths(ctx, [a.host for a in nodes])
         with ctx.progress.stage(f"{len(nodes)} node(s): volumes, seeds, domains"):
             parallel([lambda a=a: _apply_node(ctx, a, bases[a.host]) for a in nodes])
+    # A node whose domain is not (re)defined records its entries already (they are part of
+    # its plan's hash): they are added straight away. The others were added by _apply_node.
+    defined = {ctx.want.domains[a.name].plan.name for a in nodes}
+    for a in by_kind(ObjectKind.HOST_ENTRY):
+        if a.entry.name not in defined:  # the entry's name is its node's hostname: the node's name
+            virt.add_host_entry(ctx.conns(a.host), *a.entry)
 
 
 def _remove(ctx: ApplyContext, a: Action) -> None:
     conn = ctx.conns(a.host)
-    if a.kind == ObjectKind.DOMAIN:
+    if a.kind == ObjectKind.HOST_ENTRY:
+        virt.remove_host_entry(conn, *a.entry)
+    elif a.kind == ObjectKind.DOMAIN:
         virt.remove_domain(conn, a.name)
     else:
         virt.remove_network(conn, a.name)
@@ -159,10 +168,19 @@ def _apply_node(ctx: ApplyContext, a: Action, bases: dict[str, str]) -> None:
         pause_point("define")
     else:
         dom = virt.lookup_domain(conn, node.domain)
+    add_entries(conn, node)
     if a.verb == Verb.START and virt.starting(dom):
         ctx.progress.info(f"{node.name}: a start begun by an earlier run is under way; waiting for it to end")
     virt.start_domain(dom)
     ctx.progress.step(f"{node.name} started")
+
+
+def add_entries(conn, node: NodePlan) -> None:
+    """The node's host entries in the existing networks, those missing; after its domain is
+    defined, so its metadata records them before they exist (a run cut short leaves no entry
+    `down` would not find), and before it starts, so its first DHCP request finds its lease."""
+    for entry in node.entries:
+        virt.add_host_entry(conn, *entry)
 
 
 def _create_volumes(ctx: ApplyContext, conn, pool, node: NodePlan, bases: dict[str, str], fresh: bool) -> None:
@@ -210,7 +228,9 @@ def reset_nodes(ctx: ApplyContext, nodes: list[NodePlan]) -> None:
             virt.delete_volume(pool, name)
         pause_point("reset-deleted")
         _create_volumes(ctx, conn, pool, node, bases[node.host], fresh=False)
-        virt.start_domain(virt.define_domain(conn, ctx.want.domains[node.domain].xml))
+        dom = virt.define_domain(conn, ctx.want.domains[node.domain].xml)
+        add_entries(conn, node)
+        virt.start_domain(dom)
 
     with ctx.progress.stage(f"reset {len(nodes)} node(s) to the base image"):
         parallel([lambda n=n: one(n) for n in nodes])

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from labbuilder.lab import render
+from labbuilder.lab import existing, render
 from labbuilder.model.names import DONE_SUFFIX
 
 if TYPE_CHECKING:
     from labbuilder.lab.hosts import Host
     from labbuilder.lab.observe import HostState
-    from labbuilder.lab.plan import LabPlan, NetworkPlan, NodePlan
+    from labbuilder.lab.plan import HostEntry, LabPlan, NetworkPlan, NodePlan
 
 
 class ObjectKind(StrEnum):
@@ -22,25 +22,29 @@ class ObjectKind(StrEnum):
     NETWORK = "network"
     POOL = "pool"
     DOMAIN = "domain"
+    HOST_ENTRY = "host entry"  # a static DHCP and DNS host entry in a network the host has (existing:)
 
 
 class Verb(StrEnum):
     CREATE = "create"
     CHANGE = "change"
     START = "start"
+    ADD = "add"
     REMOVE = "remove"
     UPLOAD = "upload"
 
 
 @dataclass(frozen=True)
 class Action:
-    """One change on one host: `verb` the `kind` object `name` (a libvirt name)."""
+    """One change on one host: `verb` the `kind` object `name` (a libvirt name; for a host
+    entry, its MAC, address and hostname)."""
 
     verb: Verb
     kind: ObjectKind
     name: str
     host: Host
     detail: str = ""
+    entry: HostEntry | None = None  # kind HOST_ENTRY: which
 
 
 P = TypeVar("P", "NetworkPlan", "NodePlan")
@@ -68,7 +72,7 @@ def render_plan(plan: LabPlan, domain_type: str, now: float | None = None) -> De
     """XML and plan hash of every network and domain; `now` stamps domain definitions."""
     created = int(time.time() if now is None else now)
     want = Desired()
-    for net in plan.networks:
+    for net in (n for n in plan.networks if not n.existing):  # the host's own: never defined
         want.networks[(net.host.uri, net.libvirt_name)] = Rendered(
             net, net.libvirt_name, *render.network_xml(plan.lab, plan.team, net))
     for node in plan.nodes:
@@ -91,10 +95,23 @@ def diff(plan: LabPlan, want: Desired, states: dict[str, HostState]) -> list[Act
         if not state.pool_exists:
             actions.append(Action(Verb.CREATE, ObjectKind.POOL, plan.pool, host))
         actions += _object_actions(ObjectKind.DOMAIN, domains, owned, host, _missing_volumes(domains, state))
+        actions += _entry_actions(plan, host, state)
         wanted = {r.libvirt_name for r in networks + domains}
         actions += [Action(Verb.REMOVE, ObjectKind(o.kind), o.name, host, "not in the topology")
                     for o in owned.values() if o.name not in wanted]
     return actions
+
+
+def _entry_actions(plan: LabPlan, host: Host, state: HostState) -> list[Action]:
+    """Host entries in the existing networks: the nodes' that are missing (in part: a run
+    cut short), and those the team's domains record that the plan no longer has."""
+    wanted = [e for n in plan.nodes if n.host == host for e in n.entries]
+    has = lambda e: existing.has(state.networks.get(e.network), e)
+    stale = [e for e in existing.recorded(state.owned) if e not in wanted and any(has(e))]
+    action = lambda verb, e, why: Action(verb, ObjectKind.HOST_ENTRY, f"{e.mac} {e.ip} {e.name}", host,
+                                         f"network {e.network}{why}", e)
+    return [action(Verb.REMOVE, e, ": not in the topology") for e in stale] + \
+        [action(Verb.ADD, e, "") for e in wanted if not all(has(e))]
 
 
 def _image_actions(plan: LabPlan, host: Host, have: set[str]) -> list[Action]:

@@ -3,14 +3,16 @@ source of truth: nothing about VMs is kept locally)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from labbuilder.model.names import BASE_POOL, POOL_MARK, pool_dir, pool_name, pool_pattern
 from labbuilder.system import virt
 
 if TYPE_CHECKING:
-    from labbuilder.lab.plan import LabPlan
+    from labbuilder.lab.hosts import Host
+    from labbuilder.lab.plan import ExistingNetworks, LabPlan
+    from labbuilder.model.topology import Topology
     from labbuilder.system.connections import ConnectionPool
 
 
@@ -23,6 +25,7 @@ class HostState:
     base_volumes: frozenset[str] = frozenset()
     pool_exists: bool = False
     pool_volumes: frozenset[str] | None = None  # None: no pool, or one not started (not read: plan changes nothing)
+    networks: dict[str, virt.NetworkFacts | None] = field(default_factory=dict)  # the existing ones the plan joins
 
 
 def observe_hosts(plan: LabPlan, conns: ConnectionPool,
@@ -39,9 +42,21 @@ def observe_hosts(plan: LabPlan, conns: ConnectionPool,
         seen = observed[host.uri] if observed is not None else virt.observe(conn)
         pool = virt.lookup_pool(conn, plan.pool)
         volumes = frozenset(virt.volume_names(pool)) if pool is not None and pool.isActive() else None
+        joined = {n.libvirt_name: virt.read_network(conn, n.libvirt_name) for n in plan.networks
+                  if n.existing and n.host == host}
         states[host.uri] = HostState(tuple(virt.owned(seen, plan.lab, plan.team)), frozenset(_base_volumes(conn)),
-                                     pool is not None, volumes)
+                                     pool is not None, volumes, joined)
     return states
+
+
+def existing_networks(topo: Topology, hosts: dict[str, Host], conns: ConnectionPool) -> ExistingNetworks:
+    """What the networks the topology joins (`existing:`) are on each host its slots land
+    on, for the planner: (host URI, network) → its facts, None where there is no such
+    network (nothing exists yet on a private libvirtd that is not started)."""
+    names = [n.existing for n in topo.networks if n.existing]
+    where = {h.uri: h for h in hosts.values()} if names else {}
+    return {(uri, name): virt.read_network(conns(host), name) if host.runtime.running else None
+            for uri, host in where.items() for name in names}
 
 
 def _base_volumes(conn) -> set[str]:

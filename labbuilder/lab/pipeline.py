@@ -14,12 +14,34 @@ from typing import ContextManager
 import yaml
 
 from labbuilder.image import cache as image_cache
-from labbuilder.lab import apply, checkpoints, checks, config_stage, diff, glance, handout, observe, packages, placement, render
+from labbuilder.lab import (
+    apply,
+    checkpoints,
+    checks,
+    config_stage,
+    diff,
+    existing,
+    glance,
+    handout,
+    observe,
+    packages,
+    placement,
+    render,
+)
 from labbuilder.lab import wait as wait_for
 from labbuilder.lab.apply import ApplyContext
-from labbuilder.lab.diff import Action, ObjectKind
+from labbuilder.lab.diff import Action, ObjectKind, Verb
 from labbuilder.lab.hosts import Host, every_host, pool_hosts, resolve_hosts, state_root, team_dir
-from labbuilder.lab.plan import BaseImage, LabPlan, NetworkPlan, NodePlan, check_host_drivers, check_host_networks, plan_lab
+from labbuilder.lab.plan import (
+    BaseImage,
+    ExistingNetworks,
+    LabPlan,
+    NetworkPlan,
+    NodePlan,
+    check_host_drivers,
+    check_host_networks,
+    plan_lab,
+)
 from labbuilder.lab.status import LabStatus, NetworkStatus, NodeStatus
 from labbuilder.model.errors import ConfigError, HostError, LabError, PlacementError, TopologyError
 from labbuilder.model.names import BASE_POOL, any_lab_pool, is_local_uri
@@ -50,6 +72,8 @@ class Lab:
     host_networks: hostnet.HostNetworks = field(default_factory=hostnet.HostNetworks)
     images_to_build: dict[str, Path] = field(default_factory=dict)  # `plan`: image name → its recipe
     placement: placement.Placement | None = None  # the command's teams on the inventory's pool
+    # What the networks the topology joins (`existing:`) are on its hosts, read before planning.
+    existing: ExistingNetworks = field(default_factory=dict)
 
     @property
     def ssh_key(self) -> Path:
@@ -96,10 +120,12 @@ def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = T
     hosts = placed.hosts[req.team] if placed else _hosts(topo, req, start_private)
     if placed:
         check_host_drivers(topo, hosts)  # a xen lab on a pool of QEMU hosts
-    plan = plan_lab(topo, req.team, hosts, images, req.memory_scale)
-    lab = Lab(topo, plan, ConnectionPool(), team_dir(topo.lab, req.team), *_domain_type(topo, plan),
+    conns = ConnectionPool()
+    joined = observe.existing_networks(topo, hosts, conns)
+    plan = plan_lab(topo, req.team, hosts, images, req.memory_scale, joined)
+    lab = Lab(topo, plan, conns, team_dir(topo.lab, req.team), *_domain_type(topo, plan),
               host_networks=host_networks or hostnet.HostNetworks(), images_to_build=planned,
-              placement=placed.placement if placed else None)
+              placement=placed.placement if placed else None, existing=joined)
     check_xen_hosts(topo, plan.hosts, lab.conns)
     if check:
         lab.observed = check_hosts(lab)
@@ -169,7 +195,9 @@ def _host_capacity(conn, objects: list[virt.HostObject], lab_volumes: bool) -> p
 
 def check_class(labs: list[Lab]) -> None:
     """Before a command changes several teams: fixed MACs (the topology's own) allow one
-    team per host, so several on one host would clash halfway; refused with the MAC's line."""
+    team per host, and so do addresses on a network the host has (`existing:`, shared by
+    every team there), so several teams on one host would clash halfway; refused with the
+    MAC's or address's line."""
     topology = labs[0].topology
     fixed = [(node.name, nic.index) for node in topology.nodes for nic in node.nics if nic.mac]
     sharing = max(Counter(h.uri for lab in labs for h in lab.plan.hosts).values(), default=0)
@@ -178,6 +206,14 @@ def check_class(labs: list[Lab]) -> None:
         raise TopologyError([topology.problem(
             ("nodes", node, "nics", index, "mac"), f"fixed MACs allow one team per host, and {sharing} teams "
             "would share it", "run one team per lab host (an inventory per team), or leave the MACs out")])
+    shared = [(node.name, nic) for node in topology.nodes for nic in node.nics
+              if nic.ip and topology.network(nic.network).existing]
+    if shared and sharing > 1:
+        node, nic = shared[0]
+        raise TopologyError([topology.problem(
+            ("nodes", node, "nics", nic.index, "ip"), f"network '{topology.network(nic.network).existing}' is the "
+            f"host's own, shared by every team: its fixed addresses allow one team, and {sharing} teams would share them",
+            "run one team per lab host (an inventory per team), or leave the ips out")])
 
 
 def existing_teams(req: LabRequest) -> list[int]:
@@ -301,23 +337,24 @@ def check_xen_hosts(topo: Topology, hosts, conns: ConnectionPool) -> None:
 
 def check_hosts(lab: Lab) -> dict[str, list[virt.HostObject]]:
     """Subnets and MACs that clash with what already exists on a target host (not our
-    own): libvirt networks and domains, and on a local host its routes too, and the
-    host bridges its bridge-mode networks need.
+    own): libvirt networks and domains, and on a local host its routes too, the host
+    bridges its bridge-mode networks need, and the networks it joins (existing.problems).
     Returns what it read: every domain and network, per host URI."""
     observed = {h.uri: virt.observe(lab.conns(h)) if h.runtime.running else [] for h in lab.plan.hosts}
-    problems = _mac_clashes(lab, observed)
-    ours = {n.libvirt_name for n in lab.plan.networks}
+    problems = _mac_clashes(lab, observed) + existing.problems(lab.topology, lab.plan, lab.existing, observed)
+    # A joined network (existing:) is not ours: the lab's own networks must not clash with it.
+    ours = {n.libvirt_name for n in lab.plan.networks if not n.existing}
     for host in lab.plan.hosts:
         networks = [(o.name, ipaddress.ip_interface(f"{addr}/{prefix}").network)
                     for o in observed[host.uri] if o.kind == "network" for addr, prefix in o.subnets]
-        existing = [(f"network {name!r} ({subnet})", subnet) for name, subnet in networks if name not in ours]
+        others = [(f"network {name!r} ({subnet})", subnet) for name, subnet in networks if name not in ours]
         if host.runtime.running and is_local_uri(host.uri):  # a remote host's routes are not visible from here
             libvirt_subnets = {subnet for _, subnet in networks}
-            existing += [(f"route {r.network} dev {r.dev}", r.network) for r in lab.host_networks.routes(host.runtime.ssh_prefix)
+            others += [(f"route {r.network} dev {r.dev}", r.network) for r in lab.host_networks.routes(host.runtime.ssh_prefix)
                          if r.network not in libvirt_subnets]
             problems += _missing_bridges(lab, host)
-        for net in (n for n in lab.plan.networks if n.host == host and n.subnet):
-            for other, subnet in existing:
+        for net in (n for n in lab.plan.networks if n.host == host and n.subnet and not n.existing):
+            for other, subnet in others:
                 # A bridge-mode network joins a LAN the host already routes to: that is the point.
                 if subnet.overlaps(net.subnet) and not (net.mode == "bridge" and other.startswith("route ")):
                     problems.append(lab.topology.problem(
@@ -453,7 +490,11 @@ def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:
         ctx = _context(lab, progress)
         infrastructure = (ObjectKind.IMAGE, ObjectKind.NETWORK, ObjectKind.POOL)
         actions = diff.diff(lab.plan, ctx.want, observe.observe_hosts(lab.plan, lab.conns))
-        apply.apply(ctx, [a for a in actions if a.kind in infrastructure])
+        # The reset nodes' host entries the plan no longer has go before their domains are
+        # defined anew (the new metadata would not record them); their own are added as each is.
+        stale = [a for a in actions if a.kind == ObjectKind.HOST_ENTRY and a.verb == Verb.REMOVE
+                 and a.entry.name in {n.name for n in targets}]
+        apply.apply(ctx, [a for a in actions if a.kind in infrastructure] + stale)
         dropped = checkpoints.drop(lab.conns, targets)
         if dropped:
             progress.info(f"Checkpoints of the reset nodes are gone with their disks: {', '.join(dropped)}")

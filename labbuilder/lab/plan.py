@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping, NamedTuple
 
 from labbuilder.model.errors import Problem, TopologyError
 from labbuilder.model.names import bridge_name, derived_mac, libvirt_name, pool_name
@@ -14,7 +14,11 @@ from labbuilder.model.uri import XEN_HINT, uri_driver
 
 if TYPE_CHECKING:
     from labbuilder.lab.hosts import Host
+    from labbuilder.system.virt import NetworkFacts
 
+# What the hosts' `existing:` networks are, read before planning: (host URI, libvirt name)
+# → its facts, None where the host has no such network.
+ExistingNetworks = Mapping[tuple[str, str], "NetworkFacts | None"]
 
 @dataclass(frozen=True)
 class BaseImage:
@@ -29,6 +33,17 @@ class BaseImage:
         return f"{self.name}-{self.sha256[:12]}.qcow2"
 
 
+class HostEntry(NamedTuple):
+    """A static DHCP host entry (MAC → address, hostname) and its DNS host entry (address →
+    hostname) that labbuilder adds to a network that exists on the host, recorded in its
+    node's domain metadata: the network's XML has no room to say whose an entry is."""
+
+    network: str  # the existing network's libvirt name
+    mac: str
+    ip: str
+    name: str  # the node's hostname
+
+
 @dataclass(frozen=True)
 class NetworkPlan:
     name: str  # the topology's
@@ -41,6 +56,7 @@ class NetworkPlan:
     dhcp: tuple[ipaddress.IPv4Address, ipaddress.IPv4Address] | None
     dns_domain: str  # the network's DNS domain ("" for none)
     static_hosts: tuple[tuple[str, str, str], ...]  # (mac, ip, hostname) static DHCP entries
+    existing: bool = False  # the host's own network (`existing:`): only its static_hosts are labbuilder's
 
 
 @dataclass(frozen=True)
@@ -78,6 +94,7 @@ class NodePlan:
     disks: tuple[DiskPlan, ...]
     fqdn: str
     root_bytes: int = 0  # the topology's `disk:`; 0: the image's own size
+    entries: tuple[HostEntry, ...] = ()  # its host entries in existing networks (its metadata records them)
 
     @property
     def vda_bytes(self) -> int:
@@ -126,7 +143,10 @@ class LabPlan:
         return next(n for n in self.nodes if n.name == name)
 
 
-def _network_plan(topo: Topology, net: Network, team: int, host: Host) -> NetworkPlan:
+def _network_plan(topo: Topology, net: Network, team: int, host: Host, hosts: dict[str, Host],
+                  existing: ExistingNetworks) -> NetworkPlan:
+    if net.existing:
+        return _existing_network_plan(topo, net, team, host, hosts, existing.get((host.uri, net.existing)))
     shifted = net.for_team(team)
     joined = host.joined_bridge(net.name)
     if joined:
@@ -153,21 +173,52 @@ def _joined_network_plan(topo: Topology, shifted: Network, team: int, host: Host
         bridge=bridge, subnet=shifted.subnet, gateway=None, dhcp=None, dns_domain="", static_hosts=())
 
 
+def _existing_network_plan(topo: Topology, net: Network, team: int, host: Host, hosts: dict[str, Host],
+                           facts: NetworkFacts | None) -> NetworkPlan:
+    """A network the host has (`existing:`), as it is there (unknown where it is not: the
+    checks before any change say so); the static hosts are its nodes' there."""
+    statics = tuple((e.mac, e.ip, e.name) for node in topo.nodes if hosts[node.host] == host
+                    for e in _entries(topo, team, node))
+    subnet, gateway, dhcp = _addressing(facts)
+    return NetworkPlan(name=net.name, libvirt_name=net.existing, host=host, mode=facts.mode if facts else "",
+                       bridge=facts.bridge if facts else "", subnet=subnet, gateway=gateway, dhcp=dhcp,
+                       dns_domain="", static_hosts=statics, existing=True)
+
+
+def _addressing(facts: NetworkFacts | None) -> tuple:
+    """(subnet, gateway, DHCP range) of an existing network; None each where it has none."""
+    if facts is None or facts.address is None or facts.prefix is None:
+        return None, None, None
+    interface = ipaddress.ip_interface(f"{facts.address}/{facts.prefix}")
+    dhcp = tuple(map(ipaddress.IPv4Address, facts.dhcp)) if facts.dhcp else None
+    return interface.network, interface.ip, dhcp
+
+
+def _entries(topo: Topology, team: int, node: Node) -> tuple[HostEntry, ...]:
+    """The node's host entries: one per NIC with an address on an existing network."""
+    return tuple(HostEntry(topo.network(nic.network).existing, _mac(topo, team, node, nic.index), str(nic.ip), node.name)
+                 for nic in node.nics if nic.ip and topo.network(nic.network).existing)
+
+
 def _mac(topo: Topology, team: int, node: Node, index: int) -> str:
     nic = node.nics[index]
     return nic.mac or derived_mac(topo.lab, team, node.name, index)
 
 
-def _nic_plan(topo: Topology, team: int, node: Node, nic, host: Host) -> NicPlan:
+def _nic_plan(topo: Topology, team: int, node: Node, nic, host: Host, existing: ExistingNetworks) -> NicPlan:
     net = next(n for n in topo.networks if n.name == nic.network)
     shifted = net.for_team(team)
+    subnet, dhcp = shifted.subnet, shifted.dhcp
+    if net.existing:
+        subnet, _, dhcp = _addressing(existing.get((host.uri, net.existing)))
     joined = host.joined_bridge(net.name)
     return NicPlan(
-        guest_name=nic.guest_name, network=net.name, libvirt_network=libvirt_name(topo.lab, team, net.name),
+        guest_name=nic.guest_name, network=net.name,
+        libvirt_network=net.existing or libvirt_name(topo.lab, team, net.name),
         mac=_mac(topo, team, node, nic.index),
         ip=net.shift_ip(nic.ip, team) if nic.ip else None,
-        prefix=shifted.subnet.prefixlen if shifted.subnet else None,
-        dhcp=bool(shifted.dhcp) and nic.configure and not joined, configure=nic.configure, joined=bool(joined),
+        prefix=subnet.prefixlen if subnet else None,
+        dhcp=bool(dhcp) and nic.configure and not joined, configure=nic.configure, joined=bool(joined),
         host_bridge=joined or (net.bridge if net.mode == "bridge" else "") or "")
 
 
@@ -177,15 +228,16 @@ def node_memory_mib(node: Node, memory_scale: float = 1.0) -> int:
 
 
 def _node_plan(topo: Topology, team: int, node: Node, host: Host, image: BaseImage,
-               memory_scale: float) -> NodePlan:
+               memory_scale: float, existing: ExistingNetworks) -> NodePlan:
     dns_domain = next((n.domain for n in topo.networks if n.domain), None)
     return NodePlan(
         name=node.name, domain=libvirt_name(topo.lab, team, node.name), host=host, roles=node.roles,
         memory_mib=node_memory_mib(node, memory_scale), vcpus=node.vcpus, image=image,
-        nics=tuple(_nic_plan(topo, team, node, nic, host) for nic in node.nics),
+        nics=tuple(_nic_plan(topo, team, node, nic, host, existing) for nic in node.nics),
         disks=tuple(DiskPlan(_disk_target(topo, d.target), f"{node.name}-{d.target}.qcow2", d.size_bytes, d.bus)
                     for d in node.disks),
-        fqdn=f"{node.name}.{dns_domain}" if dns_domain else node.name, root_bytes=node.root_bytes)
+        fqdn=f"{node.name}.{dns_domain}" if dns_domain else node.name, root_bytes=node.root_bytes,
+        entries=_entries(topo, team, node))
 
 
 def _disk_target(topo: Topology, target: str) -> str:
@@ -260,14 +312,16 @@ def _nics_without_address(topo: Topology, hosts: dict[str, Host]) -> list[Proble
 
 
 def plan_lab(topo: Topology, team: int, hosts: dict[str, Host], images: dict[str, BaseImage],
-             memory_scale: float = 1.0) -> LabPlan:
+             memory_scale: float = 1.0, existing: ExistingNetworks | None = None) -> LabPlan:
     """The concrete lab for `team`. `hosts` maps every host slot to a Host; `images` maps
-    every image name the topology uses to a built BaseImage (checked by the caller).
+    every image name the topology uses to a built BaseImage (checked by the caller);
+    `existing`, what the hosts' networks named by `existing:` are (observe.existing_networks).
     Raises TopologyError if the hosts do not suit the networks (check_host_networks)."""
     check_host_networks(topo, hosts)
-    networks = tuple(_network_plan(topo, net, team, host)
+    existing = existing or {}
+    networks = tuple(_network_plan(topo, net, team, host, hosts, existing)
                      for net in topo.networks for host in _hosts_of(topo, net, hosts))
-    nodes = tuple(_node_plan(topo, team, node, hosts[node.host], images[node.image], memory_scale)
+    nodes = tuple(_node_plan(topo, team, node, hosts[node.host], images[node.image], memory_scale, existing)
                   for node in topo.nodes)
     small = [topo.problem(("nodes", n.name, "disk"), f"the root disk cannot be smaller than image {n.image.name!r} "
                           f"({n.image.virtual_size / 2**30:.1f} GiB)", "leave `disk:` out to keep the image's size")

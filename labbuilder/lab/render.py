@@ -88,6 +88,7 @@ def domain_xml(lab: str, team: int, node: NodePlan, pool: str, domain_type: str,
         memory_mib=node.memory_mib, vcpus=node.vcpus, disks=disks,
         seed={"pool": pool, "volume": node.seed_volume},
         nics=[{"network": n.libvirt_network, "mac": n.mac} for n in node.nics],
+        entries=[e._asdict() for e in node.entries],
         serial_log=serial_log_path(node)))
 
 
@@ -101,7 +102,8 @@ def _xen_domain(lab: str, team: int, node: NodePlan, pool: str, created: int) ->
         memory_mib=node.memory_mib, vcpus=node.vcpus,
         disks=[{"path": f"{pool_dir(pool)}/{volume}", "target": target, "format": "qcow2"} for target, volume in disks],
         seed={"path": f"{pool_dir(pool)}/{node.seed_volume}", "target": "xvd" + chr(ord("a") + len(disks))},
-        nics=[{"bridge": n.host_bridge, "network": n.libvirt_network, "mac": n.mac} for n in node.nics])
+        nics=[{"bridge": n.host_bridge, "network": n.libvirt_network, "mac": n.mac} for n in node.nics],
+        entries=[e._asdict() for e in node.entries])
 
 
 def pool_xml(name: str, path: str) -> str:

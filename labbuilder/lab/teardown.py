@@ -70,6 +70,9 @@ def stop_idle(conns: ConnectionPool, hosts: tuple[Host, ...]) -> list[str]:
 def remove_owned(conns: ConnectionPool, host: Host, lab: str, team: int | None) -> list[str]:
     """Remove every object this lab (team) owns on `host`; nothing else. Returns what went."""
     owned = virt.owned_objects(conns(host), lab, team)
+    # The host entries the domains record in networks labbuilder did not define, before the
+    # domains: their metadata is what says these are ours (a `down` cut short keeps it).
+    entries = [e for o in owned if o.kind == "domain" for e in o.entries if virt.remove_host_entry(conns(host), *e)]
     parallel([lambda o=o: virt.remove_domain(conns(host), o.name) for o in owned if o.kind == "domain"])
     pause_point("down-domains")
     pools = owned_pools(conns(host), lab, team)
@@ -77,7 +80,8 @@ def remove_owned(conns: ConnectionPool, host: Host, lab: str, team: int | None) 
     # goes last: a `down` cut short leaves the pool still marked, for the next one.
     parallel([lambda o=o: virt.remove_network(conns(host), o.name) for o in owned if o.kind == "network"] +
              [lambda p=p: virt.remove_pool(conns(host), p, last=names.POOL_MARK) for p in pools])
-    return [f"{o.kind} {o.name}" for o in owned] + [f"pool {p}" for p in pools]
+    return [f"host entry {mac} {ip} {name} in network {net}" for net, mac, ip, name in entries] + \
+        [f"{o.kind} {o.name}" for o in owned] + [f"pool {p}" for p in pools]
 
 
 def _stop_idle_package_cache(conns: ConnectionPool, hosts: tuple[Host, ...]) -> list[str]:

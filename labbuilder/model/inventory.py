@@ -228,6 +228,9 @@ def _joined(c: Checker, spec: dict, path: KeyPath, topo: Topology) -> tuple[tupl
         if network not in networks:
             c.problem(where, f"network '{network}' is not in the topology",
                       choice_hint(str(network), networks, "the topology's networks"))
+        elif networks[network].existing:
+            c.problem(where, f"network '{network}' is the host's own libvirt network "
+                      f"'{networks[network].existing}' (existing)", "remove this entry")
         elif networks[network].mode == "bridge":
             c.problem(where, f"network '{network}' is on host bridge '{networks[network].bridge}' on every "
                       "host already (mode bridge)", "remove this entry")

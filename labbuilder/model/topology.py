@@ -28,6 +28,7 @@ BRIDGE_HINT = "at most 15 characters: letters, digits, '-', '_' and '.'"
 DOMAIN_RE = re.compile(r"(?=.{1,253}\Z)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*"
                        r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 MAC_RE = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
+EXISTING_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # a libvirt network's name on the host
 SLOT_URI_HINT = ("a topology names host slots only; say where they land in a host inventory: "
                  "labbuilder up TOPOLOGY --hosts hosts.yaml, with hosts: {SLOT: qemu+ssh://root@host/system}")
 
@@ -69,6 +70,7 @@ class Network:
     domain: str | None
     per_team: bool  # each team gets the subnet shifted by (team-1) subnet sizes
     bridge: str | None  # mode bridge: the existing host bridge
+    existing: str | None = None  # mode existing: the libvirt network on the host it joins
 
     def offset(self, team: int) -> int:
         """How far team `team`'s addresses lie from the file's (0 unless per_team)."""
@@ -189,7 +191,8 @@ def _check_team(team: int) -> None:
 _TOP = {"lab": str, "description": str, "image": str, "hosts": dict, "networks": dict,
         "nodes": dict, "roles": list, "role_dir": str, "vars": dict, "packages": str, "domain_type": str}
 _NETWORK = {"mode": str, "subnet": str, "gateway": str, "dhcp": list, "domain": str,
-            "per_team": bool, "bridge": str}
+            "per_team": bool, "bridge": str, "existing": str}
+_NOT_WITH_EXISTING = ("mode", "subnet", "gateway", "dhcp", "domain", "per_team", "bridge")
 _NODE = {"host": str, "roles": list, "memory": int, "vcpus": int, "image": str, "nics": list,
          "disks": list, "disk": (str, int)}
 _NIC = {"network": str, "ip": str, "mac": (str, int), "configure": bool}
@@ -379,6 +382,7 @@ def _networks(c: Checker, spec: dict | None, lab: str) -> tuple[Network, ...] | 
         c.problem(("networks",), "declares no network", "every node needs a NIC on a network")
     networks = tuple(_network(c, name, value, lab) for name, value in spec.items())
     _check_overlaps(c, networks)
+    _check_joined_once(c, networks)
     return networks
 
 
@@ -386,8 +390,10 @@ def _network(c: Checker, name: Any, spec: Any, lab: str) -> Network:
     path = ("networks", name)
     if _name_ok(c, name, path, "network"):
         _libvirt_length(c, lab, name, path, "network")
-    n = c.mapping(spec, path, _NETWORK, ("mode",))
     raw = spec if isinstance(spec, dict) else {}
+    n = c.mapping(spec, path, _NETWORK, () if "existing" in raw else ("mode",))
+    if "existing" in raw:
+        return _existing_network(c, str(name), n, raw, path)
     mode = n.get("mode", "")
     if mode == "bridge":
         return _bridge_network(c, str(name), n, raw, path)
@@ -409,6 +415,33 @@ def _bridge_network(c: Checker, name: str, n: dict, raw: dict, path: KeyPath) ->
     elif bridge is not None and not BRIDGE_RE.fullmatch(bridge):
         c.problem(path + ("bridge",), f"{bridge!r} is not a Linux bridge name", BRIDGE_HINT)
     return Network(name, "bridge", None, None, None, None, False, bridge)
+
+
+def _existing_network(c: Checker, name: str, n: dict, raw: dict, path: KeyPath) -> Network:
+    """`existing: default`: a libvirt network the host has already; labbuilder adds its
+    nodes' host entries there and nothing else, so its addressing is the host's."""
+    existing = n.get("existing")
+    for key in (k for k in _NOT_WITH_EXISTING if k in raw):
+        c.problem(path + (key,), "not allowed with existing",
+                  f"network '{existing or '?'}' exists on the host: its mode and addressing are its own, "
+                  "shared by every team")
+    if raw.get("existing") is None:
+        c.problem(path + ("existing",), "must not be empty", "the name of a libvirt network on the host, e.g. default")
+    elif existing is not None and not EXISTING_RE.fullmatch(existing):
+        c.problem(path + ("existing",), f"{existing!r} is not a libvirt network name",
+                  "letters, digits, '-', '_' and '.', e.g. default")
+        existing = None
+    return Network(name, "existing", None, None, None, None, False, None, existing or "")
+
+
+def _check_joined_once(c: Checker, networks: tuple[Network, ...]) -> None:
+    first: dict[str, str] = {}
+    for net in (n for n in networks if n.existing):
+        if net.existing in first:
+            c.problem(("networks", net.name, "existing"),
+                      f"libvirt network '{net.existing}' is joined already as network '{first[net.existing]}'",
+                      "name it once and put the NICs on that network")
+        first.setdefault(net.existing, net.name)
 
 
 def _routed_network(c: Checker, name: str, mode: str, n: dict, raw: dict, path: KeyPath) -> Network:
@@ -698,6 +731,8 @@ def _nic_ip(c: Checker, n: dict, path: KeyPath, network: Network | None, configu
                   "remove ip, or remove configure: false")
         return None
     ip = _parse_ip(c, n["ip"], path + ("ip",))
+    if ip is not None and network is not None and network.existing is not None:
+        _existing_ip(c, ip, path, network, used)
     if ip is None or network is None or network.mode not in MODES:
         return ip
     if network.mode == "bridge":
@@ -706,6 +741,21 @@ def _nic_ip(c: Checker, n: dict, path: KeyPath, network: Network | None, configu
     elif network.subnet is not None:
         _check_static_ip(c, ip, path + ("ip",), network, used)
     return ip
+
+
+def _existing_ip(c: Checker, ip: IPv4Address, path: KeyPath, network: Network, used: dict) -> None:
+    """An address on a network the host has: its subnet is the host's (checked when
+    planning); it is one NIC's, and a node has one there (its host entries are named by
+    its hostname, which libvirt allows once per network)."""
+    node = ("node", path[1])
+    if (network.name, node) in used:
+        first = used[(network.name, node)]
+        c.problem(path + ("ip",), f"node '{path[1]}' has an address on network '{network.name}' already, "
+                  f"at {dotted(first)} (line {c.line(first)})",
+                  "the host's network holds one entry per hostname: give the node one address there")
+        return
+    used[(network.name, node)] = path + ("ip",)
+    _claim(c, used, (network.name, ip), path + ("ip",), f"{ip} on network '{network.name}'")
 
 
 def _check_static_ip(c: Checker, ip: IPv4Address, path: KeyPath, network: Network, used: dict) -> None:

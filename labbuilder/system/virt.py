@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import threading
 import time
@@ -309,6 +310,8 @@ class HostObject:
     starting: bool = False  # a domain libvirt is starting (paused, reason "starting up")
     paused: bool = False  # a domain paused otherwise (by a checkpoint or revert cut short, or by hand)
     memory_kib: int = 0  # a domain's memory
+    entries: tuple[tuple[str, str, str, str], ...] = ()  # a domain's host entries in existing networks
+    # (network, mac, ip, name), as its ownership metadata records them
 
 
 def observe(conn: libvirt.virConnect) -> list[HostObject]:
@@ -332,8 +335,10 @@ def observe(conn: libvirt.virConnect) -> list[HostObject]:
             subnets = tuple((ip.get("address"), ip.get("prefix") or ip.get("netmask"))
                             for ip in doc.findall("ip") if active and ip.get("address")
                             and (ip.get("prefix") or ip.get("netmask")))
+            entries = tuple((e.get("network", ""), e.get("mac", ""), e.get("ip", ""), e.get("name", ""))
+                            for e in (owner.findall(f"{{{OWNER_NS}}}entry") if owner is not None else ()))
             found.append(HostObject(kind, obj.name(), dict(owner.attrib) if owner is not None else None,
-                                    active, macs, subnets, starting, paused, _memory_kib(doc)))
+                                    active, macs, subnets, starting, paused, _memory_kib(doc), entries))
     return found
 
 
@@ -485,6 +490,136 @@ def network_info(conn: libvirt.virConnect, name: str) -> tuple[bool, str] | None
         return bool(net.isActive()), net.bridgeName() if net.isActive() else ""
     except libvirt.libvirtError:
         return None
+
+
+# ---- networks that exist on the host (`existing:`): read, and only their host entries changed ----
+
+@dataclass(frozen=True)
+class NetworkFacts:
+    """A libvirt network labbuilder did not define, as its host has it."""
+
+    name: str
+    active: bool
+    mode: str  # its forward mode (nat, route, open, bridge …); "isolated" without <forward>
+    bridge: str  # its Linux bridge, if it names one
+    address: str | None  # the host's IPv4 address on it (libvirt's <ip>): the guests' gateway
+    prefix: int | None
+    dhcp: tuple[str, str] | None  # its first DHCP range
+    dhcp_hosts: tuple[tuple[str, str, str], ...] = ()  # (mac, ip, name): its static DHCP host entries
+    dns_hosts: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (ip, hostnames): its DNS host entries
+
+
+def _network_defs(net: libvirt.virNetwork) -> list[tuple[int, etree._Element]]:
+    """(update flags, XML) of the network as it runs and as it is defined: a host entry is
+    added to and removed from each where it is missing or present. A driver that cannot
+    show the definition of a running network apart (libvirt's test driver) gives one XML
+    for both."""
+    read = lambda flags=0: etree.fromstring(_call(f"cannot read network {net.name()}", net.XMLDesc, flags).encode())
+    live, config = libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE, libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
+    if not net.isActive():
+        return [(config, read())]
+    if not net.isPersistent():
+        return [(live, read())]
+    try:
+        defined = read(libvirt.VIR_NETWORK_XML_INACTIVE)
+    except HostError:
+        return [(live | config, read())]
+    return [(live, read()), (config, defined)]
+
+
+def _dhcp_ip(doc: etree._Element) -> etree._Element | None:
+    """The IPv4 <ip> libvirt serves DHCP on, else the first IPv4 one."""
+    ips = [ip for ip in doc.findall("ip") if ip.get("family", "ipv4") == "ipv4" and ip.get("address")]
+    return next((ip for ip in ips if ip.find("dhcp") is not None), ips[0] if ips else None)
+
+
+def _prefix(ip: etree._Element) -> int | None:
+    try:
+        if ip.get("prefix"):
+            return int(ip.get("prefix"))
+        return ipaddress.IPv4Network(f"0.0.0.0/{ip.get('netmask')}").prefixlen if ip.get("netmask") else None
+    except ValueError:
+        return None
+
+
+def _dhcp_hosts(doc: etree._Element) -> list[tuple[str, str, str]]:
+    return [((h.get("mac") or "").lower(), h.get("ip") or "", h.get("name") or "")
+            for h in doc.findall("ip/dhcp/host")]
+
+
+def _dns_hosts(doc: etree._Element) -> list[tuple[str, tuple[str, ...]]]:
+    return [(h.get("ip") or "", tuple(n.text or "" for n in h.findall("hostname"))) for h in doc.findall("dns/host")]
+
+
+def read_network(conn: libvirt.virConnect, name: str) -> NetworkFacts | None:
+    """What the host's network `name` is (None: it does not exist): its mode, addressing,
+    and the host entries of its running state and its definition together."""
+    try:
+        net = conn.networkLookupByName(name)
+        defs = _network_defs(net)
+        active = bool(net.isActive())
+    except libvirt.libvirtError:
+        return None  # none, or gone meanwhile
+    doc = defs[0][1]
+    forward, bridge, ip = doc.find("forward"), doc.find("bridge"), _dhcp_ip(doc)
+    dhcp = ip.find("dhcp/range") if ip is not None else None
+    return NetworkFacts(
+        name, active, (forward.get("mode") or "nat") if forward is not None else "isolated",
+        bridge.get("name", "") if bridge is not None else "",
+        ip.get("address") if ip is not None else None, _prefix(ip) if ip is not None else None,
+        (dhcp.get("start"), dhcp.get("end")) if dhcp is not None else None,
+        tuple(dict.fromkeys(h for _, d in defs for h in _dhcp_hosts(d))),
+        tuple(dict.fromkeys(h for _, d in defs for h in _dns_hosts(d))))
+
+
+def _host_entry_xml(mac: str, ip: str, name: str) -> tuple[str, str]:
+    """The <host> of a static DHCP entry and of a DNS entry, as virNetworkUpdate takes them."""
+    dhcp = etree.Element("host", mac=mac, name=name, ip=ip)
+    dns = etree.Element("host", ip=ip)
+    etree.SubElement(dns, "hostname").text = name
+    return etree.tostring(dhcp, encoding="unicode"), etree.tostring(dns, encoding="unicode")
+
+
+def _update_network(net: libvirt.virNetwork, command: int, section: int, xml: str, flag: int) -> None:
+    _call(f"cannot update network {net.name()}", net.update, command, section, -1, xml, flag)
+
+
+def add_host_entry(conn: libvirt.virConnect, network: str, mac: str, ip: str, name: str) -> None:
+    """Add the static DHCP host entry mac → ip (hostname `name`) and the DNS host entry
+    ip → name to `network`, live and in its definition: each part only where it is not
+    there yet (a run cut short may have added some). libvirt refuses one whose MAC, address
+    or name another entry has."""
+    net = _call(f"no network {network} on this host", conn.networkLookupByName, network)
+    dhcp_xml, dns_xml = _host_entry_xml(mac, ip, name)
+    for flag, doc in _network_defs(net):
+        if (mac, ip, name) not in _dhcp_hosts(doc):
+            _update_network(net, libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+                            libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, dhcp_xml, flag)
+        if (ip, (name,)) not in _dns_hosts(doc):
+            _update_network(net, libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+                            libvirt.VIR_NETWORK_SECTION_DNS_HOST, dns_xml, flag)
+
+
+def remove_host_entry(conn: libvirt.virConnect, network: str, mac: str, ip: str, name: str) -> bool:
+    """Remove exactly the entries add_host_entry made (all of MAC, address and name equal),
+    live and from the definition, where they are; an entry that differs is not touched,
+    and a network that is gone has none. True if anything was removed."""
+    try:
+        net = conn.networkLookupByName(network)
+    except libvirt.libvirtError:
+        return False
+    dhcp_xml, dns_xml = _host_entry_xml(mac, ip, name)
+    removed = False
+    for flag, doc in _network_defs(net):
+        if (mac, ip, name) in _dhcp_hosts(doc):
+            _update_network(net, libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE,
+                            libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, dhcp_xml, flag)
+            removed = True
+        if (ip, (name,)) in _dns_hosts(doc):
+            _update_network(net, libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE,
+                            libvirt.VIR_NETWORK_SECTION_DNS_HOST, dns_xml, flag)
+            removed = True
+    return removed
 
 
 def pool_names(conn: libvirt.virConnect) -> list[str]:
