@@ -17,6 +17,10 @@ crudini --set "$conf" DEFAULT my_ip {{ node.ips[vars.internal_network] }}
 crudini --set "$conf" DEFAULT enabled_backends lvm
 crudini --set "$conf" DEFAULT glance_api_servers http://{{ lib.host("image") }}:9292
 crudini --set "$conf" DEFAULT osapi_volume_workers 1
+# A service counts as down after 3 minutes without a heartbeat, not cinder's 1: on an
+# emulated node of a busy host cinder-volume's LVM listings alone take 10-40 s and its
+# 10-second heartbeats come late, and the scheduler would then send new volumes nowhere.
+crudini --set "$conf" DEFAULT service_down_time 180
 {{ lib.authtoken("cinder") }}
 crudini --set "$conf" oslo_concurrency lock_path /var/lib/cinder/tmp
 crudini --set "$conf" lvm volume_driver cinder.volume.drivers.lvm.LVMVolumeDriver
@@ -42,4 +46,8 @@ runuser -u cinder -- cinder-manage db sync
 {{ lib.wait_port("127.0.0.1", 8776) }}
 {{ lib.wait_listing("openstack volume service list -f value -c Binary -c Host -c State",
                     ["^cinder-scheduler " ~ node.name ~ " up$", "^cinder-volume " ~ node.name ~ "@lvm up$"]) }}
+# The scheduler places volumes only on backends whose capacity cinder-volume has reported
+# to it (once a minute, first after its driver starts: minutes under emulation); until
+# then every new volume ends in "No valid backend".
+{{ lib.wait_listing("cinder get-pools", [" " ~ node.name ~ "@lvm#lvm "]) }}
 {%- endif %}
