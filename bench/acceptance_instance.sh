@@ -20,8 +20,14 @@ wait_for() {  # wait_for TRIES "command printing a value" EXPECTED
   return 1
 }
 
-openstack flavor show lab.small >/dev/null 2>&1 \
-  || openstack flavor create --ram 256 --disk 4 --vcpus 1 lab.small >/dev/null
+# The flavor gives the image the memory its Glance min_ram asks for (nova refuses less).
+ram=$(openstack image show "$image" -f value -c min_ram)
+ram=$(( ram > 256 ? ram : 256 ))
+if [ "$(openstack flavor show lab.small -f value -c ram 2>/dev/null || true)" != "$ram" ]; then
+  openstack server delete --wait lab-vm >/dev/null 2>&1 || true
+  openstack flavor delete lab.small >/dev/null 2>&1 || true
+  openstack flavor create --ram "$ram" --disk 4 --vcpus 1 lab.small >/dev/null
+fi
 openstack network show lab-net >/dev/null 2>&1 || openstack network create lab-net >/dev/null
 openstack subnet show lab-subnet >/dev/null 2>&1 \
   || openstack subnet create --network lab-net --subnet-range 192.168.50.0/24 lab-subnet >/dev/null
