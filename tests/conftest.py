@@ -188,15 +188,17 @@ class StockHost:
                               timeout=60)
 
     def default_hosts(self) -> tuple[list[dict], list[tuple]]:
-        """The `default` network's static DHCP hosts and DNS hosts (address, hostnames), in
-        its order, as `virsh net-dumpxml` shows them: live and defined must agree."""
+        """The `default` network's static DHCP hosts and DNS hosts (address, hostnames), sorted,
+        as `virsh net-dumpxml` shows them: live and defined must agree (nodes' entries are
+        added in parallel, so their order is not the lab's)."""
         from lxml import etree
 
         found = []
         for flags in ((), ("--inactive",)):
             doc = etree.fromstring(self.virsh("net-dumpxml", "default", *flags).stdout.encode())
-            found.append(([dict(h.attrib) for h in doc.findall("ip/dhcp/host")],
-                          [(h.get("ip"), tuple(n.text for n in h.findall("hostname"))) for h in doc.findall("dns/host")]))
+            found.append((sorted((dict(h.attrib) for h in doc.findall("ip/dhcp/host")), key=lambda h: sorted(h.items())),
+                          sorted((h.get("ip"), tuple(n.text for n in h.findall("hostname")))
+                                 for h in doc.findall("dns/host"))))
         assert found[0] == found[1], f"live and defined differ: {found}"
         return found[0]
 

@@ -74,7 +74,8 @@ def test_the_networks_dns_answers_for_the_nodes(lab):
 def test_the_entries_are_added_once_beside_the_foreign_ones(lab):
     host, before = lab
     ours = [{"mac": f"52:54:00:00:00:0{i}", "name": f"node{i}", "ip": f"192.168.122.10{i}"} for i in range(1, 5)]
-    assert host.default_hosts() == (before[0] + ours, before[1] + [(e["ip"], (e["name"],)) for e in ours])
+    assert host.default_hosts() == (sorted(before[0] + ours, key=lambda h: sorted(h.items())),
+                                    sorted(before[1] + [(e["ip"], (e["name"],)) for e in ours]))
     assert "Nothing to do" in host.lb("up", RDO, "--no-config").stderr
     assert "No changes" in host.lb("plan", RDO).stdout
     assert len(host.default_hosts()[0]) == len(before[0]) + 4
