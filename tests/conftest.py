@@ -99,11 +99,16 @@ def lab_state():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LABBUILDER_STATE", str(root))
         yield root
-    if (root / "aptcache").exists():  # a package cache some `up` started for this session
+    stop_package_cache(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def stop_package_cache(state: Path) -> None:
+    """Stop the package cache (and its relays) an `up` started under state directory `state`."""
+    if (state / "aptcache").exists():
         from labbuilder.system import aptprocs
 
-        aptprocs.stop(root / "aptcache")
-    shutil.rmtree(root, ignore_errors=True)
+        aptprocs.stop(state / "aptcache")
 
 
 @pytest.fixture(scope="session")
@@ -228,10 +233,7 @@ def stock_host(prefix: str):
         yield host
     finally:
         privatelibvirtd.stop(daemon)
-        if (state / "aptcache" / "acng.pid").exists():  # a package cache an `up` started here
-            from labbuilder.system import aptcache
-
-            aptcache.stop(aptcache.PackageCache(state / "aptcache", aptcache.PORT, None))
+        stop_package_cache(state)
         shutil.rmtree(state, ignore_errors=True)
 
 

@@ -98,7 +98,7 @@ def test_the_lab_adds_its_entries_live_and_down_removes_exactly_them(host, cache
         lab.close()
         down = host.lb("down", RDO)
     assert "host entry 52:54:00:00:00:01 192.168.122.101 node1 in network default" in down.stdout
-    assert host.default_hosts() == before  # exactly the foreign entries, in their order
+    assert host.default_hosts() == before  # exactly the foreign entries, live and defined
     conn = virt.connect(host.daemon.uri)
     try:
         assert virt.network_info(conn, "default") == (True, "virbr0")  # the host's network stays, running
