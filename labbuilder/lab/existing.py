@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterator
 
+from labbuilder.lab.hosts import SYSTEM_URI
 from labbuilder.lab.plan import HostEntry
 
 if TYPE_CHECKING:
@@ -17,7 +18,6 @@ if TYPE_CHECKING:
     from labbuilder.model.topology import Topology
     from labbuilder.system.virt import HostObject, NetworkFacts
 
-SYSTEM_URI = "qemu:///system"
 STOCK_DEFAULT = "/usr/share/libvirt/networks/default.xml"
 
 
