@@ -255,6 +255,21 @@ def _entry_actions(plan, states) -> list[tuple[str, str]]:
     return [(a.verb, a.name) for a in diff.diff(plan, want, states) if a.kind == diff.ObjectKind.HOST_ENTRY]
 
 
+def test_each_joined_network_lists_only_its_own_static_hosts(tmp_path):
+    """Two networks the host has: node1 on both, each lists node1's entry there and no other's."""
+    topo = _topology(tmp_path, "    existing: default\n", "    existing: default\n  mgmt:\n    existing: mgmt\n")
+    topo.write_text(topo.read_text().replace("        ip: 192.168.122.101\n", "        ip: 192.168.122.101\n"
+                                             "      - network: mgmt\n        ip: 192.168.100.11\n"))
+    host = Host("qemu:///system")
+    mgmt = _facts(name="mgmt", address="192.168.100.1", dhcp=("192.168.100.2", "192.168.100.254"))
+    plan = plan_lab(load_topology(topo), 1, {"default": host}, IMAGE,
+                    existing={(host.uri, "default"): _facts(), (host.uri, "mgmt"): mgmt})
+    node1 = plan.node("node1")
+    assert {n.libvirt_name: n.static_hosts for n in plan.networks} == {
+        "default": tuple(ENTRIES), "mgmt": ((node1.nics[1].mac, "192.168.100.11", "node1"),)}
+    assert [e.network for e in node1.entries] == ["default", "mgmt"]
+
+
 def test_entries_are_added_where_missing_and_removed_when_only_recorded():
     topo = load_topology(RDO)
     host = Host("qemu:///system")

@@ -178,7 +178,7 @@ def _existing_network_plan(topo: Topology, net: Network, team: int, host: Host, 
     """A network the host has (`existing:`), as it is there (unknown where it is not: the
     checks before any change say so); the static hosts are its nodes' there."""
     statics = tuple((e.mac, e.ip, e.name) for node in topo.nodes if hosts[node.host] == host
-                    for e in _entries(topo, team, node))
+                    for e in _entries(topo, team, node) if e.network == net.existing)
     subnet, gateway, dhcp = _addressing(facts)
     return NetworkPlan(name=net.name, libvirt_name=net.existing, host=host, mode=facts.mode if facts else "",
                        bridge=facts.bridge if facts else "", subnet=subnet, gateway=gateway, dhcp=dhcp,
