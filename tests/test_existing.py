@@ -129,6 +129,20 @@ def test_the_domains_metadata_records_the_entries_and_reads_back(tmp_path):
         lab.close()
 
 
+def test_plan_reads_the_joined_network_once(tmp_path, monkeypatch):
+    """`plan` diffs against what the plan was made from, as against check_hosts' objects."""
+    reads = []
+    read = virt.read_network
+    monkeypatch.setattr(virt, "read_network", lambda conn, name: reads.append(name) or read(conn, name))
+    lab = _open(tmp_path, _host_file(tmp_path))
+    try:
+        actions = pipeline.changes(lab)
+    finally:
+        lab.close()
+    assert reads == ["default"]
+    assert [a.name for a in actions if a.kind == diff.ObjectKind.HOST_ENTRY] == [" ".join(e) for e in ENTRIES]
+
+
 @pytest.mark.parametrize("dhcp_host,dns,key,what", [
     ("<host mac='52:54:00:aa:bb:cc' name='web' ip='192.168.122.102'/>", "", "nodes.node2.nics.0.ip",
      "address 192.168.122.102 is taken by the entry <host mac='52:54:00:aa:bb:cc' name='web' ip='192.168.122.102'/>"),

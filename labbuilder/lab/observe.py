@@ -28,10 +28,11 @@ class HostState:
     networks: dict[str, virt.NetworkFacts | None] = field(default_factory=dict)  # the existing ones the plan joins
 
 
-def observe_hosts(plan: LabPlan, conns: ConnectionPool,
-                  observed: dict[str, list[virt.HostObject]] | None = None) -> dict[str, HostState]:
+def observe_hosts(plan: LabPlan, conns: ConnectionPool, observed: dict[str, list[virt.HostObject]] | None = None,
+                  existing: ExistingNetworks | None = None) -> dict[str, HostState]:
     """Per host URI, what it has of `plan`'s team; `observed` (per host URI, from
-    virt.observe) saves reading every domain and network again. A host that is not
+    virt.observe) and `existing` (existing_networks, what the plan was made from) save
+    reading every domain and network, and the joined ones, again. A host that is not
     running yet (a private libvirtd `up` would start) has nothing."""
     states = {}
     for host in plan.hosts:
@@ -42,8 +43,8 @@ def observe_hosts(plan: LabPlan, conns: ConnectionPool,
         seen = observed[host.uri] if observed is not None else virt.observe(conn)
         pool = virt.lookup_pool(conn, plan.pool)
         volumes = frozenset(virt.volume_names(pool)) if pool is not None and pool.isActive() else None
-        joined = {n.libvirt_name: virt.read_network(conn, n.libvirt_name) for n in plan.networks
-                  if n.existing and n.host == host}
+        joined = {n.libvirt_name: existing[(host.uri, n.libvirt_name)] if existing is not None
+                  else virt.read_network(conn, n.libvirt_name) for n in plan.networks if n.existing and n.host == host}
         states[host.uri] = HostState(tuple(virt.owned(seen, plan.lab, plan.team)), frozenset(_base_volumes(conn)),
                                      pool is not None, volumes, joined)
     return states

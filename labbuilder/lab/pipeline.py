@@ -72,7 +72,8 @@ class Lab:
     host_networks: hostnet.HostNetworks = field(default_factory=hostnet.HostNetworks)
     images_to_build: dict[str, Path] = field(default_factory=dict)  # `plan`: image name → its recipe
     placement: placement.Placement | None = None  # the command's teams on the inventory's pool
-    # What the networks the topology joins (`existing:`) are on its hosts, read before planning.
+    # What the networks the topology joins (`existing:`) are on its hosts, read before planning;
+    # `plan` diffs against it too (as against `observed`).
     existing: ExistingNetworks = field(default_factory=dict)
 
     @property
@@ -419,7 +420,7 @@ def _write_known_hosts(lab: Lab, host_keys: dict[str, tuple[str, str]]) -> None:
 def changes(lab: Lab) -> list[Action]:
     """What `up` would do (used by `plan`); changes nothing."""
     want = diff.render_plan(lab.plan, lab.domain_type)
-    return diff.diff(lab.plan, want, observe.observe_hosts(lab.plan, lab.conns, lab.observed))
+    return diff.diff(lab.plan, want, observe.observe_hosts(lab.plan, lab.conns, lab.observed, lab.existing))
 
 
 def up(lab: Lab, progress: Progress) -> list[Action]:
