@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+import libvirt
 import pytest
 from conftest import REPO, fake_image_entry, stock_host
 
@@ -80,9 +81,15 @@ def test_the_lab_adds_its_entries_live_and_down_removes_exactly_them(host, cache
 
     monkeypatch.setenv("LABBUILDER_STATE", str(host.state))
     lab = pipeline.open_lab(LabRequest(RDO, private=True, image_cache=cache))
+    updates = []
+    update = libvirt.virNetwork.update
+    monkeypatch.setattr(libvirt.virNetwork, "update", lambda net, *a: updates.append(a[-1]) or update(net, *a))
     try:
         _define(lab, lab.plan.nodes)
+        # one update per node and section (DHCP host, DNS host), live and in the definition at once
+        assert updates == [libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE | libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG] * 8
         _define(lab, lab.plan.nodes)  # twice: nothing more
+        assert len(updates) == 8
         ours_dns = [(e["ip"], (e["name"],)) for e in OURS]
         assert host.default_hosts() == (sorted(foreign_dhcp + OURS, key=lambda h: sorted(h.items())),
                                         sorted(foreign_dns + ours_dns))  # live and defined

@@ -580,24 +580,13 @@ def _host_entry_xml(mac: str, ip: str, name: str) -> tuple[str, str]:
     return etree.tostring(dhcp, encoding="unicode"), etree.tostring(dns, encoding="unicode")
 
 
-def _update_network(net: libvirt.virNetwork, command: int, section: int, xml: str, flag: int) -> None:
-    _call(f"cannot update network {net.name()}", net.update, command, section, -1, xml, flag)
-
-
 def add_host_entry(conn: libvirt.virConnect, network: str, mac: str, ip: str, name: str) -> None:
     """Add the static DHCP host entry mac → ip (hostname `name`) and the DNS host entry
     ip → name to `network`, live and in its definition: each part only where it is not
     there yet (a run cut short may have added some). libvirt refuses one whose MAC, address
     or name another entry has."""
     net = _call(f"no network {network} on this host", conn.networkLookupByName, network)
-    dhcp_xml, dns_xml = _host_entry_xml(mac, ip, name)
-    for flag, doc in _network_defs(net):
-        if (mac, ip, name) not in _dhcp_hosts(doc):
-            _update_network(net, libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
-                            libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, dhcp_xml, flag)
-        if (ip, (name,)) not in _dns_hosts(doc):
-            _update_network(net, libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
-                            libvirt.VIR_NETWORK_SECTION_DNS_HOST, dns_xml, flag)
+    _update_host_entry(net, libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, mac, ip, name)
 
 
 def remove_host_entry(conn: libvirt.virConnect, network: str, mac: str, ip: str, name: str) -> bool:
@@ -608,18 +597,26 @@ def remove_host_entry(conn: libvirt.virConnect, network: str, mac: str, ip: str,
         net = conn.networkLookupByName(network)
     except libvirt.libvirtError:
         return False
+    return _update_host_entry(net, libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, mac, ip, name)
+
+
+def _update_host_entry(net: libvirt.virNetwork, command: int, mac: str, ip: str, name: str) -> bool:
+    """ADD_LAST each part of the entry (static DHCP host, DNS host) where it is missing, or
+    DELETE it where it is there, in the network's running state and its definition: one
+    update per part, flagged for every place it applies to. True if any was made."""
     dhcp_xml, dns_xml = _host_entry_xml(mac, ip, name)
-    removed = False
-    for flag, doc in _network_defs(net):
-        if (mac, ip, name) in _dhcp_hosts(doc):
-            _update_network(net, libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE,
-                            libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, dhcp_xml, flag)
-            removed = True
-        if (ip, (name,)) in _dns_hosts(doc):
-            _update_network(net, libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE,
-                            libvirt.VIR_NETWORK_SECTION_DNS_HOST, dns_xml, flag)
-            removed = True
-    return removed
+    adding = command == libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST
+    defs = _network_defs(net)
+    updated = False
+    for section, xml, has in ((libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, dhcp_xml,
+                               lambda doc: (mac, ip, name) in _dhcp_hosts(doc)),
+                              (libvirt.VIR_NETWORK_SECTION_DNS_HOST, dns_xml,
+                               lambda doc: (ip, (name,)) in _dns_hosts(doc))):
+        flags = sum(flag for flag, doc in defs if has(doc) != adding)  # each def's own bits: LIVE, CONFIG
+        if flags:  # none would be libvirt's AFFECT_CURRENT
+            _call(f"cannot update network {net.name()}", net.update, command, section, -1, xml, flags)
+            updated = True
+    return updated
 
 
 def pool_names(conn: libvirt.virConnect) -> list[str]:
