@@ -251,7 +251,8 @@ def test_a_split_network_is_reported_before_a_private_libvirtd_starts(tmp_path, 
 
 def test_the_host_networks_are_read_once_per_command(tmp_path, monkeypatch):
     """`up --teams 1-3` checks each team's subnets and bridges against the local host's
-    routes and bridges: `ip` reads each once for the command, not once per team or host."""
+    routes and bridges: `ip` reads each once for the command, not once per team or host.
+    So is the topology the teams share loaded, and the inventory asked for a pool."""
     import types
 
     from labbuilder.lab import pipeline
@@ -259,6 +260,9 @@ def test_the_host_networks_are_read_once_per_command(tmp_path, monkeypatch):
     from labbuilder.system import accel, hostnet, virt
 
     read = []
+    for name in ("load_topology", "pool_hosts"):
+        real = getattr(pipeline, name)
+        monkeypatch.setattr(pipeline, name, lambda *a, real=real, name=name, **k: read.append(name) or real(*a, **k))
     monkeypatch.setattr(hostnet, "routes", lambda prefix=(): read.append(("routes", prefix)) or [])
     monkeypatch.setattr(hostnet, "bridges", lambda prefix=(): read.append(("bridges", prefix)) or {"br0"})
     monkeypatch.setattr(virt, "connect", lambda uri: types.SimpleNamespace(close=lambda: None))
@@ -269,4 +273,5 @@ def test_the_host_networks_are_read_once_per_command(tmp_path, monkeypatch):
             for team in (1, 2, 3)]
     labs = pipeline.open_labs(reqs)
     assert [lab.plan.team for lab in labs] == [1, 2, 3] and all(lab.observed == {"qemu:///system": []} for lab in labs)
-    assert read == [("routes", ()), ("bridges", ())]
+    assert read == ["load_topology", "pool_hosts", ("routes", ()), ("bridges", ())]
+    assert len({id(lab.topology) for lab in labs}) == 1

@@ -104,41 +104,57 @@ class Placed:
     hosts: dict[int, dict[str, Host]]
 
 
-def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = True,
-             host_networks: hostnet.HostNetworks | None = None, placed: Placed | None = None) -> Lab:
-    """Load and validate the topology, find its images and hosts, plan it; with `check`
-    (commands that create things), check the hosts for clashing subnets and MACs.
+@dataclass(frozen=True)
+class _Shared:
+    """What the teams of one command have in common, found once: the topology, its images
+    (and those `plan` would build: image name → recipe), the reader of the local hosts'
+    routes and bridges, and the teams placed on the inventory's pool (None without one)."""
+
+    topology: Topology
+    images: dict[str, BaseImage]
+    planned: dict[str, Path]
+    host_networks: hostnet.HostNetworks
+    placed: Placed | None
+
+
+def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = True) -> Lab:
+    """open_labs of one team."""
+    return open_labs([req], start_private, check)[0]
+
+
+def open_labs(reqs: list[LabRequest], start_private: bool | None = True, check: bool = True) -> list[Lab]:
+    """Each team's lab for one command (`reqs`: its teams, of one topology): the topology
+    loaded and validated, its images and each team's hosts found, the team planned; with
+    `check` (commands that create things), the hosts checked for clashing subnets and MACs.
     `start_private`: start a private libvirtd if one is needed and none runs; False: fail
-    then; None: plan against a stand-in for it (nothing exists there yet).
-    `host_networks`: the command's reader of the local hosts' routes and bridges;
-    `placed`: the command's teams on the inventory's pool (place_teams), if it has one."""
-    topo = load_topology(req.topology)
+    then; None: plan against a stand-in for it (nothing exists there yet). What is the same
+    for every team (_Shared) is found once; with a pool, the teams are placed together:
+    with `check`, refused (PlacementError) if they do not fit."""
+    topo = load_topology(reqs[0].topology)
     planned: dict[str, Path] = {}
     # `plan` (start_private None) shows images it would build; up and reset build them first.
-    images = find_images(topo, req.image_cache, required=check, planned=planned if start_private is None else None)
-    placed = placed or place_teams(topo, req, [req.team], start_private, refuse=check)
+    images = find_images(topo, reqs[0].image_cache, required=check, planned=planned if start_private is None else None)
+    placed = place_teams(topo, reqs[0], [r.team for r in reqs], start_private, check)
+    shared = _Shared(topo, images, planned, hostnet.HostNetworks(), placed)
+    return [_open_team(req, shared, start_private, check) for req in reqs]
+
+
+def _open_team(req: LabRequest, shared: _Shared, start_private: bool | None, check: bool) -> Lab:
+    """One team's lab of open_labs: its hosts (placed, or where its slots land), its plan."""
+    topo, placed = shared.topology, shared.placed
     hosts = placed.hosts[req.team] if placed else _hosts(topo, req, start_private)
     if placed:
         check_host_drivers(topo, hosts)  # a xen lab on a pool of QEMU hosts
     conns = ConnectionPool()
     joined = observe.existing_networks(topo, hosts, conns)
-    plan = plan_lab(topo, req.team, hosts, images, req.memory_scale, joined)
+    plan = plan_lab(topo, req.team, hosts, shared.images, req.memory_scale, joined)
     lab = Lab(topo, plan, conns, team_dir(topo.lab, req.team), *_domain_type(topo, plan),
-              host_networks=host_networks or hostnet.HostNetworks(), images_to_build=planned,
+              host_networks=shared.host_networks, images_to_build=shared.planned,
               placement=placed.placement if placed else None, existing=joined)
     check_xen_hosts(topo, plan.hosts, lab.conns)
     if check:
         lab.observed = check_hosts(lab)
     return lab
-
-
-def open_labs(reqs: list[LabRequest], start_private: bool | None = True, check: bool = True) -> list[Lab]:
-    """open_lab for each request of one command (its teams), which share one reader of the
-    local hosts' routes and bridges (each is read once, not once per team) and, with a
-    pool, one placement: with `check`, refused (PlacementError) if the teams do not fit."""
-    host_networks = hostnet.HostNetworks()
-    placed = place_teams(load_topology(reqs[0].topology), reqs[0], [r.team for r in reqs], start_private, check)
-    return [open_lab(req, start_private, check, host_networks, placed) for req in reqs]
 
 
 def place_teams(topo: Topology, req: LabRequest, teams: list[int], start_private: bool | None,
