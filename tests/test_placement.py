@@ -213,6 +213,32 @@ def test_plan_teams_refuses_a_class_that_does_not_fit_in_one_line(tmp_path, gold
     assert rc == 0 and "demo-t9-alpha" in out and "on lab2" in err, err
 
 
+
+def test_a_class_reads_each_pool_host_once(tmp_path, monkeypatch):
+    """`up --teams 1-5` places the teams from what each pool host holds, then checks each
+    team's hosts for clashes against the same reading: one per host for the command."""
+    from labbuilder.lab import pipeline
+    from labbuilder.model.request import LabRequest
+    from labbuilder.system import accel, hostnet, virt
+
+    lab1, lab2 = _test_host(tmp_path / "lab1.xml", 4, 1), _test_host(tmp_path / "lab2.xml", 4, 1)
+    (tmp_path / "hosts.yaml").write_text(f"pool:\n  lab1: {lab1}\n  lab2: {lab2}\n")
+    cache = fake_image_entry(tmp_path / "cache", "debian-12").parent
+    read = []
+    real = virt.observe
+    monkeypatch.setattr(virt, "observe", lambda conn: read.append(conn.getURI()) or real(conn))
+    monkeypatch.setattr(hostnet, "routes", lambda prefix=(): [])
+    monkeypatch.setattr(accel, "detect", lambda: accel.Accelerator("qemu", "a unit test"))
+    monkeypatch.setenv("LABBUILDER_STATE", str(tmp_path / "state"))
+    labs = pipeline.open_labs([LabRequest(REPO / "topologies/demo.yaml", team, None, tmp_path / "hosts.yaml",
+                                          None, 1.0, cache) for team in range(1, 6)])
+    for lab in labs:
+        lab.close()
+    assert {lab.plan.team: lab.plan.hosts[0].name for lab in labs} == {1: "lab1", 2: "lab2", 3: "lab1", 4: "lab2",
+                                                                        5: "lab1"}
+    assert sorted(read) == sorted([lab1, lab2])
+
+
 # ---- what a placement leaves on the hosts, and what it must not do ----
 
 def test_a_placed_team_records_its_pool_host_in_its_objects_ownership():

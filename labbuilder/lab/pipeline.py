@@ -108,13 +108,15 @@ class Placed:
 class _Shared:
     """What the teams of one command have in common, found once: the topology, its images
     (and those `plan` would build: image name → recipe), the reader of the local hosts'
-    routes and bridges, and the teams placed on the inventory's pool (None without one)."""
+    routes and bridges, the teams placed on the inventory's pool (None without one), and
+    what each host holds (host URI → its domains and networks), read at the first need."""
 
     topology: Topology
     images: dict[str, BaseImage]
     planned: dict[str, Path]
     host_networks: hostnet.HostNetworks
     placed: Placed | None
+    seen: dict[str, list[virt.HostObject]]
 
 
 def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = True) -> Lab:
@@ -134,8 +136,9 @@ def open_labs(reqs: list[LabRequest], start_private: bool | None = True, check: 
     planned: dict[str, Path] = {}
     # `plan` (start_private None) shows images it would build; up and reset build them first.
     images = find_images(topo, reqs[0].image_cache, required=check, planned=planned if start_private is None else None)
-    placed = place_teams(topo, reqs[0], [r.team for r in reqs], start_private, check)
-    shared = _Shared(topo, images, planned, hostnet.HostNetworks(), placed)
+    seen: dict[str, list[virt.HostObject]] = {}
+    placed = place_teams(topo, reqs[0], [r.team for r in reqs], start_private, check, seen)
+    shared = _Shared(topo, images, planned, hostnet.HostNetworks(), placed, seen)
     return [_open_team(req, shared, start_private, check) for req in reqs]
 
 
@@ -153,27 +156,29 @@ def _open_team(req: LabRequest, shared: _Shared, start_private: bool | None, che
               placement=placed.placement if placed else None, existing=joined)
     check_xen_hosts(topo, plan.hosts, lab.conns)
     if check:
-        lab.observed = check_hosts(lab)
+        lab.observed = check_hosts(lab, shared.seen)
     return lab
 
 
 def place_teams(topo: Topology, req: LabRequest, teams: list[int], start_private: bool | None,
-                refuse: bool) -> Placed | None:
+                refuse: bool, seen: dict[str, list[virt.HostObject]]) -> Placed | None:
     """The teams on the inventory's pool by capacity (lab/placement), from what its hosts
     have and where the lab's teams run (their domains' ownership); None without a pool.
     With `refuse`, teams that do not fit are a PlacementError; else they are placed as
-    they would be were the hosts larger (status shows them "not created" there)."""
+    they would be were the hosts larger (status shows them "not created" there). What
+    was read from each pool host goes into `seen` (host URI → its domains and networks)."""
     pool = pool_hosts(topo, req.connect, req.inventory, state_root(), req.private, start_private)
     if pool is None:
         return None
     conns = ConnectionPool()
     try:
-        seen = parallel([lambda m=m, h=h: _read_capacity(conns, m, h) for m, h in pool])
+        read = parallel([lambda m=m, h=h: _read_capacity(conns, m, h) for m, h in pool])
     finally:
         conns.close()
+    seen.update((h.uri, objects) for (_, h), (objects, _) in zip(pool, read))
     found = placement.running_placement(topo, {h.pool_name: _team_nodes(objects, topo.lab)
-                                               for (_, h), (objects, _) in zip(pool, seen)})
-    rooms = tuple(placement.host_room(m, capacity) for (m, _), (_, capacity) in zip(pool, seen))
+                                               for (_, h), (objects, _) in zip(pool, read)})
+    rooms = tuple(placement.host_room(m, capacity) for (m, _), (_, capacity) in zip(pool, read))
     result = placement.place(teams, placement.slot_needs(topo, req.memory_scale), rooms, found)
     if refuse and result.unfit:
         raise PlacementError(result.refusal())
@@ -351,12 +356,16 @@ def check_xen_hosts(topo: Topology, hosts, conns: ConnectionPool) -> None:
         raise TopologyError(problems)
 
 
-def check_hosts(lab: Lab) -> dict[str, list[virt.HostObject]]:
+def check_hosts(lab: Lab, seen: dict[str, list[virt.HostObject]]) -> dict[str, list[virt.HostObject]]:
     """Subnets and MACs that clash with what already exists on a target host (not our
     own): libvirt networks and domains, and on a local host its routes too, the host
     bridges its bridge-mode networks need, and the networks it joins (existing.problems).
-    Returns what it read: every domain and network, per host URI."""
-    observed = {h.uri: virt.observe(lab.conns(h)) if h.runtime.running else [] for h in lab.plan.hosts}
+    `seen`: what the command read from hosts already (host URI → every domain and
+    network), the teams' other hosts added to it. Returns the lab's hosts' part of it."""
+    for h in lab.plan.hosts:
+        if h.uri not in seen:
+            seen[h.uri] = virt.observe(lab.conns(h)) if h.runtime.running else []
+    observed = {h.uri: seen[h.uri] for h in lab.plan.hosts}
     problems = _mac_clashes(lab, observed) + existing.problems(lab.topology, lab.plan, lab.existing, observed)
     # A joined network (existing:) is not ours: the lab's own networks must not clash with it.
     ours = {n.libvirt_name for n in lab.plan.networks if not n.existing}
