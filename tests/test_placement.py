@@ -279,6 +279,40 @@ def test_fixed_macs_refuse_two_teams_on_one_pool_host_and_allow_them_on_two(tmp_
         pipeline.check_class(labs(lab1, lab2, lab1))
 
 
+
+def test_fixed_macs_count_a_team_once_on_a_host_both_its_slots_are_on(tmp_path):
+    """check_class counts teams per host, not slots: one team whose two slots land on one
+    pool host is one team there, and two such teams on two hosts pass."""
+    from labbuilder.lab import pipeline
+    from labbuilder.lab.hosts import Host
+    from labbuilder.lab.plan import BaseImage, plan_lab
+    from labbuilder.model.errors import TopologyError
+    from labbuilder.system.connections import ConnectionPool
+
+    (tmp_path / "fixed.yaml").write_text("""lab: fixed
+image: debian-12
+hosts: {host-a: {}, host-b: {}}
+networks:
+  net-a: {mode: nat, subnet: 10.61.0.0/24}
+  net-b: {mode: nat, subnet: 10.62.0.0/24}
+nodes:
+  a1: {host: host-a, memory: 256, nics: [{network: net-a, ip: 10.61.0.10, mac: "52:54:00:00:10:01"}]}
+  b1: {host: host-b, memory: 256, nics: [{network: net-b, ip: 10.62.0.10}]}
+""")
+    topo = load_topology(tmp_path / "fixed.yaml")
+    image = {"debian-12": BaseImage("debian-12", "/cache/debian-12.qcow2", "ab" * 32, 256 << 20, 4 << 30)}
+    lab1, lab2 = (Host(f"qemu+ssh://{n}/system", n, pool_name=n) for n in ("lab1", "lab2"))
+
+    def labs(*hosts):
+        return [pipeline.Lab(topo, plan_lab(topo, team, {"host-a": a, "host-b": b}, image), ConnectionPool(),
+                             tmp_path, "kvm", "") for team, (a, b) in enumerate(hosts, 1)]
+
+    pipeline.check_class(labs((lab1, lab1)))
+    pipeline.check_class(labs((lab1, lab1), (lab2, lab2)))
+    with pytest.raises(TopologyError, match="fixed MACs allow one team per host, and 2 teams would share it"):
+        pipeline.check_class(labs((lab1, lab1), (lab1, lab2)))
+
+
 @pytest.mark.subprocess(sys.executable)
 def test_plan_teams_without_a_pool_lists_the_hosts_the_slots_are_fixed_on(tmp_path, test_host):
     cache = fake_image_entry(tmp_path / "cache", "gridka-openstack").parent
