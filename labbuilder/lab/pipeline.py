@@ -146,8 +146,6 @@ def _open_team(req: LabRequest, shared: _Shared, start_private: bool | None, che
     """One team's lab of open_labs: its hosts (placed, or where its slots land), its plan."""
     topo, placed = shared.topology, shared.placed
     hosts = placed.hosts[req.team] if placed else _hosts(topo, req, start_private)
-    if placed:
-        check_host_drivers(topo, hosts)  # a xen lab on a pool of QEMU hosts
     conns = ConnectionPool()
     joined = observe.existing_networks(topo, hosts, conns)
     plan = plan_lab(topo, req.team, hosts, shared.images, req.memory_scale, joined)
@@ -165,11 +163,13 @@ def place_teams(topo: Topology, req: LabRequest, teams: list[int], start_private
     """The teams on the inventory's pool by capacity (lab/placement), from what its hosts
     have and where the lab's teams run (their domains' ownership); None without a pool.
     With `refuse`, teams that do not fit are a PlacementError; else they are placed as
-    they would be were the hosts larger (status shows them "not created" there). What
+    they would be were the hosts larger (status shows them "not created" there). A xen
+    lab is refused unless every pool host is a Xen dom0's (a team may land on any). What
     was read from each pool host goes into `seen` (host URI → its domains and networks)."""
     pool = pool_hosts(topo, req.connect, req.inventory, state_root(), req.private, start_private)
     if pool is None:
         return None
+    check_host_drivers(topo, {h.pool_name: h for _, h in pool}, pool=True)  # a xen lab: every host a dom0
     conns = ConnectionPool()
     try:
         read = parallel([lambda m=m, h=h: _read_capacity(conns, m, h) for m, h in pool])
@@ -312,14 +312,19 @@ def image_recipe(topo: Topology, name: str) -> Path | None:
 def images_to_build(req: LabRequest) -> dict[Path, str]:
     """The images the topology names that are not in the cache but have a recipe
     (image_recipe): recipe → image name, for `up` and `reset` to build first. A xen
-    lab's hosts are checked first: one without Xen would refuse the lab after the build."""
+    lab's hosts (its slots', or every host of the pool) are checked first: one without
+    Xen would refuse the lab after the build."""
     topo = load_topology(req.topology)
     planned: dict[str, Path] = {}
     find_images(topo, req.image_cache, planned=planned)
     if planned and topo.domain_type == "xen":
+        pool = pool_hosts(topo, req.connect, req.inventory, state_root(), req.private, start=None)
+        if pool is not None:
+            check_host_drivers(topo, {h.pool_name: h for _, h in pool}, pool=True)
+        hosts = {h for _, h in pool} if pool is not None else set(_hosts(topo, req, start_private=None).values())
         conns = ConnectionPool()
         try:
-            check_xen_hosts(topo, set(_hosts(topo, req, start_private=None).values()), conns)
+            check_xen_hosts(topo, hosts, conns)
         finally:
             conns.close()
     return {recipe: name for name, recipe in planned.items()}
