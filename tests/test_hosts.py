@@ -251,7 +251,9 @@ def test_a_split_network_is_reported_before_a_private_libvirtd_starts(tmp_path, 
 
 def test_the_host_networks_are_read_once_per_command(tmp_path, monkeypatch):
     """`up --teams 1-3` checks each team's subnets and bridges against the local host's
-    routes and bridges: `ip` reads each once for the command, not once per team or host."""
+    routes and bridges: `ip` reads each once for the command, not once per team or host.
+    So is the topology the teams share loaded, the inventory asked for a pool, and what
+    the host holds read."""
     import types
 
     from labbuilder.lab import pipeline
@@ -259,14 +261,18 @@ def test_the_host_networks_are_read_once_per_command(tmp_path, monkeypatch):
     from labbuilder.system import accel, hostnet, virt
 
     read = []
+    for name in ("load_topology", "pool_hosts"):
+        real = getattr(pipeline, name)
+        monkeypatch.setattr(pipeline, name, lambda *a, real=real, name=name, **k: read.append(name) or real(*a, **k))
     monkeypatch.setattr(hostnet, "routes", lambda prefix=(): read.append(("routes", prefix)) or [])
     monkeypatch.setattr(hostnet, "bridges", lambda prefix=(): read.append(("bridges", prefix)) or {"br0"})
     monkeypatch.setattr(virt, "connect", lambda uri: types.SimpleNamespace(close=lambda: None))
-    monkeypatch.setattr(virt, "observe", lambda conn: [])
+    monkeypatch.setattr(virt, "observe", lambda conn: read.append("observe") or [])
     monkeypatch.setattr(accel, "detect", lambda: accel.Accelerator("qemu", "a unit test"))
     cache = fake_image_entry(tmp_path / "cache", "debian-12")
     reqs = [LabRequest(REPO / "tests/data/two-hosts.yaml", team, "qemu:///system", None, None, 1.0, cache.parent)
             for team in (1, 2, 3)]
     labs = pipeline.open_labs(reqs)
     assert [lab.plan.team for lab in labs] == [1, 2, 3] and all(lab.observed == {"qemu:///system": []} for lab in labs)
-    assert read == [("routes", ()), ("bridges", ())]
+    assert read == ["load_topology", "pool_hosts", "observe", ("routes", ()), ("bridges", ())]
+    assert len({id(lab.topology) for lab in labs}) == 1

@@ -213,6 +213,32 @@ def test_plan_teams_refuses_a_class_that_does_not_fit_in_one_line(tmp_path, gold
     assert rc == 0 and "demo-t9-alpha" in out and "on lab2" in err, err
 
 
+
+def test_a_class_reads_each_pool_host_once(tmp_path, monkeypatch):
+    """`up --teams 1-5` places the teams from what each pool host holds, then checks each
+    team's hosts for clashes against the same reading: one per host for the command."""
+    from labbuilder.lab import pipeline
+    from labbuilder.model.request import LabRequest
+    from labbuilder.system import accel, hostnet, virt
+
+    lab1, lab2 = _test_host(tmp_path / "lab1.xml", 4, 1), _test_host(tmp_path / "lab2.xml", 4, 1)
+    (tmp_path / "hosts.yaml").write_text(f"pool:\n  lab1: {lab1}\n  lab2: {lab2}\n")
+    cache = fake_image_entry(tmp_path / "cache", "debian-12").parent
+    read = []
+    real = virt.observe
+    monkeypatch.setattr(virt, "observe", lambda conn: read.append(conn.getURI()) or real(conn))
+    monkeypatch.setattr(hostnet, "routes", lambda prefix=(): [])
+    monkeypatch.setattr(accel, "detect", lambda: accel.Accelerator("qemu", "a unit test"))
+    monkeypatch.setenv("LABBUILDER_STATE", str(tmp_path / "state"))
+    labs = pipeline.open_labs([LabRequest(REPO / "topologies/demo.yaml", team, None, tmp_path / "hosts.yaml",
+                                          None, 1.0, cache) for team in range(1, 6)])
+    for lab in labs:
+        lab.close()
+    assert {lab.plan.team: lab.plan.hosts[0].name for lab in labs} == {1: "lab1", 2: "lab2", 3: "lab1", 4: "lab2",
+                                                                        5: "lab1"}
+    assert sorted(read) == sorted([lab1, lab2])
+
+
 # ---- what a placement leaves on the hosts, and what it must not do ----
 
 def test_a_placed_team_records_its_pool_host_in_its_objects_ownership():
@@ -251,6 +277,40 @@ def test_fixed_macs_refuse_two_teams_on_one_pool_host_and_allow_them_on_two(tmp_
     pipeline.check_class(labs(lab1, lab2))
     with pytest.raises(TopologyError, match="fixed MACs allow one team per host, and 2 teams would share it"):
         pipeline.check_class(labs(lab1, lab2, lab1))
+
+
+
+def test_fixed_macs_count_a_team_once_on_a_host_both_its_slots_are_on(tmp_path):
+    """check_class counts teams per host, not slots: one team whose two slots land on one
+    pool host is one team there, and two such teams on two hosts pass."""
+    from labbuilder.lab import pipeline
+    from labbuilder.lab.hosts import Host
+    from labbuilder.lab.plan import BaseImage, plan_lab
+    from labbuilder.model.errors import TopologyError
+    from labbuilder.system.connections import ConnectionPool
+
+    (tmp_path / "fixed.yaml").write_text("""lab: fixed
+image: debian-12
+hosts: {host-a: {}, host-b: {}}
+networks:
+  net-a: {mode: nat, subnet: 10.61.0.0/24}
+  net-b: {mode: nat, subnet: 10.62.0.0/24}
+nodes:
+  a1: {host: host-a, memory: 256, nics: [{network: net-a, ip: 10.61.0.10, mac: "52:54:00:00:10:01"}]}
+  b1: {host: host-b, memory: 256, nics: [{network: net-b, ip: 10.62.0.10}]}
+""")
+    topo = load_topology(tmp_path / "fixed.yaml")
+    image = {"debian-12": BaseImage("debian-12", "/cache/debian-12.qcow2", "ab" * 32, 256 << 20, 4 << 30)}
+    lab1, lab2 = (Host(f"qemu+ssh://{n}/system", n, pool_name=n) for n in ("lab1", "lab2"))
+
+    def labs(*hosts):
+        return [pipeline.Lab(topo, plan_lab(topo, team, {"host-a": a, "host-b": b}, image), ConnectionPool(),
+                             tmp_path, "kvm", "") for team, (a, b) in enumerate(hosts, 1)]
+
+    pipeline.check_class(labs((lab1, lab1)))
+    pipeline.check_class(labs((lab1, lab1), (lab2, lab2)))
+    with pytest.raises(TopologyError, match="fixed MACs allow one team per host, and 2 teams would share it"):
+        pipeline.check_class(labs((lab1, lab1), (lab1, lab2)))
 
 
 @pytest.mark.subprocess(sys.executable)

@@ -154,6 +154,34 @@ def test_a_xen_lab_on_qemus_driver_stops_in_one_line_and_changes_nothing(command
     assert not state.exists() and not (tmp_path / "cache").exists()
 
 
+
+def test_a_xen_lab_on_a_pool_is_checked_on_every_pool_host_before_up_builds_its_image(tmp_path, test_host,
+                                                                                       monkeypatch):
+    """A team may land on any host of the pool: each is checked for libvirt's xen driver
+    before `up` builds the image the lab lacks (libvirt's test driver takes any domain type),
+    and before a placement connects to any."""
+    from labbuilder.model.request import LabRequest
+    from labbuilder.system import virt
+
+    monkeypatch.setenv("LABBUILDER_STATE", str(tmp_path / "state"))
+    inventory = tmp_path / "pool.yaml"
+    inventory.write_text(f"pool:\n  lab1: {test_host}\n")
+    req = LabRequest(REPO / "topologies/xcp-domu.yaml", 1, None, inventory, None, 1.0, tmp_path / "cache")
+    assert list(pipeline.images_to_build(req).values()) == ["debian-12"]
+    inventory.write_text(f"pool:\n  lab1: {test_host}\n  lab2: qemu:///system\n")
+    with pytest.raises(TopologyError) as e:
+        pipeline.images_to_build(req)
+    assert [p.message for p in e.value.problems] == [
+        "pool host lab2 is qemu:///system, libvirt's qemu driver: a domain_type xen lab runs only on a Xen dom0, "
+        "through libvirt's xen driver"]
+    assert not (tmp_path / "state").exists() and not (tmp_path / "cache").exists()
+    connected = []
+    monkeypatch.setattr(virt, "connect", lambda uri, *_: connected.append(uri))
+    with pytest.raises(TopologyError) as placed:
+        pipeline.open_labs([req], start_private=None)
+    assert [p.message for p in placed.value.problems] == [p.message for p in e.value.problems] and connected == []
+
+
 @pytest.mark.libvirtd
 def test_a_libvirtd_whose_xen_driver_finds_no_hypervisor_is_named_in_one_line(private_libvirtd, tmp_path):
     """What libvirt's own xen driver says on a host not booted into Xen (here: the driver is

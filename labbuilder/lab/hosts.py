@@ -128,19 +128,16 @@ def _inventory(topo: Topology, connect: str | None, inventory: Path | None, root
 
 def resolve_hosts(topo: Topology, connect: str | None, inventory: Path | None,
                   root: Path, private: bool | None = None, start: bool | None = True,
-                  check: Callable[[dict[str, Host]], None] | None = None,
-                  placed: dict[str, Host] | None = None) -> dict[str, Host]:
+                  check: Callable[[dict[str, Host]], None] | None = None) -> dict[str, Host]:
     """Host per slot of `topo`: its inventory entry, else --connect, else the local host
     (its libvirtd, or a private one under `root`). The inventory is checked whole, and
     `check` is given where each slot lands (URI and bridges), before a private libvirtd is
     started (`start` as for private_host). Slots on one libvirt URI get one Host, with the
-    bridges the inventory joins there. An inventory with a pool fixes no slot: `placed`
-    (slot → one of pool_hosts) says where the team's slots were placed."""
+    bridges the inventory joins there. Not for an inventory with a pool, which fixes no
+    slot (pool_hosts, and lab/placement)."""
     listed, default_uri, private = _inventory(topo, connect, inventory, root, private)
     if listed.pool:
-        if placed is None:
-            raise ValueError("an inventory with a pool needs the team's placement")
-        return placed
+        raise ValueError("an inventory with a pool fixes no slot: its teams are placed on pool_hosts")
     shared = {e.lands_on: e.bridges for e in listed.slots.values()}
     entries = [listed.slots.get(h.name) or SlotEntry(h.name, bridges=shared.get(default_uri, ()), lands_on=default_uri)
                for h in topo.hosts]

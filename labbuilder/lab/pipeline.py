@@ -105,60 +105,81 @@ class Placed:
     hosts: dict[int, dict[str, Host]]
 
 
-def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = True,
-             host_networks: hostnet.HostNetworks | None = None, placed: Placed | None = None) -> Lab:
-    """Load and validate the topology, find its images and hosts, plan it; with `check`
-    (commands that create things), check the hosts for clashing subnets and MACs.
-    `start_private`: start a private libvirtd if one is needed and none runs; False: fail
-    then; None: plan against a stand-in for it (nothing exists there yet).
-    `host_networks`: the command's reader of the local hosts' routes and bridges;
-    `placed`: the command's teams on the inventory's pool (place_teams), if it has one."""
-    topo = load_topology(req.topology)
-    planned: dict[str, Path] = {}
-    # `plan` (start_private None) shows images it would build; up and reset build them first.
-    images = find_images(topo, req.image_cache, required=check, planned=planned if start_private is None else None)
-    placed = placed or place_teams(topo, req, [req.team], start_private, refuse=check)
-    hosts = placed.hosts[req.team] if placed else _hosts(topo, req, start_private)
-    if placed:
-        check_host_drivers(topo, hosts)  # a xen lab on a pool of QEMU hosts
-    conns = ConnectionPool()
-    joined = observe.existing_networks(topo, hosts, conns)
-    plan = plan_lab(topo, req.team, hosts, images, req.memory_scale, joined)
-    lab = Lab(topo, plan, conns, team_dir(topo.lab, req.team), *_domain_type(topo, plan),
-              host_networks=host_networks or hostnet.HostNetworks(), images_to_build=planned,
-              placement=placed.placement if placed else None, existing=joined)
-    check_xen_hosts(topo, plan.hosts, lab.conns)
-    if check:
-        lab.observed = check_hosts(lab)
-    return lab
+@dataclass(frozen=True)
+class _Shared:
+    """What the teams of one command have in common, found once: the topology, its images
+    (and those `plan` would build: image name → recipe), the reader of the local hosts'
+    routes and bridges, the teams placed on the inventory's pool (None without one), and
+    what each host holds (host URI → its domains and networks), read at the first need."""
+
+    topology: Topology
+    images: dict[str, BaseImage]
+    planned: dict[str, Path]
+    host_networks: hostnet.HostNetworks
+    placed: Placed | None
+    seen: dict[str, list[virt.HostObject]]
+
+
+def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = True) -> Lab:
+    """open_labs of one team."""
+    return open_labs([req], start_private, check)[0]
 
 
 def open_labs(reqs: list[LabRequest], start_private: bool | None = True, check: bool = True) -> list[Lab]:
-    """open_lab for each request of one command (its teams), which share one reader of the
-    local hosts' routes and bridges (each is read once, not once per team) and, with a
-    pool, one placement: with `check`, refused (PlacementError) if the teams do not fit."""
-    host_networks = hostnet.HostNetworks()
-    placed = place_teams(load_topology(reqs[0].topology), reqs[0], [r.team for r in reqs], start_private, check)
-    return [open_lab(req, start_private, check, host_networks, placed) for req in reqs]
+    """Each team's lab for one command (`reqs`: its teams, of one topology): the topology
+    loaded and validated, its images and each team's hosts found, the team planned; with
+    `check` (commands that create things), the hosts checked for clashing subnets and MACs.
+    `start_private`: start a private libvirtd if one is needed and none runs; False: fail
+    then; None: plan against a stand-in for it (nothing exists there yet). What is the same
+    for every team (_Shared) is found once; with a pool, the teams are placed together:
+    with `check`, refused (PlacementError) if they do not fit."""
+    topo = load_topology(reqs[0].topology)
+    planned: dict[str, Path] = {}
+    # `plan` (start_private None) shows images it would build; up and reset build them first.
+    images = find_images(topo, reqs[0].image_cache, required=check, planned=planned if start_private is None else None)
+    seen: dict[str, list[virt.HostObject]] = {}
+    placed = place_teams(topo, reqs[0], [r.team for r in reqs], start_private, check, seen)
+    shared = _Shared(topo, images, planned, hostnet.HostNetworks(), placed, seen)
+    return [_open_team(req, shared, start_private, check) for req in reqs]
+
+
+def _open_team(req: LabRequest, shared: _Shared, start_private: bool | None, check: bool) -> Lab:
+    """One team's lab of open_labs: its hosts (placed, or where its slots land), its plan."""
+    topo, placed = shared.topology, shared.placed
+    hosts = placed.hosts[req.team] if placed else _hosts(topo, req, start_private)
+    conns = ConnectionPool()
+    joined = observe.existing_networks(topo, hosts, conns)
+    plan = plan_lab(topo, req.team, hosts, shared.images, req.memory_scale, joined)
+    lab = Lab(topo, plan, conns, team_dir(topo.lab, req.team), *_domain_type(topo, plan),
+              host_networks=shared.host_networks, images_to_build=shared.planned,
+              placement=placed.placement if placed else None, existing=joined)
+    check_xen_hosts(topo, plan.hosts, lab.conns)
+    if check:
+        lab.observed = check_hosts(lab, shared.seen)
+    return lab
 
 
 def place_teams(topo: Topology, req: LabRequest, teams: list[int], start_private: bool | None,
-                refuse: bool) -> Placed | None:
+                refuse: bool, seen: dict[str, list[virt.HostObject]]) -> Placed | None:
     """The teams on the inventory's pool by capacity (lab/placement), from what its hosts
     have and where the lab's teams run (their domains' ownership); None without a pool.
     With `refuse`, teams that do not fit are a PlacementError; else they are placed as
-    they would be were the hosts larger (status shows them "not created" there)."""
+    they would be were the hosts larger (status shows them "not created" there). A xen
+    lab is refused unless every pool host is a Xen dom0's (a team may land on any). What
+    was read from each pool host goes into `seen` (host URI → its domains and networks)."""
     pool = pool_hosts(topo, req.connect, req.inventory, state_root(), req.private, start_private)
     if pool is None:
         return None
+    check_host_drivers(topo, {h.pool_name: h for _, h in pool}, pool=True)  # a xen lab: every host a dom0
     conns = ConnectionPool()
     try:
-        seen = parallel([lambda m=m, h=h: _read_capacity(conns, m, h) for m, h in pool])
+        read = parallel([lambda m=m, h=h: _read_capacity(conns, m, h) for m, h in pool])
     finally:
         conns.close()
+    seen.update((h.uri, objects) for (_, h), (objects, _) in zip(pool, read))
     found = placement.running_placement(topo, {h.pool_name: _team_nodes(objects, topo.lab)
-                                               for (_, h), (objects, _) in zip(pool, seen)})
-    rooms = tuple(placement.host_room(m, capacity) for (m, _), (_, capacity) in zip(pool, seen))
+                                               for (_, h), (objects, _) in zip(pool, read)})
+    rooms = tuple(placement.host_room(m, capacity) for (m, _), (_, capacity) in zip(pool, read))
     result = placement.place(teams, placement.slot_needs(topo, req.memory_scale), rooms, found)
     if refuse and result.unfit:
         raise PlacementError(result.refusal())
@@ -292,14 +313,19 @@ def image_recipe(topo: Topology, name: str) -> Path | None:
 def images_to_build(req: LabRequest) -> dict[Path, str]:
     """The images the topology names that are not in the cache but have a recipe
     (image_recipe): recipe → image name, for `up` and `reset` to build first. A xen
-    lab's hosts are checked first: one without Xen would refuse the lab after the build."""
+    lab's hosts (its slots', or every host of the pool) are checked first: one without
+    Xen would refuse the lab after the build."""
     topo = load_topology(req.topology)
     planned: dict[str, Path] = {}
     find_images(topo, req.image_cache, planned=planned)
     if planned and topo.domain_type == "xen":
+        pool = pool_hosts(topo, req.connect, req.inventory, state_root(), req.private, start=None)
+        if pool is not None:
+            check_host_drivers(topo, {h.pool_name: h for _, h in pool}, pool=True)
+        hosts = {h for _, h in pool} if pool is not None else set(_hosts(topo, req, start_private=None).values())
         conns = ConnectionPool()
         try:
-            check_xen_hosts(topo, set(_hosts(topo, req, start_private=None).values()), conns)
+            check_xen_hosts(topo, hosts, conns)
         finally:
             conns.close()
     return {recipe: name for name, recipe in planned.items()}
@@ -336,12 +362,16 @@ def check_xen_hosts(topo: Topology, hosts, conns: ConnectionPool) -> None:
         raise TopologyError(problems)
 
 
-def check_hosts(lab: Lab) -> dict[str, list[virt.HostObject]]:
+def check_hosts(lab: Lab, seen: dict[str, list[virt.HostObject]]) -> dict[str, list[virt.HostObject]]:
     """Subnets and MACs that clash with what already exists on a target host (not our
     own): libvirt networks and domains, and on a local host its routes too, the host
     bridges its bridge-mode networks need, and the networks it joins (existing.problems).
-    Returns what it read: every domain and network, per host URI."""
-    observed = {h.uri: virt.observe(lab.conns(h)) if h.runtime.running else [] for h in lab.plan.hosts}
+    `seen`: what the command read from hosts already (host URI → every domain and
+    network), the teams' other hosts added to it. Returns the lab's hosts' part of it."""
+    for h in lab.plan.hosts:
+        if h.uri not in seen:
+            seen[h.uri] = virt.observe(lab.conns(h)) if h.runtime.running else []
+    observed = {h.uri: seen[h.uri] for h in lab.plan.hosts}
     problems = _mac_clashes(lab, observed) + existing.problems(lab.topology, lab.plan, lab.existing, observed)
     # A joined network (existing:) is not ours: the lab's own networks must not clash with it.
     ours = {n.libvirt_name for n in lab.plan.networks if not n.existing}
