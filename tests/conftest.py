@@ -229,9 +229,9 @@ def stock_host(prefix: str):
     finally:
         privatelibvirtd.stop(daemon)
         if (state / "aptcache" / "acng.pid").exists():  # a package cache an `up` started here
-            from labbuilder.system import aptcache
+            from labbuilder.system import aptprocs
 
-            aptcache.stop(aptcache.PackageCache(state / "aptcache", aptcache.PORT, None))
+            aptprocs.stop(state / "aptcache")
         shutil.rmtree(state, ignore_errors=True)
 
 
