@@ -117,16 +117,17 @@ def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = T
     # `plan` (start_private None) shows images it would build; up and reset build them first.
     images = find_images(topo, req.image_cache, required=check, planned=planned if start_private is None else None)
     placed = placed or place_teams(topo, req, [req.team], start_private, refuse=check)
-    hosts = placed.hosts[req.team] if placed else _hosts(topo, req, start_private)
-    if placed:
-        check_host_drivers(topo, hosts)  # a xen lab on a pool of QEMU hosts
     conns = ConnectionPool()
+    if placed:  # place_teams checked the pool's hosts
+        hosts = placed.hosts[req.team]
+    else:
+        hosts = _hosts(topo, req, start_private)
+        check_xen_hosts(topo, dict.fromkeys(hosts.values()), conns)
     joined = observe.existing_networks(topo, hosts, conns)
     plan = plan_lab(topo, req.team, hosts, images, req.memory_scale, joined)
     lab = Lab(topo, plan, conns, team_dir(topo.lab, req.team), *_domain_type(topo, plan),
               host_networks=host_networks or hostnet.HostNetworks(), images_to_build=planned,
               placement=placed.placement if placed else None, existing=joined)
-    check_xen_hosts(topo, plan.hosts, lab.conns)
     if check:
         lab.observed = check_hosts(lab)
     return lab
@@ -146,12 +147,14 @@ def place_teams(topo: Topology, req: LabRequest, teams: list[int], start_private
     """The teams on the inventory's pool by capacity (lab/placement), from what its hosts
     have and where the lab's teams run (their domains' ownership); None without a pool.
     With `refuse`, teams that do not fit are a PlacementError; else they are placed as
-    they would be were the hosts larger (status shows them "not created" there)."""
-    pool = pool_hosts(topo, req.connect, req.inventory, state_root(), req.private, start_private)
+    they would be were the hosts larger (status shows them "not created" there). A xen
+    lab's pool hosts are checked first (check_host_drivers, check_xen_hosts)."""
+    pool = _pool_hosts(topo, req, start_private)
     if pool is None:
         return None
     conns = ConnectionPool()
     try:
+        check_xen_hosts(topo, [h for _, h in pool if h.runtime.running], conns)
         seen = parallel([lambda m=m, h=h: _read_capacity(conns, m, h) for m, h in pool])
     finally:
         conns.close()
@@ -229,6 +232,13 @@ def existing_teams(req: LabRequest) -> list[int]:
         conns.close()
 
 
+def _pool_hosts(topo: Topology, req: LabRequest, start_private: bool | None):
+    """The inventory's pool (pool_hosts), each host's driver checked against the topology's
+    domain type before a private libvirtd is started; None without a pool."""
+    return pool_hosts(topo, req.connect, req.inventory, state_root(), req.private, start_private,
+                      check=lambda where: check_host_drivers(topo, where, "pool host"))
+
+
 def _hosts(topo: Topology, req: LabRequest, start_private: bool | None) -> dict[str, Host]:
     """Host per slot, checked against the topology's networks and domain type before a
     private libvirtd is started."""
@@ -296,9 +306,11 @@ def images_to_build(req: LabRequest) -> dict[Path, str]:
     planned: dict[str, Path] = {}
     find_images(topo, req.image_cache, planned=planned)
     if planned and topo.domain_type == "xen":
+        pool = _pool_hosts(topo, req, start_private=None)
+        hosts = [h for _, h in pool] if pool is not None else dict.fromkeys(_hosts(topo, req, None).values())
         conns = ConnectionPool()
         try:
-            check_xen_hosts(topo, set(_hosts(topo, req, start_private=None).values()), conns)
+            check_xen_hosts(topo, hosts, conns)
         finally:
             conns.close()
     return {recipe: name for name, recipe in planned.items()}
