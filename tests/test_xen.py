@@ -190,6 +190,22 @@ def test_a_pool_host_without_xen_is_named_at_the_domain_type_before_its_capacity
     assert not (tmp_path / "state").exists() and not (tmp_path / "cache").exists()
 
 
+@pytest.mark.subprocess(sys.executable)
+def test_a_xen_lab_joining_a_hosts_network_is_refused_at_its_domain_type_not_at_reading_the_network(tmp_path):
+    """The host is asked whether it runs Xen before anything else is read from it (here no
+    dom0 answers on xen:///system, as on the pool host above)."""
+    path = tmp_path / "xenx.yaml"
+    path.write_text("lab: xenx\nimage: debian-12\ndomain_type: xen\nnetworks:\n  lan:\n    existing: default\n"
+                    "nodes:\n  alpha:\n    memory: 512\n    nics:\n      - network: lan\n        ip: 192.168.122.50\n")
+    fake_image_entry(tmp_path / "cache", "debian-12")
+    env = {**os.environ, "LABBUILDER_STATE": str(tmp_path / "state"), "COLUMNS": "300"}
+    proc = _lb("plan", path, "--connect", "xen:///system", "--cache", tmp_path / "cache", env=env)
+    assert proc.returncode == 2 and proc.stdout == ""
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"error: {path}:3: domain_type: host xen:///system has no Xen hypervisor "
+                           "(libvirt's xen driver: "), line
+
+
 @pytest.mark.libvirtd
 def test_a_libvirtd_whose_xen_driver_finds_no_hypervisor_is_named_in_one_line(private_libvirtd, tmp_path):
     """What libvirt's own xen driver says on a host not booted into Xen (here: the driver is
