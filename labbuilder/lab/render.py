@@ -1,7 +1,9 @@
-"""Render libvirt XML from the Jinja2 templates in labbuilder/templates/ (package data).
+"""Render libvirt XML from the Jinja2 templates in labbuilder/templates/ (package data),
+and shell scripts from templates (the package's, and the role steps').
 
 Autoescape and StrictUndefined: no user text reaches XML unescaped, and a missing value
-is an error naming the template and line, not an empty attribute.
+is an error naming the template and line, not an empty attribute. In shell, a value
+passed through the `quote` filter is one shell word.
 """
 
 from __future__ import annotations
@@ -30,12 +32,17 @@ def _env() -> jinja2.Environment:
     )
 
 
-@cache
-def _shell_env() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("labbuilder", "templates"),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+def shell_env(loader: jinja2.BaseLoader) -> jinja2.Environment:
+    """Shell script templates from `loader`: strict about undefined names, the trailing
+    newline kept, and the filter `quote` (shell_quote)."""
+    env = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["quote"] = shell_quote
     return env
+
+
+@cache
+def _shell_env() -> jinja2.Environment:
+    return shell_env(jinja2.PackageLoader("labbuilder", "templates"))
 
 
 def shell_quote(value) -> str:
