@@ -9,11 +9,11 @@ security) requests are remapped to exactly those URLs, and any other request is 
 
 Guests reach it at their NAT network's gateway, port 3142, through a relay
 (`aptrelay.py`) that listens on the gateway address, in a private libvirtd's network
-namespace or in the host's, and forwards to 127.0.0.1 here. A relay lives as long as
-its lab network: `aptprocs.stop_relay` when the network goes, and a relay into a
-namespace ends by itself when the namespace does. The daemon we own is stopped by the
-last lab's `down` (system/aptprocs.py, which finds and stops these processes); its cache
-dir stays, and the next start takes a few milliseconds. Everything is stopped by pid.
+namespace or in the host's, and forwards to 127.0.0.1 here. A relay into a namespace
+ends by itself when the namespace does; the others, and the daemon we own, are stopped
+by the `down` that leaves no lab on this machine (system/aptprocs.py, which finds and
+stops these processes); its cache dir stays, and the next start takes a few
+milliseconds. Everything is stopped by pid.
 
 Layout of `state_dir` (say $LABBUILDER_STATE/aptcache):
 
