@@ -37,7 +37,7 @@ from typing import Iterable, Iterator
 
 from labbuilder.model.errors import HostError, ToolError
 from labbuilder.system import procs
-from labbuilder.system.aptprocs import BINARY, RELAY_SCRIPT, STOP_TIMEOUT, daemon_pid, host_lock, relay_pid, relay_pids
+from labbuilder.system.aptprocs import BINARY, RELAY_SCRIPT, STOP_TIMEOUT, daemon_pid, host_lock, relay_pid
 from labbuilder.system.run import run
 
 PORT = 3142
@@ -119,15 +119,6 @@ def relay_into_namespace(cache: PackageCache, netns: str | Path | None, listen_i
         cache = _ensure(cache.state_dir, cache.port)
         pid = relay_pid(pidfile) or _start_relay(cache, netns, listen_ip, port, pidfile)
     return Relay(pidfile, pid, listen_ip, port)
-
-
-def relays(state_dir: Path) -> list[Relay]:
-    """The relays started from `state_dir` that still run."""
-    found = []
-    for pidfile, pid in relay_pids(state_dir).items():
-        _, ip, port = pidfile.stem.rsplit("-", 2)
-        found.append(Relay(pidfile, pid, ip, int(port)))
-    return found
 
 
 def host_mirrors(sources: Iterable[Path] = APT_SOURCES, os_release: Path = OS_RELEASE) -> Mirrors:
