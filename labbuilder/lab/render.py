@@ -90,13 +90,19 @@ def domain_xml(lab: str, team: int, node: NodePlan, pool: str, domain_type: str,
     disks += [{"pool": pool, "volume": d.volume, "format": "qcow2", "bus": d.bus,
                "target": d.target if d.bus == "virtio" else "sd" + d.target[2:]} for d in node.disks]
     return _with_hash("domain.xml.j2", dict(
-        domain_type=domain_type, name=node.domain,
-        owner={"lab": lab, "team": team, "node": node.name, "host": node.host.pool_name, "created": created},
-        memory_mib=node.memory_mib, vcpus=node.vcpus, disks=disks,
+        _domain_values(lab, team, node, created), domain_type=domain_type, disks=disks,
         seed={"pool": pool, "volume": node.seed_volume},
         nics=[{"network": n.libvirt_network, "mac": n.mac} for n in node.nics],
-        entries=[e._asdict() for e in node.entries],
         serial_log=serial_log_path(node)))
+
+
+def _domain_values(lab: str, team: int, node: NodePlan, created: int) -> dict:
+    """What both domain templates take alike: the name, the ownership element's values
+    (domain-owner.xml.j2, its host entries too), memory and vCPUs."""
+    return dict(
+        name=node.domain,
+        owner={"lab": lab, "team": team, "node": node.name, "host": node.host.pool_name, "created": created},
+        entries=[e._asdict() for e in node.entries], memory_mib=node.memory_mib, vcpus=node.vcpus)
 
 
 def _xen_domain(lab: str, team: int, node: NodePlan, pool: str, created: int) -> dict:
@@ -104,13 +110,10 @@ def _xen_domain(lab: str, team: int, node: NodePlan, pool: str, created: int) ->
     on a host bridge as bridge interfaces (libxl's own way), the others on their network."""
     disks = [("xvda", node.vda), *((d.target, d.volume) for d in node.disks)]
     return dict(
-        name=node.domain,
-        owner={"lab": lab, "team": team, "node": node.name, "host": node.host.pool_name, "created": created},
-        memory_mib=node.memory_mib, vcpus=node.vcpus,
+        _domain_values(lab, team, node, created),
         disks=[{"path": f"{pool_dir(pool)}/{volume}", "target": target, "format": "qcow2"} for target, volume in disks],
         seed={"path": f"{pool_dir(pool)}/{node.seed_volume}", "target": "xvd" + chr(ord("a") + len(disks))},
-        nics=[{"bridge": n.host_bridge, "network": n.libvirt_network, "mac": n.mac} for n in node.nics],
-        entries=[e._asdict() for e in node.entries])
+        nics=[{"bridge": n.host_bridge, "network": n.libvirt_network, "mac": n.mac} for n in node.nics])
 
 
 def pool_xml(name: str, path: str) -> str:
