@@ -77,6 +77,10 @@ def medians(repeat: int, trees: list[Path]) -> dict[tuple[Path, str], tuple[floa
 
 
 def compile_trees(trees: list[Path], from_source: bool) -> None:
+    """Each tree's bytecode compiled first, or (`from_source`) removed and, since the
+    measured processes inherit this environment, not written again by the first of them."""
+    if from_source:
+        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
     for tree in trees:
         if from_source:
             for cached in (tree / "labbuilder").rglob("__pycache__"):

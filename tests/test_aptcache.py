@@ -184,7 +184,7 @@ def test_guest_gets_a_deb_through_the_relay_then_from_the_cache(cache, netns, tm
     filename, sha256 = indexed_deb("hello")
     relay = aptcache.relay_into_namespace(cache, f"/run/netns/{netns}", GATEWAY)
     assert aptcache.relay_into_namespace(cache, f"/run/netns/{netns}", GATEWAY) == relay
-    assert aptcache.relays(cache.state_dir) == [relay]
+    assert aptprocs.relay_pids(cache.state_dir) == {relay.pidfile: relay.pid}
 
     assert fetch(netns, f"{GUEST_MIRROR}/{filename}", tmp_path / "first.deb") == "200"
     assert hashlib.sha256((tmp_path / "first.deb").read_bytes()).hexdigest() == sha256

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from conftest import REPO, fake_image_entry
 from lxml import etree
 
 from labbuilder.lab import diff, pipeline
@@ -172,7 +172,8 @@ def test_a_xen_lab_on_a_pool_is_checked_on_every_pool_host_before_up_builds_its_
     with pytest.raises(TopologyError) as e:
         pipeline.images_to_build(req)
     assert [p.message for p in e.value.problems] == [
-        "pool host lab2 is qemu:///system, libvirt's qemu driver: a domain_type xen lab runs only on a Xen dom0, "
+        "pool host lab2 lands on qemu:///system, libvirt's qemu driver: a domain_type xen lab runs only on a Xen "
+        "dom0, "
         "through libvirt's xen driver"]
     assert not (tmp_path / "state").exists() and not (tmp_path / "cache").exists()
     connected = []
@@ -180,6 +181,58 @@ def test_a_xen_lab_on_a_pool_is_checked_on_every_pool_host_before_up_builds_its_
     with pytest.raises(TopologyError) as placed:
         pipeline.open_labs([req], start_private=None)
     assert [p.message for p in placed.value.problems] == [p.message for p in e.value.problems] and connected == []
+
+
+@pytest.mark.subprocess(sys.executable)
+@pytest.mark.parametrize("built", [False, True], ids=["image-missing", "image-built"])
+@pytest.mark.parametrize("command", ["plan", "up"])
+@pytest.mark.parametrize("member", ["qemu:///system", "{private: PRIVATE}"], ids=["qemu", "private"])
+def test_a_xen_lab_on_a_pool_of_qemu_hosts_stops_in_one_line_and_starts_nothing(member, command, built, tmp_path,
+                                                                                  golden):
+    """A pool host is checked as a slot is: from where it lands, before its private libvirtd
+    is started, its capacity read or an image built."""
+    state, cache, private = tmp_path / "state", tmp_path / "cache", tmp_path / "private"
+    if built:
+        fake_image_entry(cache, "debian-12")
+    (tmp_path / "hosts.yaml").write_text(f"pool:\n  dom0: {member.replace('PRIVATE', str(private))}\n")
+    env = {**os.environ, "LABBUILDER_STATE": str(state), "COLUMNS": "300"}
+    proc = _lb(command, "topologies/xcp-domu.yaml", "--hosts", tmp_path / "hosts.yaml", "--cache", cache, env=env)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(proc.stderr.splitlines()) == 1
+    golden(f"xen-on-pool-{member.split(':')[0].strip('{')}.txt", proc.stderr.replace(str(private), "<private>"))
+    assert not state.exists() and not private.exists() and cache.exists() == built
+
+
+@pytest.mark.subprocess(sys.executable)
+@pytest.mark.parametrize("command", ["plan", "up"])
+def test_a_pool_host_without_xen_is_named_at_the_domain_type_before_its_capacity_is_read(command, tmp_path):
+    """Where no dom0 answers on a xen URI (no libvirtd, or one whose xen driver never
+    loads), the pool host is refused in one line, as a slot would be."""
+    (tmp_path / "hosts.yaml").write_text("pool:\n  dom0: xen:///system\n")
+    env = {**os.environ, "LABBUILDER_STATE": str(tmp_path / "state"), "COLUMNS": "300"}
+    proc = _lb(command, "topologies/xcp-domu.yaml", "--hosts", tmp_path / "hosts.yaml", "--cache", tmp_path / "cache",
+               env=env)
+    assert proc.returncode == 2 and proc.stdout == ""
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("error: topologies/xcp-domu.yaml:13: domain_type: host dom0 has no Xen hypervisor "
+                           "(libvirt's xen driver: "), line
+    assert not (tmp_path / "state").exists() and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.subprocess(sys.executable)
+def test_a_xen_lab_joining_a_hosts_network_is_refused_at_its_domain_type_not_at_reading_the_network(tmp_path):
+    """The host is asked whether it runs Xen before anything else is read from it (here no
+    dom0 answers on xen:///system, as on the pool host above)."""
+    path = tmp_path / "xenx.yaml"
+    path.write_text("lab: xenx\nimage: debian-12\ndomain_type: xen\nnetworks:\n  lan:\n    existing: default\n"
+                    "nodes:\n  alpha:\n    memory: 512\n    nics:\n      - network: lan\n        ip: 192.168.122.50\n")
+    fake_image_entry(tmp_path / "cache", "debian-12")
+    env = {**os.environ, "LABBUILDER_STATE": str(tmp_path / "state"), "COLUMNS": "300"}
+    proc = _lb("plan", path, "--connect", "xen:///system", "--cache", tmp_path / "cache", env=env)
+    assert proc.returncode == 2 and proc.stdout == ""
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"error: {path}:3: domain_type: host xen:///system has no Xen hypervisor "
+                           "(libvirt's xen driver: "), line
 
 
 @pytest.mark.libvirtd

@@ -121,10 +121,7 @@ def write_record(conn, domain: str, record: Record) -> None:
 def step_env(role_dir: Path) -> jinja2.Environment:
     """Templates under `role_dir`, strict about undefined names, with the filter `quote`:
     `{{ vars.db_pass | quote }}` is one shell word whatever the value holds (shlex.quote)."""
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(role_dir)), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True)
-    env.filters["quote"] = render.shell_quote
-    return env
+    return render.shell_env(jinja2.FileSystemLoader(str(role_dir)))
 
 
 def template_context(inventory: dict, node: str, role: str, role_vars: dict) -> dict:

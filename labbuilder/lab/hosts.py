@@ -153,13 +153,17 @@ def resolve_hosts(topo: Topology, connect: str | None, inventory: Path | None,
 
 
 def pool_hosts(topo: Topology, connect: str | None, inventory: Path | None, root: Path,
-               private: bool | None = None, start: bool | None = True) -> tuple[tuple[PoolHost, Host], ...] | None:
+               private: bool | None = None, start: bool | None = True,
+               check: Callable[[dict[str, Host]], None] | None = None) -> tuple[tuple[PoolHost, Host], ...] | None:
     """The hosts of the inventory's pool, in its order, each with its Host (private
     libvirtds started as `start` says; start False: one that does not run is left out,
-    nothing being there); None if the inventory has no pool."""
+    nothing being there); None if the inventory has no pool. `check` is given where each
+    pool host lands (its name → URI and bridges), before a private libvirtd is started."""
     listed, _, private = _inventory(topo, connect, inventory, root, private)
     if not listed.pool:
         return None
+    if check:
+        check({h.name: Host(h.entry.lands_on, bridges=h.entry.bridges) for h in listed.pool})
     default = None
     if any(not (h.entry.uri or h.entry.private) for h in listed.pool):
         default = _default_host(connect, root, private, start, system_uri(topo))

@@ -146,14 +146,17 @@ def open_labs(reqs: list[LabRequest], start_private: bool | None = True, check: 
 def _open_team(req: LabRequest, shared: _Shared, start_private: bool | None, check: bool) -> Lab:
     """One team's lab of open_labs: its hosts (placed, or where its slots land), its plan."""
     topo, placed = shared.topology, shared.placed
-    hosts = placed.hosts[req.team] if placed else _hosts(topo, req, start_private)
     conns = ConnectionPool()
+    if placed:  # place_teams checked the pool's hosts
+        hosts = placed.hosts[req.team]
+    else:
+        hosts = _hosts(topo, req, start_private)
+        check_xen_hosts(topo, dict.fromkeys(hosts.values()), conns)  # before anything is read from them
     joined = observe.existing_networks(topo, hosts, conns)
     plan = plan_lab(topo, req.team, hosts, shared.images, req.memory_scale, joined)
     lab = Lab(topo, plan, conns, team_dir(topo.lab, req.team), *_domain_type(topo, plan),
               host_networks=shared.host_networks, images_to_build=shared.planned,
               placement=placed.placement if placed else None, existing=joined)
-    check_xen_hosts(topo, plan.hosts, lab.conns)
     if check:
         lab.observed = check_hosts(lab, shared.seen)
     return lab
@@ -165,14 +168,15 @@ def place_teams(topo: Topology, req: LabRequest, teams: list[int], start_private
     have and where the lab's teams run (their domains' ownership); None without a pool.
     With `refuse`, teams that do not fit are a PlacementError; else they are placed as
     they would be were the hosts larger (status shows them "not created" there). A xen
-    lab is refused unless every pool host is a Xen dom0's (a team may land on any). What
-    was read from each pool host goes into `seen` (host URI → its domains and networks)."""
-    pool = pool_hosts(topo, req.connect, req.inventory, state_root(), req.private, start_private)
+    lab is refused unless every pool host is a Xen dom0's (a team may land on any): each is
+    checked before a private libvirtd starts or its capacity is read. What was read from each
+    pool host goes into `seen` (host URI → its domains and networks)."""
+    pool = _pool_hosts(topo, req, start_private)
     if pool is None:
         return None
-    check_host_drivers(topo, {h.pool_name: h for _, h in pool}, pool=True)  # a xen lab: every host a dom0
     conns = ConnectionPool()
     try:
+        check_xen_hosts(topo, [h for _, h in pool if h.runtime.running], conns)
         read = parallel([lambda m=m, h=h: _read_capacity(conns, m, h) for m, h in pool])
     finally:
         conns.close()
@@ -251,6 +255,13 @@ def existing_teams(req: LabRequest) -> list[int]:
         conns.close()
 
 
+def _pool_hosts(topo: Topology, req: LabRequest, start_private: bool | None):
+    """The inventory's pool (pool_hosts), each host's driver checked against the topology's
+    domain type before a private libvirtd is started; None without a pool."""
+    return pool_hosts(topo, req.connect, req.inventory, state_root(), req.private, start_private,
+                      check=lambda where: check_host_drivers(topo, where, "pool host"))
+
+
 def _hosts(topo: Topology, req: LabRequest, start_private: bool | None) -> dict[str, Host]:
     """Host per slot, checked against the topology's networks and domain type before a
     private libvirtd is started."""
@@ -319,10 +330,8 @@ def images_to_build(req: LabRequest) -> dict[Path, str]:
     planned: dict[str, Path] = {}
     find_images(topo, req.image_cache, planned=planned)
     if planned and topo.domain_type == "xen":
-        pool = pool_hosts(topo, req.connect, req.inventory, state_root(), req.private, start=None)
-        if pool is not None:
-            check_host_drivers(topo, {h.pool_name: h for _, h in pool}, pool=True)
-        hosts = {h for _, h in pool} if pool is not None else set(_hosts(topo, req, start_private=None).values())
+        pool = _pool_hosts(topo, req, start_private=None)
+        hosts = [h for _, h in pool] if pool is not None else dict.fromkeys(_hosts(topo, req, None).values())
         conns = ConnectionPool()
         try:
             check_xen_hosts(topo, hosts, conns)

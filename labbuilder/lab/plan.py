@@ -270,15 +270,14 @@ def check_host_networks(topo: Topology, hosts: dict[str, Host]) -> None:
         raise TopologyError(sorted(problems, key=lambda p: p.line or 0))
 
 
-def check_host_drivers(topo: Topology, hosts: dict[str, Host], pool: bool = False) -> None:
+def check_host_drivers(topo: Topology, hosts: dict[str, Host], what: str = "host slot") -> None:
     """A domain_type xen lab lands only where libvirt's xen driver is (or its test driver,
     which takes any domain type): never on QEMU's, a private libvirtd's included. Raises
-    TopologyError naming each slot that lands elsewhere (with `pool`, `hosts` are the
-    inventory's pool by name, each a host a team may land on), before anything starts."""
+    TopologyError naming each of `hosts` (`what` they are: host slots, or pool hosts) that
+    lands elsewhere, before anything starts."""
     if topo.domain_type != "xen":
         return
-    where = "pool host {} is" if pool else "host slot {} lands on"
-    problems = [topo.problem(("domain_type",), f"{where.format(name)} {host.uri}, libvirt's {uri_driver(host.uri)} "
+    problems = [topo.problem(("domain_type",), f"{what} {name} lands on {host.uri}, libvirt's {uri_driver(host.uri)} "
                              "driver: a domain_type xen lab runs only on a Xen dom0, through libvirt's xen driver",
                              XEN_HINT)
                 for name, host in hosts.items() if uri_driver(host.uri) not in ("xen", "test")]

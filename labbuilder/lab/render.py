@@ -1,7 +1,9 @@
-"""Render libvirt XML from the Jinja2 templates in labbuilder/templates/ (package data).
+"""Render libvirt XML from the Jinja2 templates in labbuilder/templates/ (package data),
+and shell scripts from templates (the package's, and the role steps').
 
 Autoescape and StrictUndefined: no user text reaches XML unescaped, and a missing value
-is an error naming the template and line, not an empty attribute.
+is an error naming the template and line, not an empty attribute. In shell, a value
+passed through the `quote` filter is one shell word.
 """
 
 from __future__ import annotations
@@ -30,12 +32,17 @@ def _env() -> jinja2.Environment:
     )
 
 
-@cache
-def _shell_env() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("labbuilder", "templates"),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+def shell_env(loader: jinja2.BaseLoader) -> jinja2.Environment:
+    """Shell script templates from `loader`: strict about undefined names, the trailing
+    newline kept, and the filter `quote` (shell_quote)."""
+    env = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["quote"] = shell_quote
     return env
+
+
+@cache
+def _shell_env() -> jinja2.Environment:
+    return shell_env(jinja2.PackageLoader("labbuilder", "templates"))
 
 
 def shell_quote(value) -> str:
@@ -83,13 +90,19 @@ def domain_xml(lab: str, team: int, node: NodePlan, pool: str, domain_type: str,
     disks += [{"pool": pool, "volume": d.volume, "format": "qcow2", "bus": d.bus,
                "target": d.target if d.bus == "virtio" else "sd" + d.target[2:]} for d in node.disks]
     return _with_hash("domain.xml.j2", dict(
-        domain_type=domain_type, name=node.domain,
-        owner={"lab": lab, "team": team, "node": node.name, "host": node.host.pool_name, "created": created},
-        memory_mib=node.memory_mib, vcpus=node.vcpus, disks=disks,
+        _domain_values(lab, team, node, created), domain_type=domain_type, disks=disks,
         seed={"pool": pool, "volume": node.seed_volume},
         nics=[{"network": n.libvirt_network, "mac": n.mac} for n in node.nics],
-        entries=[e._asdict() for e in node.entries],
         serial_log=serial_log_path(node)))
+
+
+def _domain_values(lab: str, team: int, node: NodePlan, created: int) -> dict:
+    """What both domain templates take alike: the name, the ownership element's values
+    (domain-owner.xml.j2, its host entries too), memory and vCPUs."""
+    return dict(
+        name=node.domain,
+        owner={"lab": lab, "team": team, "node": node.name, "host": node.host.pool_name, "created": created},
+        entries=[e._asdict() for e in node.entries], memory_mib=node.memory_mib, vcpus=node.vcpus)
 
 
 def _xen_domain(lab: str, team: int, node: NodePlan, pool: str, created: int) -> dict:
@@ -97,13 +110,10 @@ def _xen_domain(lab: str, team: int, node: NodePlan, pool: str, created: int) ->
     on a host bridge as bridge interfaces (libxl's own way), the others on their network."""
     disks = [("xvda", node.vda), *((d.target, d.volume) for d in node.disks)]
     return dict(
-        name=node.domain,
-        owner={"lab": lab, "team": team, "node": node.name, "host": node.host.pool_name, "created": created},
-        memory_mib=node.memory_mib, vcpus=node.vcpus,
+        _domain_values(lab, team, node, created),
         disks=[{"path": f"{pool_dir(pool)}/{volume}", "target": target, "format": "qcow2"} for target, volume in disks],
         seed={"path": f"{pool_dir(pool)}/{node.seed_volume}", "target": "xvd" + chr(ord("a") + len(disks))},
-        nics=[{"bridge": n.host_bridge, "network": n.libvirt_network, "mac": n.mac} for n in node.nics],
-        entries=[e._asdict() for e in node.entries])
+        nics=[{"bridge": n.host_bridge, "network": n.libvirt_network, "mac": n.mac} for n in node.nics])
 
 
 def pool_xml(name: str, path: str) -> str:

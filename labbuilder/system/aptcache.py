@@ -9,11 +9,11 @@ security) requests are remapped to exactly those URLs, and any other request is 
 
 Guests reach it at their NAT network's gateway, port 3142, through a relay
 (`aptrelay.py`) that listens on the gateway address, in a private libvirtd's network
-namespace or in the host's, and forwards to 127.0.0.1 here. A relay lives as long as
-its lab network: `aptprocs.stop_relay` when the network goes, and a relay into a
-namespace ends by itself when the namespace does. The daemon we own is stopped by the
-last lab's `down` (system/aptprocs.py, which finds and stops these processes); its cache
-dir stays, and the next start takes a few milliseconds. Everything is stopped by pid.
+namespace or in the host's, and forwards to 127.0.0.1 here. A relay into a namespace
+ends by itself when the namespace does; the others, and the daemon we own, are stopped
+by the `down` that leaves no lab on this machine (system/aptprocs.py, which finds and
+stops these processes); its cache dir stays, and the next start takes a few
+milliseconds. Everything is stopped by pid.
 
 Layout of `state_dir` (say $LABBUILDER_STATE/aptcache):
 
@@ -37,7 +37,7 @@ from typing import Iterable, Iterator
 
 from labbuilder.model.errors import HostError, ToolError
 from labbuilder.system import procs
-from labbuilder.system.aptprocs import BINARY, RELAY_SCRIPT, STOP_TIMEOUT, daemon_pid, host_lock, relay_pid, relay_pids
+from labbuilder.system.aptprocs import BINARY, RELAY_SCRIPT, STOP_TIMEOUT, daemon_pid, host_lock, relay_pid
 from labbuilder.system.run import run
 
 PORT = 3142
@@ -119,15 +119,6 @@ def relay_into_namespace(cache: PackageCache, netns: str | Path | None, listen_i
         cache = _ensure(cache.state_dir, cache.port)
         pid = relay_pid(pidfile) or _start_relay(cache, netns, listen_ip, port, pidfile)
     return Relay(pidfile, pid, listen_ip, port)
-
-
-def relays(state_dir: Path) -> list[Relay]:
-    """The relays started from `state_dir` that still run."""
-    found = []
-    for pidfile, pid in relay_pids(state_dir).items():
-        _, ip, port = pidfile.stem.rsplit("-", 2)
-        found.append(Relay(pidfile, pid, ip, int(port)))
-    return found
 
 
 def host_mirrors(sources: Iterable[Path] = APT_SOURCES, os_release: Path = OS_RELEASE) -> Mirrors:
