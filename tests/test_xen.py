@@ -250,3 +250,17 @@ def test_a_libvirtd_whose_xen_driver_finds_no_hypervisor_is_named_in_one_line(pr
     where = f"{topo.path}:{topo.marks[('domain_type',)]}: domain_type: host {plan.hosts[0].uri} "
     assert line.startswith(where + "has no Xen hypervisor (libvirt's xen driver: internal error: libxenlight state "
                            "driver is not active): a domain_type xen lab runs only on a Xen dom0 (hint: "), line
+
+
+@pytest.mark.subprocess(sys.executable)
+@pytest.mark.parametrize("command", [["checkpoint", "--name", "x"], ["reset", "--to", "x"]],
+                         ids=["checkpoint", "reset-to"])
+def test_checkpoints_of_a_xen_lab_are_refused_at_its_domain_type_before_anything_changes(command, tmp_path, test_host):
+    """Checkpoints are QEMU's internal snapshots with memory: a xen lab has none."""
+    env = {**os.environ, "LABBUILDER_STATE": str(tmp_path / "state"), "COLUMNS": "300"}
+    proc = _lb(command[0], "topologies/xcp-domu.yaml", "--connect", test_host, *command[1:], env=env)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines()[-1] == (
+        "error: topologies/xcp-domu.yaml:13: domain_type: checkpoints (checkpoint, up --checkpoints, reset --to) "
+        "need QEMU's snapshots: a domain_type xen lab has none (hint: reset the team cold (labbuilder reset) instead)")
+    assert not (tmp_path / "state").exists()

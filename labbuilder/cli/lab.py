@@ -325,6 +325,8 @@ def _up_team(lab, progress, no_wait, no_config, checkpoints, checks) -> dict:
     run_config = not (no_wait or no_config) and bool(lab.topology.roles)
     if run_config:
         pipeline.check_config(lab)  # before anything changes
+        if checkpoints:
+            pipeline.require_checkpoints(lab)
     actions = pipeline.up(lab, progress)
     ready = None if no_wait else pipeline.wait(lab, progress)
     ran = []

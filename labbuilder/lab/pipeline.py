@@ -550,6 +550,7 @@ def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:
 def reset_to(lab: Lab, name: str, nodes: list[str], progress: Progress, cold: bool = False) -> dict[str, str]:
     """Nodes (default: all) back to checkpoint `name`: warm (memory state, no boot, clocks
     set) or `cold` (its disks, then a boot); running and answering on SSH."""
+    require_checkpoints(lab)
     targets = [lab.plan.node(n) for n in nodes] if nodes else list(lab.plan.nodes)
     with team_lock(lab):
         if not cold:
@@ -562,8 +563,18 @@ def reset_to(lab: Lab, name: str, nodes: list[str], progress: Progress, cold: bo
 def take_checkpoint(lab: Lab, name: str, progress: Progress, role: str | None = None) -> checkpoints.Checkpoint:
     """A consistent point (disks + memory) of every node of the team, once they have
     finished booting."""
+    require_checkpoints(lab)
     with team_lock(lab):
         return _checkpoint(lab, name, progress, role)
+
+
+def require_checkpoints(lab: Lab) -> None:
+    """Checkpoints are QEMU's (internal snapshots with memory, the guest agent's clock and
+    flush): a domain_type xen lab has none, refused at that line before anything changes."""
+    if lab.topology.domain_type == "xen":
+        raise TopologyError([lab.topology.problem(
+            ("domain_type",), "checkpoints (checkpoint, up --checkpoints, reset --to) need QEMU's snapshots: "
+            "a domain_type xen lab has none", "reset the team cold (labbuilder reset) instead")])
 
 
 def _checkpoint(lab: Lab, name: str, progress: Progress, role: str | None) -> checkpoints.Checkpoint:
