@@ -311,6 +311,13 @@ nodes:
     pipeline.check_class(labs((lab1, lab1), (lab2, lab2)))
     with pytest.raises(TopologyError, match="fixed MACs allow one team per host, and 2 teams would share it"):
         pipeline.check_class(labs((lab1, lab1), (lab1, lab2)))
+    # Only where the fixed-MAC node lands counts: a1 of each team on a host of its own.
+    pipeline.check_class(labs((lab1, lab2), (lab2, lab1)))
+    # A host bridge joins its hosts into one segment: a1 on it clashes whichever host it is on.
+    bridged1, bridged2 = (Host(f"qemu+ssh://{n}/system", n, bridges=(("net-a", "br0"),), pool_name=n)
+                          for n in ("lab1", "lab2"))
+    with pytest.raises(TopologyError, match="fixed MACs allow one team per host, and 2 teams would share it"):
+        pipeline.check_class(labs((bridged1, lab2), (bridged2, lab1)))
 
 
 @pytest.mark.subprocess(sys.executable)

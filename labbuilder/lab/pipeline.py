@@ -220,26 +220,43 @@ def _host_capacity(conn, objects: list[virt.HostObject], lab_volumes: bool) -> p
 
 
 def check_class(labs: list[Lab]) -> None:
-    """Before a command changes several teams: fixed MACs (the topology's own) allow one
-    team per host, and so do addresses on a network the host has (`existing:`, shared by
-    every team there), so several teams on one host would clash halfway; refused with the
-    MAC's or address's line."""
+    """Before a command changes several teams: a fixed MAC (the topology's own) allows one
+    team per host its node lands on — and per host bridge its NIC is on, which joins the
+    hosts behind it into one segment —, an address on a network the host has (`existing:`,
+    shared by every team there) one team per host; several would clash halfway. Refused
+    with the MAC's or address's line."""
     topology = labs[0].topology
     fixed = [(node.name, nic.index) for node in topology.nodes for nic in node.nics if nic.mac]
-    sharing = max(Counter(h.uri for lab in labs for h in lab.plan.hosts).values(), default=0)
-    if fixed and sharing > 1:
+    if (sharing := _teams_sharing(labs, fixed)) > 1:
         node, index = fixed[0]
         raise TopologyError([topology.problem(
             ("nodes", node, "nics", index, "mac"), f"fixed MACs allow one team per host, and {sharing} teams "
             "would share it", "run one team per lab host (an inventory per team), or leave the MACs out")])
     shared = [(node.name, nic) for node in topology.nodes for nic in node.nics
               if nic.ip and topology.network(nic.network).existing]
-    if shared and sharing > 1:
+    if (sharing := _teams_sharing(labs, [(node, nic.index) for node, nic in shared])) > 1:
         node, nic = shared[0]
         raise TopologyError([topology.problem(
             ("nodes", node, "nics", nic.index, "ip"), f"network '{topology.network(nic.network).existing}' is the "
             f"host's own, shared by every team: its fixed addresses allow one team, and {sharing} teams would share them",
             "run one team per lab host (an inventory per team), or leave the ips out")])
+
+
+def _teams_sharing(labs: list[Lab], nics: list[tuple[str, int]]) -> int:
+    """The most teams whose `nics` (node name, NIC index) are on one host or host bridge."""
+    return max(Counter(where for lab in labs for where in _segments(lab, nics)).values(), default=0)
+
+
+def _segments(lab: Lab, nics: list[tuple[str, int]]) -> set:
+    """Where the team's `nics` (node name, NIC index) are: the hosts their nodes land on,
+    and the host bridges they are on (one segment whichever host a team runs on)."""
+    found = set()
+    for name, index in nics:
+        node = lab.plan.node(name)
+        found.add(node.host.uri)
+        if node.nics[index].host_bridge:
+            found.add(("bridge", node.nics[index].network))
+    return found
 
 
 def existing_teams(req: LabRequest) -> list[int]:
