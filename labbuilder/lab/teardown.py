@@ -87,14 +87,16 @@ def remove_owned(conns: ConnectionPool, host: Host, lab: str, team: int | None) 
 def _stop_idle_package_cache(conns: ConnectionPool, hosts: tuple[Host, ...]) -> list[str]:
     """The last lab's `down` stops the package cache labbuilder started here, and its
     relays; the packages stay on disk for the next `up`. A cache labbuilder did not
-    start is left alone, and so is ours while any lab object remains on a local host."""
+    start is left alone, and so is ours while any lab object remains on a local host or
+    another labbuilder state's labs still reach it through their relays."""
     cache_dir = state_root() / "aptcache"
     if not (cache_dir / "acng.pid").exists():
         return []
     if any(virt.owned_objects(conns(h)) for h in hosts if is_local_uri(h.uri)):
         return []
 
-    aptprocs.stop(cache_dir)
+    if not aptprocs.stop(cache_dir):
+        return ["package cache relays (the cache itself serves another labbuilder state's labs)"]
     return ["package cache (no lab left on this machine)"]
 
 

@@ -8,6 +8,7 @@ port probe).
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -19,20 +20,16 @@ RELAY_SCRIPT = Path(__file__).with_name("aptrelay.py")
 STOP_TIMEOUT = 10.0
 
 
-def stop(state_dir: Path) -> None:
-    """Stop every relay started from `state_dir`, and the daemon it owns if one runs."""
+def stop(state_dir: Path) -> bool:
+    """Stop every relay started from `state_dir`, then the daemon it owns — unless a relay
+    another labbuilder state started still forwards to that daemon's port (its labs use
+    it). The cache stays on disk for the next start. True if the daemon was stopped; a
+    cache we do not own is never stopped."""
     with host_lock():
         for pidfile, pid in relay_pids(state_dir).items():
             stop_relay(pidfile, pid)
-        _stop_daemon(state_dir)
-
-
-def stop_if_idle(state_dir: Path, port: int) -> bool:
-    """Stop the daemon `state_dir` owns (on `port`) once no relay on this host forwards to
-    it (the last lab's `down`); its cache stays on disk for the next start. True if it
-    was stopped; a cache we do not own is never stopped."""
-    with host_lock():
-        if _relays_to(port):
+        port = _port(state_dir)
+        if port is not None and _relays_to(port):
             return False
         return _stop_daemon(state_dir)
 
@@ -85,6 +82,13 @@ def _stop_daemon(state_dir: Path) -> bool:
     if pid is not None:
         procs.terminate([pid], STOP_TIMEOUT)
     return pid is not None
+
+
+def _port(state_dir: Path) -> int | None:
+    """The port in the acng.conf labbuilder wrote for the daemon of `state_dir`."""
+    conf = state_dir / "conf" / "acng.conf"
+    found = re.search(r"^Port: *([0-9]+)$", conf.read_text(), re.M) if conf.exists() else None
+    return int(found.group(1)) if found else None
 
 
 def _relays_to(port: int) -> list[int]:
