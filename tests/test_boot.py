@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.vm, pytest.mark.image]
 
 NET, BRIDGE, SUBNET = "lbboot-net", "lbboot0", "192.168.160"
 NODES = {"alpha": ("52:54:00:be:00:0a", f"{SUBNET}.10"), "beta": ("52:54:00:be:00:0b", f"{SUBNET}.11")}
-OWNER = {"lab": "boot", "team": "1", "plan": "test", "created": 0}
+OWNER = {"lab": "boot", "team": "1", "host": None, "plan": "test", "created": 0}
 
 
 def _create_lab(conn, base, workdir, pubkey):
@@ -38,7 +38,7 @@ def _create_lab(conn, base, workdir, pubkey):
                                                          capacity=len(iso), format="raw", backing=""))
         virt.upload_volume(conn, vol, iso)
         dom = virt.define_domain(conn, render.render_xml(
-            "domain.xml.j2", domain_type="qemu", name=f"lbboot-{name}", owner={**OWNER, "node": name},
+            "domain.xml.j2", domain_type="qemu", entries=[], name=f"lbboot-{name}", owner={**OWNER, "node": name},
             memory_mib=512, vcpus=1, serial_log=f"/var/log/libvirt/qemu/lbboot-{name}-serial.log",
             disks=[{"pool": "lbboot", "volume": f"{name}-vda.qcow2", "target": "vda", "format": "qcow2", "bus": "virtio"},
                    {"pool": "lbboot", "volume": f"{name}-vdb.qcow2", "target": "vdb", "format": "qcow2", "bus": "virtio"}],

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.image
 
 NET, BRIDGE, SUBNET = "lbgridka-net", "lbgridka0", "192.168.161"
 NAME, MAC, IP = "db-node", "52:54:00:be:01:03", f"{SUBNET}.3"
-OWNER = {"lab": "gridka-image", "team": "1", "plan": "test", "created": 0}
+OWNER = {"lab": "gridka-image", "team": "1", "host": None, "plan": "test", "created": 0}
 DISABLED = recipe.load_recipe(REPO / "images" / "gridka-base.yaml").disable
 
 
@@ -36,7 +36,7 @@ def _create_node(conn, base, workdir, pubkey):
                                                      format="raw", backing=""))
     virt.upload_volume(conn, vol, iso)
     virt.start_domain(virt.define_domain(conn, render.render_xml(
-        "domain.xml.j2", domain_type="qemu", name=f"lbgridka-{NAME}", owner={**OWNER, "node": NAME},
+        "domain.xml.j2", domain_type="qemu", entries=[], name=f"lbgridka-{NAME}", owner={**OWNER, "node": NAME},
         memory_mib=1024, vcpus=1, serial_log=f"/var/log/libvirt/qemu/lbgridka-{NAME}-serial.log",
         disks=[{"pool": "lbgridka", "volume": "vda.qcow2", "target": "vda", "format": "qcow2", "bus": "virtio"}],
         seed={"pool": "lbgridka", "volume": "seed.iso"}, nics=[{"network": NET, "mac": MAC}])))
