@@ -10,9 +10,8 @@ directory may hold one) is passed in: model/ imports nothing from system/."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from labbuilder.model.errors import Problem, TopologyError
 from labbuilder.model.topology import BRIDGE_HINT, BRIDGE_RE, NAME_HINT, NAME_RE, Topology, choice_hint
@@ -27,8 +26,7 @@ MAX_LIMIT_BYTES = 1 << 50  # 1 PiB
 _ENTRY_HINT = "keep one: uri (a libvirt host) or private (a private libvirtd on this machine, in that directory)"
 
 
-@dataclass(frozen=True)
-class SlotEntry:
+class SlotEntry(NamedTuple):
     """One slot of an inventory: a libvirt URI, a private libvirtd's directory, or neither
     (the slot lands where it would without the inventory); the (network, host bridge)
     pairs joined on its host; the line of `private`, to point at; and `lands_on`, the
@@ -42,8 +40,7 @@ class SlotEntry:
     lands_on: str = ""
 
 
-@dataclass(frozen=True)
-class PoolHost:
+class PoolHost(NamedTuple):
     """A lab host of an inventory's pool: where it is (`entry`, its `slot` the host's name
     in the pool), what its guests may be given — `memory` bytes (None: the host's memory,
     as libvirt reports it) times `overcommit` — and what lab volumes may take in its pools
@@ -59,16 +56,14 @@ class PoolHost:
         return self.entry.slot
 
 
-@dataclass(frozen=True)
-class Inventory:
+class Inventory(NamedTuple):
     """A checked inventory: the slots it fixes (slot → entry), or its pool (in its order)."""
 
     slots: dict[str, SlotEntry]
     pool: tuple[PoolHost, ...] = ()
 
 
-@dataclass(frozen=True)
-class PrivateDirs:
+class PrivateDirs(NamedTuple):
     """The private libvirtd's rules for a `private:` directory, from system/privatelibvirtd:
     the URI of the daemon kept there, and why the directory must not hold one (None: it may)."""
 
@@ -98,7 +93,7 @@ def load_inventory(path: Path, topo: Topology, default_uri: str, private: Privat
                if (e := _slot(c, Path(path), slot, spec, topo, private)) is not None]
     shared = _bridges_per_host(c, entries)
     c.done()
-    return Inventory({e.slot: replace(e, bridges=shared[e.lands_on]) for e in entries})
+    return Inventory({e.slot: e._replace(bridges=shared[e.lands_on]) for e in entries})
 
 
 def _pool(c: Checker, inventory: Path, spec: dict, topo: Topology, default_uri: str,
@@ -106,7 +101,7 @@ def _pool(c: Checker, inventory: Path, spec: dict, topo: Topology, default_uri: 
     if not spec:
         c.problem(("pool",), "lists no host", "e.g. pool: {lab1: qemu+ssh://root@lab1/system}")
     hosts = [h for name, value in spec.items() if (h := _pool_host(c, inventory, name, value, topo, private))]
-    hosts = [replace(h, entry=_landing(h.entry, default_uri, private)) for h in hosts]
+    hosts = [h._replace(entry=_landing(h.entry, default_uri, private)) for h in hosts]
     seen: dict[str, str] = {}
     for h in hosts:
         first = seen.setdefault(h.entry.lands_on, h.name)
@@ -148,7 +143,7 @@ def _limit(c: Checker, limits: dict, key: str, path: KeyPath, hint: str) -> int 
 
 
 def _landing(e: SlotEntry, default_uri: str, private: PrivateDirs) -> SlotEntry:
-    return replace(e, lands_on=e.uri or (private.uri(e.private) if e.private else default_uri))
+    return e._replace(lands_on=e.uri or (private.uri(e.private) if e.private else default_uri))
 
 
 def _slot(c: Checker, inventory: Path, slot: str, spec, topo: Topology, private: PrivateDirs) -> SlotEntry | None:

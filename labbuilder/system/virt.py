@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import libvirt
 from lxml import etree
@@ -494,8 +495,7 @@ def network_info(conn: libvirt.virConnect, name: str) -> tuple[bool, str] | None
 
 # ---- networks that exist on the host (`existing:`): read, and only their host entries changed ----
 
-@dataclass(frozen=True)
-class NetworkFacts:
+class NetworkFacts(NamedTuple):
     """A libvirt network labbuilder did not define, as its host has it."""
 
     name: str
