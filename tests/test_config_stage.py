@@ -19,12 +19,15 @@ from labbuilder.model.topology import load_topology
 from labbuilder.system import virt
 
 IMAGE = BaseImage("gridka-base", "/cache/gridka-base.qcow2", "cd" * 32, 300 << 20, 3 << 30)
+# libvirt's stock `default` network as a host has it (rdo-course joins it: `existing:`)
+STOCK_DEFAULT = {("qemu:///system", "default"): virt.NetworkFacts(
+    "default", True, "nat", "virbr0", "192.168.122.1", 24, ("192.168.122.2", "192.168.122.254"))}
 
 
 def _lab(path):
     topo = load_topology(path)
     hosts = {h.name: Host("qemu:///system") for h in topo.hosts}
-    return topo, plan_lab(topo, 1, hosts, {topo.image: IMAGE})
+    return topo, plan_lab(topo, 1, hosts, {topo.image: IMAGE}, existing=STOCK_DEFAULT)
 
 
 def _roles(*spec):
@@ -63,15 +66,17 @@ def test_an_unknown_role_is_a_clear_error():
     assert e.value.lines() == ["no role 'dbnode' in this lab", "roles in order: common, db, network, compute"]
 
 
-@pytest.mark.parametrize("lab", ["gridka", "gridka-mini", "gridka-neutron", "demo"])
-def test_every_step_of_the_shipped_roles_renders_for_every_node(lab):
+@pytest.mark.parametrize("lab", ["gridka", "gridka-mini", "gridka-neutron", "gridka-cloud", "rdo-course", "diablo-aio",
+                                 "demo"])
+def test_every_step_and_check_of_the_shipped_roles_renders_for_every_node(lab):
     topo, plan = _lab(REPO / "topologies" / f"{lab}.yaml")
     inv = inventory(plan, {})
-    roles = config_stage.load_roles(topo, plan)
+    roles = config_stage.load_roles(topo, plan)  # what `up` checks before any change: every role has steps
     env = config_stage.step_env(Path(topo.role_dir))
     for role in roles:
+        checks = sorted((Path(topo.role_dir) / role.name / "checks").glob("*.sh"))
         for node in role.nodes:
-            for step in role.steps:
+            for step in role.steps + tuple(checks):
                 text = config_stage.render_step(env, step, Path(topo.role_dir),
                                           config_stage.template_context(inv, node, role.name, dict(topo.vars)))
                 assert text.strip(), f"{step} renders empty for {node}"
@@ -117,6 +122,61 @@ def test_the_later_edition_reuses_the_gridka_roles_with_its_own_names_and_accoun
     rabbit = _render("gridka", "db", "30-rabbitmq.sh", "db-node")
     assert "loopback_users = none" in rabbit and "rabbitmqctl change_password guest gridka" in rabbit
     assert 'echo "10.0.0.3 db-node"' in _render("gridka", "common", "10-hosts.sh", "db-node")
+
+
+def test_the_course_labs_run_the_gridka_roles_in_the_courses_layout():
+    layout = {}
+    for lab in ("rdo-course", "diablo-aio"):
+        topo, plan = _lab(REPO / "topologies" / f"{lab}.yaml")
+        assert topo.role_dir == str(REPO / "topologies" / "roles" / "gridka")
+        layout[lab] = {r.name: list(r.nodes) for r in config_stage.load_roles(topo, plan)}
+    assert layout["rdo-course"] == {
+        "common": ["node1", "node2", "node3", "node4"], "db": ["node1"], "auth": ["node1"], "image": ["node1"],
+        "api": ["node1"], "network": ["node1"], "volume": ["node2"], "compute": ["node3", "node4"]}
+    assert layout["diablo-aio"] == {role: ["aio"] for role in layout["rdo-course"]}
+
+
+def test_the_volume_group_is_on_a_loop_file_for_rdo_and_on_vdb_for_gridka():
+    loop = _render("rdo-course", "volume", "10-lvm.sh", "node2")
+    assert '[ -e "$file" ] || truncate -s 20G "$file"' in loop and "file=/var/lib/cinder/cinder-volumes" in loop
+    assert "systemctl enable gridka-cinder-loop.service" in loop and "WantedBy=multi-user.target" in loop
+    assert 'vgcreate cinder-volumes "$disk"' in loop and "/dev/vdb" not in loop
+    assert "losetup -j /var/lib/cinder/cinder-volumes" in _render("rdo-course", "volume", "checks/05-lvm.sh", "node2")
+    assert "/dev/loop" in _render("rdo-course", "volume", "checks/20-volume.sh", "node2")
+    disk = _render("gridka", "volume", "10-lvm.sh", "volume-node")
+    assert "disk=/dev/vdb" in disk and "losetup" not in disk
+    assert "/dev/vdb +cinder-volumes" in _render("gridka", "volume", "checks/05-lvm.sh", "volume-node")
+
+
+def test_the_single_nic_course_labs_keep_their_nic_unbridged_and_have_no_external_network():
+    assert "server 192.168.122.1 iburst" in _render("rdo-course", "common", "20-ntp.sh", "node3")
+    assert 'echo "192.168.122.102 node2"' in _render("rdo-course", "common", "10-hosts.sh", "node1")
+    for lab, node, role, step in [("rdo-course", "node3", "compute", "10-br100.sh"),
+                                  ("rdo-course", "node1", "network", "20-br100.sh"),
+                                  ("rdo-course", "node1", "network", "30-public-bridge.sh"),
+                                  ("diablo-aio", "aio", "network", "60-public-network.sh")]:
+        text = _render(lab, role, step, node)
+        assert "skipped:" in text and "networkctl" not in text and "openstack network create" not in text, step
+    agents = _render("rdo-course", "network", "50-neutron-agents.sh", "node1")
+    assert "crudini --del \"$lb\" linux_bridge bridge_mappings" in agents and "br-public" not in agents
+    assert "flat_networks" not in _render("rdo-course", "network", "40-neutron-server.sh", "node1")
+    assert "default_floating_pool" not in _render("rdo-course", "api", "20-nova.sh", "node1")
+    # the GridKa lab keeps its bridges and its external network
+    assert "networkctl reconfigure" in _render("gridka", "compute", "10-br100.sh", "compute-1")
+    assert "bridge_mappings public:br-public" in _render("gridka", "network", "50-neutron-agents.sh", "network-node")
+    assert "default_floating_pool public" in _render("gridka", "api", "20-nova.sh", "api-node")
+
+
+def test_roles_sharing_a_node_leave_each_others_settings():
+    """The all-in-one node runs api and compute (one nova.conf), network and compute (one
+    linuxbridge agent): the compute role neither drops nova's database nor rewrites the agent."""
+    aio = _render("diablo-aio", "compute", "20-nova-compute.sh", "aio")
+    assert 'crudini --del "$conf" database connection' not in aio
+    assert 'crudini --del "$conf" database connection' in _render("rdo-course", "compute", "20-nova-compute.sh", "node3")
+    agent = _render("diablo-aio", "compute", "30-neutron-agent.sh", "aio")
+    assert "linuxbridge_agent.ini" not in agent and "systemctl restart" not in agent
+    assert "neutron-linuxbridge-agent$" in agent  # it still waits for the agent to report
+    assert "systemctl restart neutron-linuxbridge-agent" in _render("rdo-course", "compute", "30-neutron-agent.sh", "node4")
 
 
 def _copy_lab(tmp_path, lab="gridka-mini"):

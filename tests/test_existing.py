@@ -26,7 +26,7 @@ from labbuilder.model.topology import load_topology
 from labbuilder.system import virt
 
 RDO = REPO / "topologies" / "rdo-course.yaml"
-IMAGE = {"debian-12": BaseImage("debian-12", "/cache/debian-12.qcow2", "ab" * 32, 1 << 28, 3 << 30)}
+IMAGE = {"gridka-openstack": BaseImage("gridka-openstack", "/cache/gridka-openstack.qcow2", "ab" * 32, 1 << 28, 8 << 30)}
 FOREIGN = "<host mac='52:54:00:aa:bb:cc' name='web' ip='192.168.122.50'/>"
 # libvirt's /usr/share/libvirt/networks/default.xml as a host runs it, with an entry of someone else's.
 STOCK_DEFAULT = """  <network>
@@ -61,7 +61,7 @@ def _topology(tmp_path: Path, old: str = "", new: str = "") -> Path:
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     cache = tmp_path / "cache"
     if not cache.exists():
-        fake_image_entry(cache, "debian-12")
+        fake_image_entry(cache, "gridka-openstack")
     env = {**os.environ, "LABBUILDER_STATE": str(tmp_path / "state"), "COLUMNS": "300"}
     return subprocess.run([sys.executable, "-m", "labbuilder.cli", *args, "--cache", str(cache)], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=120)
@@ -70,7 +70,7 @@ def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 def _open(tmp_path: Path, uri: str, topology: Path = RDO, team: int = 1) -> pipeline.Lab:
     cache = tmp_path / "cache"
     if not cache.exists():
-        fake_image_entry(cache, "debian-12")
+        fake_image_entry(cache, "gridka-openstack")
     return pipeline.open_lab(LabRequest(topology, team, uri, image_cache=cache))
 
 

@@ -35,7 +35,7 @@ def host():
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    return fake_image_entry(tmp_path_factory.mktemp("cache"), "debian-12").parent
+    return fake_image_entry(tmp_path_factory.mktemp("cache"), "gridka-openstack").parent
 
 
 def _objects(host) -> tuple:

@@ -267,7 +267,7 @@ def test_fixed_macs_refuse_two_teams_on_one_pool_host_and_allow_them_on_two(tmp_
     from labbuilder.system.connections import ConnectionPool
 
     topo = load_topology(REPO / "topologies/rdo-course.yaml")
-    image = {"debian-12": BaseImage("debian-12", "/cache/debian-12.qcow2", "ab" * 32, 256 << 20, 4 << 30)}
+    image = {"gridka-openstack": BaseImage("gridka-openstack", "/cache/gridka-openstack.qcow2", "ab" * 32, 256 << 20, 8 << 30)}
     lab1, lab2 = (Host(f"qemu+ssh://{n}/system", n, pool_name=n) for n in ("lab1", "lab2"))
 
     def labs(*hosts):

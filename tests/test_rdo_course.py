@@ -1,8 +1,9 @@
 """rdo-course for real, as the course has it: node1–4 on libvirt's stock `default` network
 of a private libvirtd (defined from /usr/share/libvirt/networks/default.xml, with someone
 else's host entries in it), each getting 192.168.122.10N from its static DHCP host entry;
-`down` leaves `default` with exactly the entries it had before. One booted lab (4 nodes,
-1000 MB each) serves every test here; its end checks `down`."""
+`down` leaves `default` with exactly the entries it had before. One booted lab (4 nodes on
+the gridka-openstack image, its config stage left out) serves every test here; its end
+checks `down`."""
 
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ RDO = "topologies/rdo-course.yaml"
 
 
 @pytest.fixture(scope="module")
-def lab(base_image):
-    """The stock host with rdo-course up (no roles: they are not written yet), and its
-    `default` network's entries from before. At the end, `down` must leave `default` with
-    exactly those (checked here, after every test, in whatever order they ran)."""
+def lab(gridka_openstack_image):
+    """The stock host with rdo-course up without its config stage (this test is about the
+    network, not the OpenStack the roles install), and its `default` network's entries from
+    before. At the end, `down` must leave `default` with exactly those (checked here, after
+    every test, in whatever order they ran)."""
     with stock_host("lbrdo-") as host:
         before = host.default_hosts()
         host.lb("up", RDO, "--no-config")

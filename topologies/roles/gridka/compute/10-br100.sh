@@ -1,3 +1,11 @@
+{%- if not vars.get("br100", true) -%}
+# compute node: no br100 (vars.br100 is false): the internal network's NIC keeps its
+# address; neutron's VXLAN tenant networks need no bridge of the node's own. Where that
+# NIC is the node's only one (rdo-course), bridging it would move the address SSH and
+# every service use in the middle of this run.
+set -eu
+echo "skipped: br100 (vars.br100 is false)"
+{%- else -%}
 # compute node: eth1 bridged into br100, which carries the node's internal address
 # ({{ node.ips[vars.internal_network] }}), so instances share the internal network.
 {% import "_lib.j2" as lib -%}
@@ -13,3 +21,4 @@ done
 ip -br addr show br100
 [ -e /sys/class/net/br100/brif/$nic ]
 ip -4 -br addr show br100 | grep -q '{{ node.ips[vars.internal_network] }}/'
+{%- endif %}

@@ -10,8 +10,12 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get install -y -q nova-compute nova-compute-qemu
 conf=/etc/nova/nova.conf
 {{ lib.nova_common() }}
+{%- if "api" in node.roles %}
+# nova.conf is the api role's too (one node runs both): its database settings stay.
+{%- else %}
 # No database here (nova-compute reaches it through nova-conductor): Debian's file has SQLite.
 crudini --del "$conf" database connection
+{%- endif %}
 crudini --set "$conf" DEFAULT compute_driver libvirt.LibvirtDriver
 crudini --set "$conf" libvirt virt_type qemu
 crudini --set /etc/nova/nova-compute.conf libvirt virt_type qemu

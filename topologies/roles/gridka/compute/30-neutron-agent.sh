@@ -8,10 +8,14 @@ set -euo pipefail
 {%- else %}
 export DEBIAN_FRONTEND=noninteractive
 apt-get install -y -q neutron-linuxbridge-agent
+{%- if "network" in node.roles %}
+# The network role configured and started this node's agent (with its provider bridge).
+{%- else %}
 {{ lib.linuxbridge_agent("") }}
 crudini --set /etc/neutron/neutron.conf DEFAULT auth_strategy keystone
 crudini --set /etc/neutron/neutron.conf experimental linuxbridge true
 {{ lib.restart("neutron-linuxbridge-agent") }}
+{%- endif %}
 {{ lib.wait_listing("openstack network agent list --host " ~ node.name ~ " -f value -c Alive -c State -c Binary",
                     ["^True True neutron-linuxbridge-agent$"]) }}
 {%- endif %}

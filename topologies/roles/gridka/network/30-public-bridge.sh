@@ -1,3 +1,9 @@
+{%- if not vars.get("public_network", "public") -%}
+# network-node: no br-public: the lab has no external network (vars.public_network is not
+# set), so no floating IPs; instances reach each other over VXLAN tenant networks.
+set -eu
+echo "skipped: br-public (the lab has no external network: vars.public_network is not set)"
+{%- else -%}
 # network-node: the public network's interface {{ vars.network_public_interface }} becomes the port of bridge
 # br-public, which takes over its address; neutron's linuxbridge agent plugs the routers'
 # gateway ports (and with them the floating IPs) into br-public, as the course's neutron
@@ -26,5 +32,6 @@ bridge link show
 [ -e /sys/class/net/br-public/brif/$pub ]
 {%- if address %}
 ip -4 -br addr show br-public | grep -q '{{ address }}'
+{%- endif %}
 {%- endif %}
 {%- endif %}

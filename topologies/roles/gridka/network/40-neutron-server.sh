@@ -1,6 +1,6 @@
 # network-node: neutron's API (uwsgi, port 9696) and RPC server with the ML2 plugin on
-# the db-node's neutron database: flat provider networks (physical network "{{ vars.get("public_network", "public") }}"
-# on br-public), VXLAN tenant networks, the linuxbridge mechanism driver with l2population,
+# the db-node's neutron database: {% if vars.get("public_network", "public") %}flat provider networks (physical network "{{ vars.get("public_network", "public") }}"
+# on br-public), {% endif %}VXLAN tenant networks, the linuxbridge mechanism driver with l2population,
 # routers; nova on {{ groups.get("api", ["the api node"])[0] }} is told about port changes (needs a package mirror).
 {% import "_lib.j2" as lib with context -%}
 set -euo pipefail
@@ -32,7 +32,9 @@ crudini --set "$ml2" ml2 type_drivers flat,vxlan
 crudini --set "$ml2" ml2 tenant_network_types vxlan
 crudini --set "$ml2" ml2 mechanism_drivers linuxbridge,l2population
 crudini --set "$ml2" ml2 extension_drivers port_security
+{%- if vars.get("public_network", "public") %}
 crudini --set "$ml2" ml2_type_flat flat_networks {{ vars.public_network | quote }}
+{%- endif %}
 crudini --set "$ml2" ml2_type_vxlan vni_ranges 1:1000
 crudini --set "$ml2" securitygroup enable_ipset true
 {{ lib.uwsgi_processes("/etc/neutron/neutron-api-uwsgi.ini") }}

@@ -1,5 +1,5 @@
-# network-node: the agents: linuxbridge (br-public for the provider network "{{ vars.get("public_network", "public") }}",
-# VXLAN over {{ node.ips[vars.internal_network] }}), L3 (routers, NAT, floating IPs), DHCP and metadata
+# network-node: the agents: linuxbridge ({% if vars.get("public_network", "public") %}br-public for the provider network "{{ vars.get("public_network", "public") }}",
+# {% endif %}VXLAN over {{ node.ips[vars.internal_network] }}), L3 (routers, NAT, floating IPs), DHCP and metadata
 # (it passes the instances' requests to nova's metadata API on {{ groups.get("api", ["the api node"])[0] }}) (needs a package mirror).
 {% import "_lib.j2" as lib with context -%}
 set -euo pipefail
@@ -8,7 +8,7 @@ set -euo pipefail
 {%- else %}
 export DEBIAN_FRONTEND=noninteractive
 apt-get install -y -q neutron-linuxbridge-agent neutron-l3-agent neutron-dhcp-agent neutron-metadata-agent
-{{ lib.linuxbridge_agent(vars.public_network ~ ":br-public") }}
+{{ lib.linuxbridge_agent(vars.public_network ~ ":br-public" if vars.get("public_network", "public") else "") }}
 crudini --set /etc/neutron/l3_agent.ini DEFAULT interface_driver linuxbridge
 conf=/etc/neutron/dhcp_agent.ini
 crudini --set "$conf" DEFAULT interface_driver linuxbridge

@@ -1,3 +1,9 @@
+{%- if not vars.get("public_network", "public") -%}
+# network-node: no external network in neutron (vars.public_network is not set): no
+# floating IPs in this lab.
+set -eu
+echo "skipped: external network (vars.public_network is not set)"
+{%- else -%}
 # network-node: the course's public network as neutron's external network "{{ vars.get("public_network", "public") }}" (flat,
 # on br-public) and its subnet: the lab host's address as gateway, floating IPs from
 # {{ vars.get("floating_range", ["?", "?"])[0] }} to {{ vars.get("floating_range", ["?", "?"])[1] }} (needs a package mirror).
@@ -22,4 +28,5 @@ if ! openstack subnet show "$name-subnet" >/dev/null 2>&1; then
     --no-dhcp "$name-subnet"
 fi
 openstack subnet show "$name-subnet" -f value -c cidr -c gateway_ip -c allocation_pools
+{%- endif %}
 {%- endif %}

@@ -1,5 +1,6 @@
+{%- set loop = vars.get("volume_loop_file_gb", 0) | int > 0 -%}
 # Check: a 1 GB volume becomes available as a logical volume in cinder-volumes on
-# {{ node.disks[0].device if node.disks else "the extra disk" }}; then it is deleted again.
+# {{ "a loop device" if loop else node.disks[0].device if node.disks else "the extra disk" }}; then it is deleted again.
 {% import "_lib.j2" as lib -%}
 set -euo pipefail
 {%- if not vars.openstack_packages %}
@@ -19,7 +20,7 @@ echo "volume $name ($id): $status"
 [ "$status" = available ]
 lvs=$(lvs --noheadings -o lv_name,vg_name,devices cinder-volumes)
 echo "$lvs"
-grep -q "volume-$id .*cinder-volumes .*{{ node.disks[0].device if node.disks else "/dev/" }}" <<<"$lvs"
+grep -q "volume-$id .*cinder-volumes .*{{ "/dev/loop" if loop else node.disks[0].device if node.disks else "/dev/" }}" <<<"$lvs"
 openstack volume delete "$id"
 trap - EXIT
 for _ in $(seq 60); do
