@@ -46,6 +46,25 @@ def step(name: str, *args: str, stdin: str | None = None) -> str:
     return "".join(said)
 
 
+# What the instance step's failure needs read next: the server's and the volume's state
+# as the cloud sees them, and the logs of the services that attach a volume.
+DIAGNOSE = {
+    "auth-node": ". /root/admin-openrc; openstack server show lab-vm -c status -c fault "
+                 "-c OS-EXT-SRV-ATTR:host; openstack server event list lab-vm; "
+                 "openstack volume show lab-vol -c status -c attachments",
+    "volume-node": "tail -n 40 /var/log/cinder/cinder-volume.log; tgtadm --mode target --op show | head -40",
+    "compute-1": "tail -n 60 /var/log/nova/nova-compute.log; iscsiadm -m session || true",
+    "compute-2": "tail -n 60 /var/log/nova/nova-compute.log; iscsiadm -m session || true",
+}
+
+
+def diagnose(team: list[str]) -> None:
+    for node, command in DIAGNOSE.items():
+        print(f"--- {node}: {command}", flush=True)
+        subprocess.run([sys.executable, "-m", "labbuilder.cli", "ssh", TOPOLOGY, *team, node, "--",
+                        "bash", "-c", command], cwd=REPO, stdin=subprocess.DEVNULL, check=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--team", default="1")
@@ -61,8 +80,12 @@ def main() -> None:
             print(f"{'':6} {float(seconds):8.1f} s    {what}")
         step("check", "check", TOPOLOGY, *team)
         step("image upload debian-12", "image", "upload", "debian-12", TOPOLOGY, *team, "--as", "debian-12")
-        step("instance: boot, volume, floating IP", "ssh", TOPOLOGY, *team, "auth-node", "--",
-             "bash", "-s", "debian-12", stdin=INSTANCE.read_text())
+        try:
+            step("instance: boot, volume, floating IP", "ssh", TOPOLOGY, *team, "auth-node", "--",
+                 "bash", "-s", "debian-12", stdin=INSTANCE.read_text())
+        except SystemExit:
+            diagnose(team)
+            raise
         step("reset --to after-auth", "reset", TOPOLOGY, *team, "--to", "after-auth")
         step("check --role auth", "check", TOPOLOGY, *team, "--role", "auth")
     finally:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from conftest import REPO, fake_image_entry
 
 
 # plan needs the built image; accelerator detection (a local host) may boot the host kernel in QEMU
@@ -161,7 +161,10 @@ def test_a_class_of_a_lab_with_fixed_macs_on_one_host_is_refused_before_any_chan
         "    existing: default\n", "    mode: nat\n    subnet: 192.168.123.0/24\n    dhcp: [192.168.123.2, 192.168.123.99]\n")
     topo = tmp_path / "rdo.yaml"
     topo.write_text(text)
-    env = {**os.environ, "LABBUILDER_STATE": str(tmp_path / "state")}
+    # Its image as if built: `up` finds the images before it checks the class, and on a
+    # machine that never built gridka-openstack would refuse for that instead.
+    fake_image_entry(tmp_path / "cache", "gridka-openstack")
+    env = {**os.environ, "LABBUILDER_STATE": str(tmp_path / "state"), "LABBUILDER_IMAGE_CACHE": str(tmp_path / "cache")}
     proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", "up", str(topo), "--connect", test_host,
                            "--teams", "1-2", "--no-wait"], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=120)
