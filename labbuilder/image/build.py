@@ -11,7 +11,7 @@ from pathlib import Path
 
 from labbuilder.image import outputs
 from labbuilder.image.cache import BuiltImage, cached, entry_dir
-from labbuilder.model.errors import LabError
+from labbuilder.model.errors import LabError, ToolError
 from labbuilder.model.recipe import Recipe
 from labbuilder.reporting import Progress
 from labbuilder.system import accel as accel_mod
@@ -71,7 +71,7 @@ def _build(recipe: Recipe, cache: Path, final: Path, progress: Progress, accel: 
 def _build_in(recipe: Recipe, work: Path, log: Path, progress: Progress, accel) -> dict:
     tarball, raw = work / "rootfs.tar", work / "disk.qcow2"
     with progress.stage("mmdebstrap"):
-        bootstrap(recipe, tarball, log)
+        bootstrap_retrying(recipe, tarball, log, progress)
     with progress.stage("disk"):
         spec = guestfs.DiskSpec(recipe.size_bytes, recipe.kernel_cmdline, recipe.files,
                                recipe.enable, recipe.mask, recipe.disable)
@@ -84,6 +84,36 @@ def _build_in(recipe: Recipe, work: Path, log: Path, progress: Progress, accel) 
         raw.unlink()
     with progress.stage("manifest"):
         return outputs.make_manifest(recipe, image, extra, accel, progress.timings)
+
+
+# dpkg's summary when a package's maintainer script failed. Debian 12's openstack-dashboard
+# postinst (`manage.py compress`) failed so in one of three cold builds of gridka-openstack
+# here ("Syntax error: Found 'inline-blo'" from pyScss) and passed on the next with the
+# same packages: such a failure is tried once more; a package apt cannot find, or the
+# same script failing twice, is the recipe's error.
+_DPKG_FAILED = "Errors were encountered while processing:"
+
+
+def bootstrap_retrying(recipe: Recipe, tarball: Path, log: Path, progress: Progress) -> None:
+    """bootstrap, once more when a package's maintainer script failed (_DPKG_FAILED)."""
+    try:
+        bootstrap(recipe, tarball, log)
+    except ToolError as e:
+        if _DPKG_FAILED not in e.stderr:
+            raise
+        progress.info(f"{recipe.name}: a package's maintainer script failed ({_failed_packages(e)}); "
+                      f"bootstrapping once more (the first try's output is in {log})")
+        bootstrap(recipe, tarball, log)
+
+
+def _failed_packages(e: ToolError) -> str:
+    after = e.stderr.split(_DPKG_FAILED, 1)[1].splitlines()
+    names = []
+    for line in after[1:]:
+        if not line.startswith(" "):
+            break
+        names.append(line.strip())
+    return ", ".join(names) or "see the log"
 
 
 # A child that dies with labbuilder (even by SIGKILL): it must not write into a work

@@ -1,0 +1,76 @@
+"""The image build's bootstrap: a package's maintainer script that fails is tried once
+more, anything else is not (the mmdebstrap runs themselves: test_boot, test_kills …)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import REPO
+
+from labbuilder.image import build
+from labbuilder.model.errors import ToolError
+from labbuilder.model.recipe import load_recipe
+from labbuilder.reporting import Progress
+
+# The tail of a real failure (gridka-openstack, Debian 12's openstack-dashboard postinst).
+POSTINST_FAILED = """Compressing... CommandError: An error occurred during rendering serial_console.html: \
+Syntax error: Found 'inline-blo'
+dpkg: error processing package openstack-dashboard (--configure):
+ installed openstack-dashboard package post-installation script subprocess returned error exit status 1
+Errors were encountered while processing:
+ openstack-dashboard
+ openstack-dashboard-apache
+E: Sub-process env returned an error code (1)
+E: mmdebstrap failed to run
+"""
+NOT_FOUND = "E: Unable to locate package nova-compute\nE: mmdebstrap failed to run\n"
+
+
+class Said(Progress):
+    def __init__(self):
+        super().__init__()
+        self.said = []
+
+    def info(self, text):
+        self.said.append(text)
+
+
+@pytest.fixture
+def recipe():
+    return load_recipe(REPO / "images" / "gridka-openstack.yaml")
+
+
+def tries(monkeypatch, outcomes):
+    """bootstrap replaced by one that fails with each stderr in `outcomes` (None: passes)."""
+    calls = []
+
+    def fake(recipe, tarball, log):
+        calls.append(tarball)
+        err = outcomes[len(calls) - 1]
+        if err is not None:
+            raise ToolError(["mmdebstrap"], 25, err, str(log))
+
+    monkeypatch.setattr(build, "bootstrap", fake)
+    return calls
+
+
+def test_a_failed_maintainer_script_is_tried_once_more(monkeypatch, tmp_path, recipe):
+    calls, progress = tries(monkeypatch, [POSTINST_FAILED, None]), Said()
+    build.bootstrap_retrying(recipe, tmp_path / "rootfs.tar", tmp_path / "log", progress)
+    assert len(calls) == 2
+    assert "openstack-dashboard, openstack-dashboard-apache" in progress.said[0]
+    assert str(tmp_path / "log") in progress.said[0]
+
+
+def test_the_same_failure_twice_is_the_error(monkeypatch, tmp_path, recipe):
+    calls = tries(monkeypatch, [POSTINST_FAILED, POSTINST_FAILED])
+    with pytest.raises(ToolError, match="exit status 25"):
+        build.bootstrap_retrying(recipe, tmp_path / "rootfs.tar", tmp_path / "log", Said())
+    assert len(calls) == 2
+
+
+def test_a_package_apt_cannot_find_is_not_tried_again(monkeypatch, tmp_path, recipe):
+    calls, progress = tries(monkeypatch, [NOT_FOUND, None]), Said()
+    with pytest.raises(ToolError) as e:
+        build.bootstrap_retrying(recipe, tmp_path / "rootfs.tar", tmp_path / "log", progress)
+    assert "Unable to locate package nova-compute" in "\n".join(e.value.lines())
+    assert len(calls) == 1 and not progress.said
