@@ -174,3 +174,28 @@ def test_a_class_of_a_lab_with_fixed_macs_on_one_host_is_refused_before_any_chan
                              "--teams", "1-2", "--json"], cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=120)
     assert [t["result"]["running"] for t in json.loads(status.stdout)] == [0, 0]  # nothing was made
+
+
+@pytest.mark.subprocess(sys.executable)
+def test_a_refused_class_is_refused_before_its_image_is_built(tmp_path, test_host):
+    """A fresh machine, the recipes beside the topology: `up` of a class that cannot run
+    (fixed MACs, two teams on one host) says so at once, instead of building
+    gridka-openstack for minutes first and refusing after."""
+    import shutil
+
+    project = tmp_path / "course"
+    (project / "topologies").mkdir(parents=True)
+    shutil.copytree(REPO / "images", project / "images")
+    text = (REPO / "topologies" / "rdo-course.yaml").read_text().replace("192.168.122.", "192.168.123.").replace(
+        "    existing: default\n", "    mode: nat\n    subnet: 192.168.123.0/24\n    dhcp: [192.168.123.2, 192.168.123.99]\n")
+    (project / "topologies" / "rdo.yaml").write_text(text)
+    shutil.copytree(REPO / "topologies" / "roles", project / "topologies" / "roles")
+    cache = tmp_path / "cache"
+    env = {**os.environ, "LABBUILDER_STATE": str(tmp_path / "state"), "LABBUILDER_IMAGE_CACHE": str(cache)}
+    proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", "up", "topologies/rdo.yaml", "--connect", test_host,
+                           "--teams", "1-2", "--no-wait"], cwd=project, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "nodes.node1.nics.0.mac: fixed MACs allow one team per host" in proc.stderr
+    assert "building it" not in proc.stderr + proc.stdout
+    assert not cache.exists() or not any(cache.iterdir())  # no build began

@@ -68,12 +68,23 @@ def _open_teams(kwargs, teams, start_private=True, check=True):
     return labs
 
 
-def _build_missing_images(kwargs) -> None:
+def _build_missing_images(kwargs, teams: list[int] | None = None) -> None:
     """Build the images the topology names that are not in the cache but have a recipe
-    (beside the topology or above it), before `up` or `reset` plans with them."""
+    (beside the topology or above it), before `up` or `reset` plans with them. What
+    would refuse the command once they are built refuses it before the minutes of a
+    build: the teams (`teams`, else --team) are planned against the images to be, their
+    hosts checked and placed, and a class checked for what its teams would share."""
     todo = pipeline.images_to_build(_request(**kwargs))
     if not todo:
         return
+    labs = pipeline.open_labs([_request(**{**kwargs, "team": t}) for t in teams or [kwargs["team"]]],
+                              start_private=None)
+    try:
+        if len(labs) > 1:
+            pipeline.check_class(labs)
+    finally:
+        for lab in labs:
+            lab.close()
     from labbuilder.image import build as image_build
     from labbuilder.image import cache as image_cache
     from labbuilder.model.recipe import load_recipe
@@ -296,7 +307,7 @@ def up_cmd(team_range, all_teams, parallel, no_wait, no_config, checkpoints, che
     """Bring the lab up for a team: networks, volumes, seeds, domains; wait for SSH;
     then run the config stage (the topology's roles, in order)."""
     teams = _class_teams(kwargs, team_range, all_teams)
-    _build_missing_images(kwargs)  # once, before any team
+    _build_missing_images(kwargs, teams)  # once, before any team
     if teams:
         _run_class(kwargs, teams, parallel, "up",
                    lambda lab, progress: _up_team(lab, progress, no_wait, no_config, checkpoints, checks),
@@ -577,7 +588,7 @@ def reset_cmd(team_range, all_teams, parallel, nodes, to, cold, **kwargs):
         raise click.UsageError("--cold needs --to NAME")
     teams = _class_teams(kwargs, team_range, all_teams)
     if not to:  # back to the base image: build it first if it is missing and has a recipe
-        _build_missing_images(kwargs)
+        _build_missing_images(kwargs, teams)
     if teams:
         def work(lab, progress):
             unknown = [n for n in nodes if n not in {x.name for x in lab.plan.nodes}]
