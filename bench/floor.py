@@ -75,7 +75,8 @@ def define_one(args, pubkey: str, domain_type: str, i: int) -> None:
                                   (seed.SeedNic("eth0", mac(i), dhcp=True),)))
     virt.upload_volume(conn, virt.create_volume(pool, render.volume_xml(f"f{i}.iso", len(iso), "raw")), iso)
     xml = render.render_xml("domain.xml.j2", domain_type=domain_type, name=f"floor-{i}",
-                            owner={"lab": "floor", "team": 1, "node": str(i), "plan": "", "created": 0},
+                            entries=[],
+                            owner={"lab": "floor", "team": 1, "host": None, "node": str(i), "plan": "", "created": 0},
                             memory_mib=256, vcpus=1, disks=[{"pool": "floor", "volume": f"f{i}.qcow2",
                                                              "target": "vda", "format": "qcow2", "bus": "virtio"}],
                             seed={"pool": "floor", "volume": f"f{i}.iso"},
@@ -87,7 +88,7 @@ def define_one(args, pubkey: str, domain_type: str, i: int) -> None:
 def up(conn, args) -> None:
     pubkey = ssh.ensure_keypair(args.state / "floor-key")
     virt.define_network(conn, render.render_xml(
-        "network.xml.j2", name="floor-lan", owner={"lab": "floor", "team": 1, "network": "lan", "plan": ""},
+        "network.xml.j2", name="floor-lan", owner={"lab": "floor", "team": 1, "network": "lan", "host": None, "plan": ""},
         mode="nat", bridge="floor0", domain="", gateway=f"{NET}.1", prefix=24,
         dhcp_start=f"{NET}.100", dhcp_end=f"{NET}.250",
         hosts=[{"mac": mac(i), "name": f"f{i}", "ip": ip(i)} for i in range(args.n)]))
