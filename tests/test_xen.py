@@ -165,10 +165,12 @@ def test_a_xen_lab_on_a_pool_is_checked_on_every_pool_host_before_up_builds_its_
 
     monkeypatch.setenv("LABBUILDER_STATE", str(tmp_path / "state"))
     inventory = tmp_path / "pool.yaml"
-    inventory.write_text(f"pool:\n  lab1: {test_host}\n")
+    # Room for the domU on the test host (its own `test` domain holds most of the memory):
+    # up plans the team before the build, and a team that does not fit is refused there.
+    inventory.write_text(f"pool:\n  lab1: {{uri: '{test_host}', overcommit: 8}}\n")
     req = LabRequest(REPO / "topologies/xcp-domu.yaml", 1, None, inventory, None, 1.0, tmp_path / "cache")
     assert list(pipeline.images_to_build(req).values()) == ["debian-12"]
-    inventory.write_text(f"pool:\n  lab1: {test_host}\n  lab2: qemu:///system\n")
+    inventory.write_text(f"pool:\n  lab1: {{uri: '{test_host}', overcommit: 8}}\n  lab2: qemu:///system\n")
     with pytest.raises(TopologyError) as e:
         pipeline.images_to_build(req)
     assert [p.message for p in e.value.problems] == [

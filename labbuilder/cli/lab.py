@@ -70,21 +70,11 @@ def _open_teams(kwargs, teams, start_private=True, check=True):
 
 def _build_missing_images(kwargs, teams: list[int] | None = None) -> None:
     """Build the images the topology names that are not in the cache but have a recipe
-    (beside the topology or above it), before `up` or `reset` plans with them. What
-    would refuse the command once they are built refuses it before the minutes of a
-    build: the teams (`teams`, else --team) are planned against the images to be, their
-    hosts checked and placed, and a class checked for what its teams would share."""
-    todo = pipeline.images_to_build(_request(**kwargs))
+    (beside the topology or above it), before `up` or `reset` plans with them; the
+    teams (`teams`, else --team) are checked first (pipeline.images_to_build)."""
+    todo = pipeline.images_to_build(_request(**kwargs), teams)
     if not todo:
         return
-    labs = pipeline.open_labs([_request(**{**kwargs, "team": t}) for t in teams or [kwargs["team"]]],
-                              start_private=None)
-    try:
-        if len(labs) > 1:
-            pipeline.check_class(labs)
-    finally:
-        for lab in labs:
-            lab.close()
     from labbuilder.image import build as image_build
     from labbuilder.image import cache as image_cache
     from labbuilder.model.recipe import load_recipe

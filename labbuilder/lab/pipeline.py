@@ -7,7 +7,7 @@ import ipaddress
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ContextManager
 
@@ -338,22 +338,24 @@ def image_recipe(topo: Topology, name: str) -> Path | None:
     return None
 
 
-def images_to_build(req: LabRequest) -> dict[Path, str]:
+def images_to_build(req: LabRequest, teams: list[int] | None = None) -> dict[Path, str]:
     """The images the topology names that are not in the cache but have a recipe
-    (image_recipe): recipe → image name, for `up` and `reset` to build first. A xen
-    lab's hosts (its slots', or every host of the pool) are checked first: one without
-    Xen would refuse the lab after the build."""
+    (image_recipe): recipe → image name, for `up` and `reset` to build first. What would
+    refuse the command once they are built refuses it before the minutes of a build:
+    the teams (`teams`, else req's) are opened against the images to be, as `plan` opens
+    them (placed on a pool, their hosts checked — a xen lab's for libvirt's xen driver —,
+    nothing started), and a class is checked for what its teams would share."""
     topo = load_topology(req.topology)
     planned: dict[str, Path] = {}
     find_images(topo, req.image_cache, planned=planned)
-    if planned and topo.domain_type == "xen":
-        pool = _pool_hosts(topo, req, start_private=None)
-        hosts = [h for _, h in pool] if pool is not None else dict.fromkeys(_hosts(topo, req, None).values())
-        conns = ConnectionPool()
+    if planned:
+        labs = open_labs([replace(req, team=t) for t in teams or [req.team]], start_private=None)
         try:
-            check_xen_hosts(topo, hosts, conns)
+            if len(labs) > 1:
+                check_class(labs)
         finally:
-            conns.close()
+            for lab in labs:
+                lab.close()
     return {recipe: name for name, recipe in planned.items()}
 
 
