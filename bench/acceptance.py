@@ -53,8 +53,7 @@ DIAGNOSE = {
                  "-c OS-EXT-SRV-ATTR:host; openstack server event list lab-vm; "
                  "openstack volume show lab-vol -c status -c attachments",
     "volume-node": "tail -n 40 /var/log/cinder/cinder-volume.log; tgtadm --mode target --op show | head -40",
-    "compute-1": "tail -n 60 /var/log/nova/nova-compute.log; iscsiadm -m session || true",
-    "compute-2": "tail -n 60 /var/log/nova/nova-compute.log; iscsiadm -m session || true",
+    **dict.fromkeys(("compute-1", "compute-2"), "tail -n 60 /var/log/nova/nova-compute.log; iscsiadm -m session || true"),
 }
 
 

@@ -153,14 +153,19 @@ def test_plan_lists_an_image_it_would_build_from_its_recipe(tmp_path, test_host)
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())  # plan built nothing
 
 
+def _rdo_on_its_own_network() -> str:
+    """rdo-course with its fixed MACs, on a network of the lab's own (per team) instead of
+    the host's `default`."""
+    return (REPO / "topologies" / "rdo-course.yaml").read_text().replace("192.168.122.", "192.168.123.").replace(
+        "    existing: default\n", "    mode: nat\n    subnet: 192.168.123.0/24\n    dhcp: [192.168.123.2, 192.168.123.99]\n")
+
+
 @pytest.mark.subprocess(sys.executable)
 def test_a_class_of_a_lab_with_fixed_macs_on_one_host_is_refused_before_any_change(tmp_path, test_host):
     """rdo-course's MACs are the course's own: two teams on one host would clash halfway
     (here on a network of the lab's own, per team, instead of the host's `default`)."""
-    text = (REPO / "topologies" / "rdo-course.yaml").read_text().replace("192.168.122.", "192.168.123.").replace(
-        "    existing: default\n", "    mode: nat\n    subnet: 192.168.123.0/24\n    dhcp: [192.168.123.2, 192.168.123.99]\n")
     topo = tmp_path / "rdo.yaml"
-    topo.write_text(text)
+    topo.write_text(_rdo_on_its_own_network())
     # Its image as if built: `up` finds the images before it checks the class, and on a
     # machine that never built gridka-openstack would refuse for that instead.
     fake_image_entry(tmp_path / "cache", "gridka-openstack")
@@ -186,9 +191,7 @@ def test_a_refused_class_is_refused_before_its_image_is_built(tmp_path, test_hos
     project = tmp_path / "course"
     (project / "topologies").mkdir(parents=True)
     shutil.copytree(REPO / "images", project / "images")
-    text = (REPO / "topologies" / "rdo-course.yaml").read_text().replace("192.168.122.", "192.168.123.").replace(
-        "    existing: default\n", "    mode: nat\n    subnet: 192.168.123.0/24\n    dhcp: [192.168.123.2, 192.168.123.99]\n")
-    (project / "topologies" / "rdo.yaml").write_text(text)
+    (project / "topologies" / "rdo.yaml").write_text(_rdo_on_its_own_network())
     shutil.copytree(REPO / "topologies" / "roles", project / "topologies" / "roles")
     cache = tmp_path / "cache"
     env = {**os.environ, "LABBUILDER_STATE": str(tmp_path / "state"), "LABBUILDER_IMAGE_CACHE": str(cache)}

@@ -101,6 +101,27 @@ def test_missing_base_image_names_file_line_and_key(tmp_path, golden, monkeypatc
     golden("topology-missing-image.txt", "\n".join(e.value.lines()).replace(str(tmp_path), "<cache>") + "\n")
 
 
+def _defining_virt(docs: list):
+    """A stand-in for system/virt that keeps what would be defined (kind, XML) in `docs`."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        connect=lambda uri: SimpleNamespace(storagePoolLookupByName=lambda name: None),
+        define_network=lambda conn, xml: docs.append(("network", xml)),
+        define_domain=lambda conn, xml: docs.append(("domain", xml)),
+        ensure_pool=lambda *a: None, create_volume=lambda *a: None,
+        upload_volume=lambda *a: None, start_domain=lambda *a: None)
+
+
+def _assert_valid(docs: list, tmp_path, who: str) -> None:
+    """Each (kind, XML) of `docs` passes libvirt's schema for its kind."""
+    for i, (kind, xml) in enumerate(docs):
+        path = tmp_path / f"{i}.xml"
+        path.write_text(xml)
+        proc = subprocess.run(["virt-xml-validate", str(path), kind], capture_output=True, text=True)
+        assert proc.returncode == 0, f"{who} {kind}: {proc.stderr or proc.stdout}"
+
+
 @pytest.mark.skipif(shutil.which("virt-xml-validate") is None, reason="virt-xml-validate missing")
 @pytest.mark.subprocess("virt-xml-validate")
 @pytest.mark.parametrize("module, build", [("test_boot", "_create_lab"), ("test_gridka_image", "_create_node")])
@@ -112,21 +133,12 @@ def test_vm_tests_hand_libvirt_valid_xml(module, build, tmp_path, monkeypatch):
 
     mod = importlib.import_module(module)
     docs = []
-    fake = SimpleNamespace(
-        define_network=lambda conn, xml: docs.append(("network", xml)),
-        define_domain=lambda conn, xml: docs.append(("domain", xml)),
-        ensure_pool=lambda *a: None, create_volume=lambda *a: None,
-        upload_volume=lambda *a: None, start_domain=lambda *a: None)
-    monkeypatch.setattr(mod, "virt", fake)
+    monkeypatch.setattr(mod, "virt", _defining_virt(docs))
     monkeypatch.setattr(mod.seed, "seed_iso", lambda identity: b"seed")
     base = SimpleNamespace(manifest={"image": {"virtual_size": 1 << 30}}, dir=tmp_path, image=tmp_path / "base.qcow2")
     getattr(mod, build)(None, base, tmp_path, "ssh-ed25519 AAAA test")
     assert {kind for kind, _ in docs} == {"network", "domain"}
-    for i, (kind, xml) in enumerate(docs):
-        path = tmp_path / f"{i}.xml"
-        path.write_text(xml)
-        proc = subprocess.run(["virt-xml-validate", str(path), kind], capture_output=True, text=True)
-        assert proc.returncode == 0, f"{module} {kind}: {proc.stderr or proc.stdout}"
+    _assert_valid(docs, tmp_path, module)
 
 
 @pytest.mark.skipif(shutil.which("virt-xml-validate") is None, reason="virt-xml-validate missing")
@@ -142,21 +154,11 @@ def test_the_benchmark_floor_defines_libvirt_valid_xml(tmp_path, monkeypatch):
     floor = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(floor)
     docs = []
-    fake = SimpleNamespace(
-        connect=lambda uri: SimpleNamespace(storagePoolLookupByName=lambda name: None),
-        define_network=lambda conn, xml: docs.append(("network", xml)),
-        define_domain=lambda conn, xml: docs.append(("domain", xml)),
-        ensure_pool=lambda *a: None, create_volume=lambda *a: None,
-        upload_volume=lambda *a: None, start_domain=lambda *a: None)
-    monkeypatch.setattr(floor, "virt", fake)
+    monkeypatch.setattr(floor, "virt", _defining_virt(docs))
     monkeypatch.setattr(floor.ssh, "ensure_keypair", lambda path: "ssh-ed25519 AAAA test")
     monkeypatch.setattr(floor.accel, "detect", lambda: SimpleNamespace(domain_type="qemu"))
     monkeypatch.setattr(floor.seed, "seed_iso", lambda identity: b"seed")
     floor.up(None, SimpleNamespace(n=2, state=tmp_path, uri="test:///unused", virtual_size=1 << 30,
                                    base=str(tmp_path / "base.qcow2")))
     assert sorted(kind for kind, _ in docs) == ["domain", "domain", "network"]
-    for i, (kind, xml) in enumerate(docs):
-        path = tmp_path / f"{i}.xml"
-        path.write_text(xml)
-        proc = subprocess.run(["virt-xml-validate", str(path), kind], capture_output=True, text=True)
-        assert proc.returncode == 0, f"floor {kind}: {proc.stderr or proc.stdout}"
+    _assert_valid(docs, tmp_path, "floor")
