@@ -17,7 +17,7 @@ from labbuilder.reporting import Progress
 from labbuilder.system import accel as accel_mod
 from labbuilder.system import guestfs, locks
 from labbuilder.system.pause import pause_point
-from labbuilder.system.run import run
+from labbuilder.system.run import once_more_on, run
 
 
 def build(recipe: Recipe, cache: Path, progress: Progress, accel: accel_mod.Accelerator | None = None) -> BuiltImage:
@@ -96,14 +96,9 @@ _DPKG_FAILED = "Errors were encountered while processing:"
 
 def bootstrap_retrying(recipe: Recipe, tarball: Path, log: Path, progress: Progress) -> None:
     """bootstrap, once more when a package's maintainer script failed (_DPKG_FAILED)."""
-    try:
-        bootstrap(recipe, tarball, log)
-    except ToolError as e:
-        if _DPKG_FAILED not in e.stderr:
-            raise
-        progress.info(f"{recipe.name}: a package's maintainer script failed ({_failed_packages(e)}); "
-                      f"bootstrapping once more (the first try's output is in {log})")
-        bootstrap(recipe, tarball, log)
+    once_more_on(_DPKG_FAILED, lambda: bootstrap(recipe, tarball, log),
+                 lambda e: progress.info(f"{recipe.name}: a package's maintainer script failed ({_failed_packages(e)}); "
+                                         f"bootstrapping once more (the first try's output is in {log})"))
 
 
 def _failed_packages(e: ToolError) -> str:

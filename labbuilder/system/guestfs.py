@@ -9,6 +9,7 @@ from typing import Callable
 import guestfs  # Debian's python3-guestfs
 
 from labbuilder.model.errors import ToolError
+from labbuilder.system.run import once_more_on
 
 
 @dataclass(frozen=True)
@@ -69,14 +70,11 @@ def make_bootable_disk(tarball: Path, disk: Path, spec: DiskSpec, *, force_tcg: 
                        step: Callable[[str], None] = lambda s: None) -> None:
     """Create qcow2 `disk` (MBR, one ext4 partition labelled spec.fs_label), unpack
     `tarball` into it and install GRUB in it. Raises ToolError on any libguestfs failure."""
-    try:
-        _make_disk(tarball, disk, spec, force_tcg, step)
-    except ToolError as e:
-        if _GRUB_FLAKE not in e.stderr:
-            raise
+    def again(_: ToolError) -> None:
         disk.unlink(missing_ok=True)
         step("grub-install took the wrong disk; once more in a new appliance")
-        _make_disk(tarball, disk, spec, force_tcg, step)
+
+    once_more_on(_GRUB_FLAKE, lambda: _make_disk(tarball, disk, spec, force_tcg, step), again)
 
 
 def _make_disk(tarball: Path, disk: Path, spec: DiskSpec, force_tcg: bool, step: Callable[[str], None]) -> None:

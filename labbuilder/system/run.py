@@ -6,6 +6,7 @@ import os
 import shlex
 import subprocess
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from labbuilder.model.errors import ToolError
 
@@ -41,3 +42,19 @@ def run(
     if check and proc.returncode != 0:
         raise ToolError(argv, proc.returncode, err or out, str(log) if log else None)
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+T = TypeVar("T")
+
+
+def once_more_on(flake: str, attempt: Callable[[], T], before_again: Callable[[ToolError], None]) -> T:
+    """attempt(); when it fails with a ToolError whose output holds `flake` (a known
+    failure that a new try gets past), before_again(that error), then attempt() once more.
+    Any other failure, or the same one twice, is raised."""
+    try:
+        return attempt()
+    except ToolError as e:
+        if flake not in e.stderr:
+            raise
+        before_again(e)
+    return attempt()
