@@ -382,8 +382,8 @@ def test_mmdebstraps_suite_target_and_mirror_come_after_the_options_end(tmp_path
     seen = []
     monkeypatch.setattr(build, "run", lambda argv, **kw: seen.append(argv))
     recipe = load_recipe(REPO / "images" / "debian-12.yaml")
-    build.bootstrap(recipe, tmp_path / "rootfs.tar", tmp_path / "log")
+    build.bootstrap(recipe, tmp_path / "rootfs", tmp_path / "log")
     argv = seen[0]
     tail = argv[argv.index("mmdebstrap"):]
-    assert tail[-4:] == ["--", recipe.suite, str(tmp_path / "rootfs.tar"), recipe.mirror]
+    assert tail[-4:] == ["--", recipe.suite, str(tmp_path / "rootfs"), recipe.mirror]
     assert all(a.startswith("--") for a in tail[1:-4])

@@ -43,8 +43,8 @@ def tries(monkeypatch, outcomes):
     """bootstrap replaced by one that fails with each stderr in `outcomes` (None: passes)."""
     calls = []
 
-    def fake(recipe, tarball, log):
-        calls.append(tarball)
+    def fake(recipe, rootfs, log):
+        calls.append(rootfs)
         err = outcomes[len(calls) - 1]
         if err is not None:
             raise ToolError(["mmdebstrap"], 25, err, str(log))
@@ -55,7 +55,7 @@ def tries(monkeypatch, outcomes):
 
 def test_a_failed_maintainer_script_is_tried_once_more(monkeypatch, tmp_path, recipe):
     calls, progress = tries(monkeypatch, [POSTINST_FAILED, None]), Said()
-    build.bootstrap_retrying(recipe, tmp_path / "rootfs.tar", tmp_path / "log", progress)
+    build.bootstrap_retrying(recipe, tmp_path / "rootfs", tmp_path / "log", progress)
     assert len(calls) == 2
     assert "openstack-dashboard, openstack-dashboard-apache" in progress.said[0]
     assert str(tmp_path / "log") in progress.said[0]
@@ -64,13 +64,13 @@ def test_a_failed_maintainer_script_is_tried_once_more(monkeypatch, tmp_path, re
 def test_the_same_failure_twice_is_the_error(monkeypatch, tmp_path, recipe):
     calls = tries(monkeypatch, [POSTINST_FAILED, POSTINST_FAILED])
     with pytest.raises(ToolError, match="exit status 25"):
-        build.bootstrap_retrying(recipe, tmp_path / "rootfs.tar", tmp_path / "log", Said())
+        build.bootstrap_retrying(recipe, tmp_path / "rootfs", tmp_path / "log", Said())
     assert len(calls) == 2
 
 
 def test_a_package_apt_cannot_find_is_not_tried_again(monkeypatch, tmp_path, recipe):
     calls, progress = tries(monkeypatch, [NOT_FOUND, None]), Said()
     with pytest.raises(ToolError) as e:
-        build.bootstrap_retrying(recipe, tmp_path / "rootfs.tar", tmp_path / "log", progress)
+        build.bootstrap_retrying(recipe, tmp_path / "rootfs", tmp_path / "log", progress)
     assert "Unable to locate package nova-compute" in "\n".join(e.value.lines())
     assert len(calls) == 1 and not progress.said

@@ -1,4 +1,4 @@
-"""Building an image: recipe → rootfs (mmdebstrap) → bootable disk (libguestfs) →
+"""Building an image: recipe → root directory (mmdebstrap) → bootable disk (mke2fs, libguestfs) →
 sysprep → the outputs and manifest (image/outputs), into the cache (image/cache), once
 per recipe hash."""
 
@@ -69,14 +69,14 @@ def _build(recipe: Recipe, cache: Path, final: Path, progress: Progress, accel: 
 
 
 def _build_in(recipe: Recipe, work: Path, log: Path, progress: Progress, accel) -> dict:
-    tarball, raw = work / "rootfs.tar", work / "disk.qcow2"
+    rootfs, raw = work / "rootfs", work / "disk.raw"
     with progress.stage("mmdebstrap"):
-        bootstrap_retrying(recipe, tarball, log, progress)
+        bootstrap_retrying(recipe, rootfs, log, progress)
     with progress.stage("disk"):
         spec = guestfs.DiskSpec(recipe.size_bytes, recipe.kernel_cmdline, recipe.files,
                                recipe.enable, recipe.mask, recipe.disable)
-        guestfs.make_bootable_disk(tarball, raw, spec, force_tcg=not accel.kvm, step=progress.step)
-        tarball.unlink()
+        guestfs.make_bootable_disk(rootfs, raw, spec, force_tcg=not accel.kvm, step=progress.step, log=log)
+        shutil.rmtree(rootfs)
     with progress.stage("sysprep"):
         sysprep(raw, recipe.sysprep_operations, log, accel)
     with progress.stage("convert"):
@@ -94,9 +94,9 @@ def _build_in(recipe: Recipe, work: Path, log: Path, progress: Progress, accel) 
 _DPKG_FAILED = "Errors were encountered while processing:"
 
 
-def bootstrap_retrying(recipe: Recipe, tarball: Path, log: Path, progress: Progress) -> None:
+def bootstrap_retrying(recipe: Recipe, rootfs: Path, log: Path, progress: Progress) -> None:
     """bootstrap, once more when a package's maintainer script failed (_DPKG_FAILED)."""
-    once_more_on(_DPKG_FAILED, lambda: bootstrap(recipe, tarball, log),
+    once_more_on(_DPKG_FAILED, lambda: bootstrap(recipe, rootfs, log),
                  lambda e: progress.info(f"{recipe.name}: a package's maintainer script failed ({_failed_packages(e)}); "
                                          f"bootstrapping once more (the first try's output is in {log})"))
 
@@ -122,23 +122,25 @@ _CONTAINED = [*_DIES_WITH_US, "unshare", "--mount", "--propagation", "private", 
               "--mount-proc", "--"]
 
 
-def bootstrap(recipe: Recipe, tarball: Path, log: Path) -> None:
-    """mmdebstrap the recipe's suite and packages into a rootfs tarball, in namespaces of
-    its own (see _CONTAINED); its temporary directories go beside the tarball."""
+def bootstrap(recipe: Recipe, rootfs: Path, log: Path) -> None:
+    """mmdebstrap the recipe's suite and packages into the new directory `rootfs` (what a
+    try before left there goes first), in namespaces of its own (see _CONTAINED); its
+    temporary directories go beside it."""
     argv = ["mmdebstrap", f"--variant={recipe.variant}", "--mode=root",
             "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
             "--dpkgopt=path-exclude=/usr/share/locale/*", "--dpkgopt=path-include=/usr/share/locale/locale.alias"]
     if recipe.packages:
         argv.append("--include=" + ",".join(recipe.packages))
-    tmp = tarball.parent / "tmp"
+    shutil.rmtree(rootfs, ignore_errors=True)
+    tmp = rootfs.parent / "tmp"
     tmp.mkdir(exist_ok=True)
     # `--`: the suite, target and mirror after it are never read as options (mmdebstrap --help).
-    run(_CONTAINED + argv + ["--", recipe.suite, str(tarball), recipe.mirror], log=log, input=b"",
+    run(_CONTAINED + argv + ["--", recipe.suite, str(rootfs), recipe.mirror], log=log, input=b"",
         env={"TMPDIR": str(tmp)})
 
 
 def sysprep(disk: Path, operations: str, log: Path, accel) -> None:
     """virt-sysprep once per base image (clones get identity from their NoCloud seed)."""
     env = {"LIBGUESTFS_BACKEND": "direct", **accel.guestfs_env()}
-    run(_DIES_WITH_US + ["virt-sysprep", "--format", "qcow2", "-a", str(disk), "--operations", operations],
+    run(_DIES_WITH_US + ["virt-sysprep", "--format", "raw", "-a", str(disk), "--operations", operations],
         log=log, env=env)

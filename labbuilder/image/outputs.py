@@ -21,11 +21,11 @@ from labbuilder.system.accel import Accelerator
 def write_outputs(recipe: Recipe, raw: Path, work: Path, log: Path) -> tuple[Path, list[Path]]:
     """The compressed qcow2 of the disk `raw`, and the recipe's other outputs, in `work`."""
     image = work / f"{recipe.name}.qcow2"
-    qemuimg.convert(raw, image, compress=True, log=log)
+    qemuimg.convert(raw, image, compress=True, src_fmt="raw", log=log)
     extra = []
     if "raw" in recipe.outputs:
         extra.append(work / f"{recipe.name}.raw")
-        qemuimg.convert(raw, extra[-1], fmt="raw", log=log)
+        qemuimg.convert(raw, extra[-1], fmt="raw", src_fmt="raw", log=log)
     if "vagrant" in recipe.outputs:
         extra.append(vagrant_box(image, work / f"{recipe.name}.box"))
     return image, extra

@@ -1,4 +1,6 @@
-"""The one module that opens a libguestfs handle: turns a rootfs tarball into a bootable disk."""
+"""The one module that opens a libguestfs handle: turns a bootstrapped root directory into a
+bootable disk (the filesystem made on the host by system/mkfs, the MBR and GRUB in the
+appliance)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Callable
 import guestfs  # Debian's python3-guestfs
 
 from labbuilder.model.errors import ToolError
+from labbuilder.system import mkfs
 from labbuilder.system.run import once_more_on
 
 
@@ -66,34 +69,33 @@ def _customize(g, spec: DiskSpec) -> None:
 _GRUB_FLAKE = "required for cross-disk install"
 
 
-def make_bootable_disk(tarball: Path, disk: Path, spec: DiskSpec, *, force_tcg: bool,
-                       step: Callable[[str], None] = lambda s: None) -> None:
-    """Create qcow2 `disk` (MBR, one ext4 partition labelled spec.fs_label), unpack
-    `tarball` into it and install GRUB in it. Raises ToolError on any libguestfs failure."""
+def make_bootable_disk(rootfs: Path, disk: Path, spec: DiskSpec, *, force_tcg: bool,
+                       step: Callable[[str], None] = lambda s: None, log: Path | None = None) -> None:
+    """Create the raw disk `disk`: MBR, one ext4 partition labelled spec.fs_label holding a
+    copy of the directory `rootfs`, GRUB installed. Raises ToolError on any failure."""
     def again(_: ToolError) -> None:
         disk.unlink(missing_ok=True)
         step("grub-install took the wrong disk; once more in a new appliance")
 
-    once_more_on(_GRUB_FLAKE, lambda: _make_disk(tarball, disk, spec, force_tcg, step), again)
+    once_more_on(_GRUB_FLAKE, lambda: _make_disk(rootfs, disk, spec, force_tcg, step, log), again)
 
 
-def _make_disk(tarball: Path, disk: Path, spec: DiskSpec, force_tcg: bool, step: Callable[[str], None]) -> None:
+def _make_disk(rootfs: Path, disk: Path, spec: DiskSpec, force_tcg: bool, step: Callable[[str], None],
+               log: Path | None) -> None:
+    step("filesystem from the rootfs")
+    mkfs.ext4_from_directory(rootfs, disk, spec.size_bytes, spec.fs_label, log)
     g = _handle(force_tcg)
     try:
-        step("create qcow2")
-        g.disk_create(str(disk), "qcow2", spec.size_bytes)
-        g.add_drive_opts(str(disk), format="qcow2", readonly=False, discard="besteffort")
+        g.add_drive_opts(str(disk), format="raw", readonly=False, discard="besteffort")
         step("start appliance")
         g.launch()
         dev = g.list_devices()[0]
         step("partition")
-        g.part_disk(dev, "mbr")
+        g.part_init(dev, "mbr")
+        # Around the filesystem mkfs made: from its first sector to the disk's last (-1).
+        g.part_add(dev, "p", mkfs.PARTITION_START // 512, -1)
         g.part_set_bootable(dev, 1, True)
-        part = g.list_partitions()[0]
-        g.mkfs("ext4", part, label=spec.fs_label)
-        g.mount(part, "/")
-        step("unpack rootfs")
-        g.tar_in(str(tarball), "/", xattrs=True, acls=True)
+        g.mount(g.list_partitions()[0], "/")
         g.write("/etc/fstab", f"LABEL={spec.fs_label} / ext4 errors=remount-ro 0 1\n".encode())
         g.write("/etc/default/grub", _grub_defaults(spec.kernel_cmdline))
         step("files and services")

@@ -14,10 +14,11 @@ def info(path: Path | str, prefix: tuple[str, ...] = ()) -> dict:
     return json.loads(run([*prefix, "qemu-img", "info", "--force-share", "--output=json", str(path)]).stdout)
 
 
-def convert(src: Path, dst: Path, *, fmt: str = "qcow2", compress: bool = False,
+def convert(src: Path, dst: Path, *, fmt: str = "qcow2", compress: bool = False, src_fmt: str | None = None,
             log: Path | None = None) -> None:
-    """Convert `src` to `dst` in `fmt`; zero clusters are skipped, so this also compacts."""
-    argv = ["qemu-img", "convert", "-O", fmt]
+    """Convert `src` (in `src_fmt`, else as qemu-img detects it) to `dst` in `fmt`; zero
+    clusters are skipped, so this also compacts."""
+    argv = ["qemu-img", "convert", *(["-f", src_fmt] if src_fmt else []), "-O", fmt]
     if compress:
         argv.append("-c")
     if fmt == "qcow2":
