@@ -146,9 +146,12 @@ def lb(*args, check=True, timeout=3600, env=None) -> subprocess.CompletedProcess
     return proc
 
 
-# libvirt's test driver reads a host from a file: one running domain, `test`, and nothing
-# else (no `default` network: a topology's subnets clash with nothing there).
+# libvirt's test driver reads a host from a file: 64 GiB of memory, one running domain,
+# `test`, and nothing else (no `default` network: a topology's subnets clash with nothing
+# there). Without <memory> the driver's host has 3 GiB, less than `test` takes.
 TEST_HOST = """<node>
+  <cpu><mhz>2000</mhz><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads><active>2</active></cpu>
+  <memory>67108864</memory>
   <domain type="test">
     <name>test</name>
     <memory>8388608</memory>

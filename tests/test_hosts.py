@@ -268,6 +268,8 @@ def test_the_host_networks_are_read_once_per_command(tmp_path, monkeypatch):
     monkeypatch.setattr(hostnet, "bridges", lambda prefix=(): read.append(("bridges", prefix)) or {"br0"})
     monkeypatch.setattr(virt, "connect", lambda uri: types.SimpleNamespace(close=lambda: None))
     monkeypatch.setattr(virt, "observe", lambda conn: read.append("observe") or [])
+    monkeypatch.setattr(virt, "node_memory", lambda conn: 64 << 30)
+    monkeypatch.setattr(virt, "first_pool_free", lambda conn, names: None)
     monkeypatch.setattr(accel, "detect", lambda: accel.Accelerator("qemu", "a unit test"))
     cache = fake_image_entry(tmp_path / "cache", "debian-12")
     reqs = [LabRequest(REPO / "tests/data/two-hosts.yaml", team, "qemu:///system", None, None, 1.0, cache.parent)

@@ -331,3 +331,57 @@ def test_plan_teams_without_a_pool_lists_the_hosts_the_slots_are_fixed_on(tmp_pa
                                            "would place them by capacity)")
     rows = [[c.strip() for c in line.split("│")[1:-1]] for line in proc.stdout.splitlines() if line.startswith("│ ")]
     assert rows == [["2", test_host, test_host], ["4", test_host, test_host]]
+
+
+# ---- hosts the command does not choose (the local host, an inventory's fixed slots) ----
+
+def _asked(*teams_gib):
+    """team → {host: [what its new nodes need]} from (team, host, memory GiB) triples."""
+    asked = {}
+    for team, host, gib in teams_gib:
+        asked.setdefault(team, {}).setdefault(host, []).append(placement.SlotNeed("n", gib * GiB, 0))
+    return asked
+
+
+def test_fixed_hosts_take_teams_in_order_and_refuse_those_beyond_their_memory():
+    rooms = (_room("local", 24, promised_gib=4),)
+    asked = _asked(*[(t, "local", 9) for t in (1, 2, 3)])
+    assert placement.fixed_refusal(asked, rooms) == "team 3 does not fit: host local needs 7 GiB more memory"
+    assert placement.fixed_refusal({t: asked[t] for t in (1, 2)}, rooms) is None
+
+
+def test_a_team_that_asks_nothing_new_fits_on_a_host_others_filled():
+    """Re-running `up` for a team whose domains are all defined asks for nothing, even on a
+    host whose other domains are promised more than it has; a new node there is refused."""
+    full = (_room("local", 4, promised_gib=8),)
+    assert placement.fixed_refusal({1: {"local": []}}, full) is None
+    assert placement.fixed_refusal(_asked((1, "local", 1)), full) == "team 1 does not fit: host local needs 5 GiB more memory"
+
+
+def test_only_the_hosts_an_unfit_team_asks_on_are_named():
+    rooms = (_room("a", 2), _room("b", 1, promised_gib=3))
+    asked = {**_asked((1, "a", 1), (2, "a", 2)), 1: {"a": [placement.SlotNeed("n", GiB, 0)], "b": []}}
+    assert placement.fixed_refusal(asked, rooms) == "team 2 does not fit: host a needs 1 GiB more memory"
+
+
+@pytest.mark.subprocess(sys.executable)
+def test_a_class_beyond_a_fixed_hosts_memory_is_refused_in_one_line_before_any_change(tmp_path, golden):
+    """gridka needs 9 GiB a team; the host has 24 GiB, 4 of them promised to another domain:
+    two teams fit, the third is refused by `plan` and `up` alike, and one team alone is not."""
+    host = _test_host(tmp_path / "local.xml", 24, 4)
+    cache = fake_image_entry(tmp_path / "cache", "gridka-openstack").parent
+    env = {**os.environ, "LABBUILDER_STATE": str(tmp_path / "state"), "COLUMNS": "200"}
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "labbuilder.cli", *args, "topologies/gridka.yaml", "--connect",
+                               host, "--cache", str(cache)], cwd=REPO, capture_output=True, text=True, env=env,
+                              timeout=120)
+
+    for command in (["plan", "--teams", "1-3"], ["up", "--no-wait", "--teams", "1-3"]):
+        proc = run(*command)
+        assert (proc.returncode, proc.stdout) == (2, ""), proc.stderr
+        golden("fixed-host-refused.txt", proc.stderr.replace(host, "<host>"))
+    assert not (tmp_path / "state").exists()
+    assert run("plan", "--teams", "1-2").returncode == 0
+    proc = run("plan", "--team", "3")
+    assert proc.returncode == 0, proc.stderr

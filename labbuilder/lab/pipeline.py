@@ -44,6 +44,7 @@ from labbuilder.lab.plan import (
 )
 from labbuilder.lab.status import LabStatus, NetworkStatus, NodeStatus
 from labbuilder.model.errors import ConfigError, HostError, LabError, PlacementError, TopologyError
+from labbuilder.model.inventory import PoolHost, SlotEntry
 from labbuilder.model.names import BASE_POOL, any_lab_pool, is_local_uri
 from labbuilder.model.request import LabRequest
 from labbuilder.model.topology import Topology, load_topology
@@ -140,7 +141,10 @@ def open_labs(reqs: list[LabRequest], start_private: bool | None = True, check: 
     seen: dict[str, list[virt.HostObject]] = {}
     placed = place_teams(topo, reqs[0], [r.team for r in reqs], start_private, check, seen)
     shared = _Shared(topo, images, planned, hostnet.HostNetworks(), placed, seen)
-    return [_open_team(req, shared, start_private, check) for req in reqs]
+    labs = [_open_team(req, shared, start_private, check) for req in reqs]
+    if check and placed is None:
+        check_capacity(labs, reqs[0].memory_scale, seen)
+    return labs
 
 
 def _open_team(req: LabRequest, shared: _Shared, start_private: bool | None, check: bool) -> Lab:
@@ -198,13 +202,14 @@ def _team_nodes(objects: list[virt.HostObject], lab: str) -> list[tuple[int, str
             if o.kind == "domain" and o.owner.get("team", "").isdigit()]
 
 
-def _read_capacity(conns: ConnectionPool, member, host: Host) -> tuple[list[virt.HostObject], placement.HostCapacity]:
-    """What is on a pool host and what it has room for (a private libvirtd not started yet:
-    nothing, and this machine's memory)."""
+def _read_capacity(conns: ConnectionPool, member, host: Host,
+                   objects: list[virt.HostObject] | None = None) -> tuple[list[virt.HostObject], placement.HostCapacity]:
+    """What is on a pool host (`objects` when read already) and what it has room for (a
+    private libvirtd not started yet: nothing, and this machine's memory)."""
     if not host.runtime.running:
         return [], placement.HostCapacity(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     conn = conns(host)
-    objects = virt.observe(conn)
+    objects = virt.observe(conn) if objects is None else objects
     return objects, _host_capacity(conn, objects, lab_volumes=member.disk is not None)
 
 
@@ -217,6 +222,30 @@ def _host_capacity(conn, objects: list[virt.HostObject], lab_volumes: bool) -> p
     return placement.HostCapacity(virt.node_memory(conn), promised,
                                   virt.first_pool_free(conn, (BASE_POOL, "default")),
                                   virt.pools_allocation(conn, any_lab_pool) if lab_volumes else 0)
+
+
+def check_capacity(labs: list[Lab], memory_scale: float, seen: dict[str, list[virt.HostObject]]) -> None:
+    """Before a command creates teams on hosts it does not choose (the local host, an
+    inventory's fixed slots): the memory and pool space their nodes not defined yet need,
+    against what each host has and has promised (as a pool host without limits: its
+    memory, once; its pool's free space). Refused (PlacementError) with what each host
+    lacks; listing the host in an inventory's pool with `overcommit:` promises more.
+    `seen`: what check_hosts read from the hosts."""
+    hosts = {h.name: (PoolHost(SlotEntry(h.name)), h) for lab in labs for h in lab.plan.hosts}  # no limits
+    conns = labs[0].conns
+    read = parallel([lambda m=m, h=h: _read_capacity(conns, m, h, seen.get(h.uri)) for m, h in hosts.values()])
+    rooms = tuple(placement.host_room(m, capacity) for (m, _), (_, capacity) in zip(hosts.values(), read))
+    defined = {uri: {o.name for o in objects if o.kind == "domain"} for uri, objects in seen.items()}
+    asked: dict[int, dict[str, list[placement.SlotNeed]]] = {}
+    for lab in labs:
+        for node in lab.plan.nodes:
+            need = asked.setdefault(lab.plan.team, {}).setdefault(node.host.name, [])
+            if node.domain not in defined.get(node.host.uri, ()):
+                need.append(placement.node_need(lab.topology.node(node.name), memory_scale))
+    refusal = placement.fixed_refusal(asked, rooms)
+    if refusal:
+        raise PlacementError(f"{refusal} (its memory less what its domains have; to promise more, list it in an "
+                             "inventory's pool with overcommit:)")
 
 
 def check_class(labs: list[Lab]) -> None:

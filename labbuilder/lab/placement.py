@@ -105,20 +105,31 @@ class Placement:
 
     def refusal(self) -> str | None:
         """'teams 17–20 do not fit: host lab2 needs 6 GiB more memory', or None."""
-        if not self.unfit:
-            return None
-        lacks = []
-        for host, memory, disk in self.short:
-            parts = [f"{amount(n)} more {what}" for n, what in ((memory, "memory"), (disk, "pool space")) if n > 0]
-            lacks.append(f"host {host} needs {' and '.join(parts)}")
-        verb = "does" if len(self.unfit) == 1 else "do"
-        return f"{team_list(self.unfit)} {verb} not fit: {', '.join(lacks)}"
+        return refusal(self.unfit, self.short)
+
+
+def refusal(unfit, short) -> str | None:
+    """The teams that do not fit and what each host lacks for them (host, memory, pool
+    space), in one line; None if every team fits."""
+    if not unfit:
+        return None
+    lacks = []
+    for host, memory, disk in short:
+        parts = [f"{amount(n)} more {what}" for n, what in ((memory, "memory"), (disk, "pool space")) if n > 0]
+        lacks.append(f"host {host} needs {' and '.join(parts)}")
+    verb = "does" if len(unfit) == 1 else "do"
+    return f"{team_list(unfit)} {verb} not fit: {', '.join(lacks)}"
 
 
 def node_disk(node: Node, memory_scale: float = 1.0) -> int:
     """The pool space a node is expected to take: its extra disks' full size, its overlay's
     allowance (OVERLAY_ALLOWANCE) and its memory (a checkpoint's memory state)."""
     return sum(d.size_bytes for d in node.disks) + OVERLAY_ALLOWANCE + node_memory_mib(node, memory_scale) * MiB
+
+
+def node_need(node: Node, memory_scale: float = 1.0) -> SlotNeed:
+    """What one node needs on its host: its memory and pool space (node_disk)."""
+    return SlotNeed(node.name, node_memory_mib(node, memory_scale) * MiB, node_disk(node, memory_scale))
 
 
 def slot_needs(topo: Topology, memory_scale: float = 1.0) -> tuple[SlotNeed, ...]:
@@ -258,6 +269,30 @@ def _joinable(got: dict[str, str], needs: tuple[SlotNeed, ...], joins: dict[str,
     pairs = [(a, b) for a in got for b in got if a < b and got[a] != got[b]]
     return all(net in joins[got[a]] and net in joins[got[b]]
                for a, b in pairs for net in segments[a] & segments[b])
+
+
+def fixed_refusal(asked: dict[int, dict[str, list[SlotNeed]]], rooms: tuple[HostRoom, ...]) -> str | None:
+    """Teams whose hosts are fixed (the local host, an inventory's slots; no pool): `asked`
+    is, per team, per host name, what its nodes that are not defined there yet need.
+    Teams in team order, each taken whole or not at all, as `place` takes them; a host
+    where a team asks nothing holds it, however full. The refusal of those that do not
+    fit, or None."""
+    left = {r.name: _Left(r.memory - r.promised, r.disk) for r in rooms}
+    unfit = []
+    for team, needs in sorted(asked.items()):
+        needs = {host: n for host, n in needs.items() if n}
+        if not all(left[host].holds(n) for host, n in needs.items()):
+            unfit.append(team)
+            continue
+        for host, n in needs.items():
+            left[host].take(n)
+    for team in unfit:
+        for host, n in asked[team].items():
+            left[host].take(n)
+    asked_on = {host for team in unfit for host, n in asked[team].items() if n}
+    short = tuple((r.name, max(0, -left[r.name].memory), max(0, -(left[r.name].disk or 0))) for r in rooms
+                  if r.name in asked_on and (left[r.name].memory < 0 or (left[r.name].disk or 0) < 0))
+    return refusal(unfit, short)
 
 
 def running_placement(topo: Topology, seen: dict[str, list[tuple[int, str]]]) -> dict[int, dict[str, str]]:
