@@ -54,3 +54,28 @@ def test_down_all_teams_fails_at_once_while_a_team_runs(tmp_path, test_host):
     proc = subprocess.run([*argv, "--all-teams"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "Nothing to remove." in proc.stdout, proc.stderr
     assert proc.stderr.startswith("demo every team on "), proc.stderr
+
+
+def test_locks_held_for_several_holders_go_with_the_last_one_done(tmp_path):
+    from labbuilder.system.locks import HeldFor, exclusive
+
+    paths = [tmp_path / "b.lock", tmp_path / "a.lock"]
+
+    def taken(path):
+        try:
+            with exclusive(path, lambda: (_ for _ in ()).throw(LockedError("held"))):
+                return False
+        except LockedError:
+            return True
+
+    held = HeldFor(paths, [1, 2], lambda path: pytest.fail(f"{path} was free"))
+    held.done(1)
+    held.done(1)  # again: nothing
+    assert all(taken(p) for p in paths)
+    held.done(2)
+    assert not any(taken(p) for p in paths)
+    waited = []
+    with exclusive(tmp_path / "b.lock", lambda: None):
+        with pytest.raises(LockedError):  # a.lock is taken first, then b.lock blocks; a.lock goes again
+            HeldFor(paths, [1], lambda path: waited.append(path) or (_ for _ in ()).throw(LockedError("busy")))
+    assert waited == [tmp_path / "b.lock"] and not taken(tmp_path / "a.lock")

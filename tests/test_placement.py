@@ -385,3 +385,41 @@ def test_a_class_beyond_a_fixed_hosts_memory_is_refused_in_one_line_before_any_c
     assert run("plan", "--teams", "1-2").returncode == 0
     proc = run("plan", "--team", "3")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_run_that_creates_teams_holds_the_pools_placement_until_its_teams_are_placed(tmp_path, monkeypatch):
+    """`up --teams 1-2` holds the pool's placement locks from before it reads the hosts
+    until both teams' domains are defined: an `up` of team 3 meanwhile waits (and says so)
+    rather than count the same room; `plan` never waits."""
+    import threading
+
+    from labbuilder.lab import pipeline
+    from labbuilder.model.request import LabRequest
+    from labbuilder.system import accel, hostnet
+
+    lab1, lab2 = _test_host(tmp_path / "lab1.xml", 4, 1), _test_host(tmp_path / "lab2.xml", 4, 1)
+    (tmp_path / "hosts.yaml").write_text(f"pool:\n  lab1: {lab1}\n  lab2: {lab2}\n")
+    cache = fake_image_entry(tmp_path / "cache", "debian-12").parent
+    monkeypatch.setattr(hostnet, "routes", lambda prefix=(): [])
+    monkeypatch.setattr(accel, "detect", lambda: accel.Accelerator("qemu", "a unit test"))
+    monkeypatch.setenv("LABBUILDER_STATE", str(tmp_path / "state"))
+
+    def req(team):
+        return LabRequest(REPO / "topologies/demo.yaml", team, None, tmp_path / "hosts.yaml", None, 1.0, cache)
+
+    first = pipeline.open_labs([req(1), req(2)])
+    pipeline.open_labs([req(3)], start_private=None)[0].close()  # plan: no wait
+    said, opened = [], []
+    second = threading.Thread(target=lambda: opened.extend(pipeline.open_labs([req(3)], waiting=said.append)))
+    second.start()
+    second.join(2)
+    assert second.is_alive()
+    assert said and said[0].startswith("another labbuilder run is placing teams on this pool: waiting for it (lock ")
+    first[0].placed()
+    second.join(0.5)
+    assert second.is_alive()  # team 2 has not said it is placed
+    first[1].close()
+    second.join(30)
+    assert not second.is_alive() and [lab.plan.team for lab in opened] == [3]
+    first[0].close()
+    opened[0].close()

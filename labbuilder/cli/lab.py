@@ -63,7 +63,8 @@ def _open(kwargs, start_private=True, check=True):
 def _open_teams(kwargs, teams, start_private=True, check=True):
     """Each team's lab, every one checked before any is changed (sharing one reader of the
     local hosts' networks); where the first lives is said once."""
-    labs = pipeline.open_labs([_request(**{**kwargs, "team": t}) for t in teams], start_private, check)
+    labs = pipeline.open_labs([_request(**{**kwargs, "team": t}) for t in teams], start_private, check,
+                              lambda message: click.secho(message, dim=True, err=True))
     _describe(labs[0])
     return labs
 

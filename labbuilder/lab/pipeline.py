@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import ContextManager
+from typing import Callable, ContextManager
 
 import yaml
 
@@ -76,6 +76,9 @@ class Lab:
     # What the networks the topology joins (`existing:`) are on its hosts, read before planning;
     # `plan` diffs against it too (as against `observed`).
     existing: ExistingNetworks = field(default_factory=dict)
+    # The pool's placement locks (place_teams), shared by the command's teams: each team is
+    # done with them once its domains are defined (up, reset) or its lab is closed.
+    hold: locks.HeldFor | None = None
 
     @property
     def ssh_key(self) -> Path:
@@ -94,7 +97,14 @@ class Lab:
         return self.access.target(address, node.domain, node.host.runtime.ssh_prefix)
 
     def close(self) -> None:
+        self.placed()
         self.conns.close()
+
+    def placed(self) -> None:
+        """The team's domains are defined (or will not be by this command): other runs may
+        place teams on the pool again once every team of this one has said so."""
+        if self.hold:
+            self.hold.done(self.plan.team)
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,7 @@ class Placed:
 
     placement: placement.Placement
     hosts: dict[int, dict[str, Host]]
+    hold: locks.HeldFor | None = None  # the pool's placement locks, for commands that create teams
 
 
 @dataclass(frozen=True)
@@ -126,24 +137,32 @@ def open_lab(req: LabRequest, start_private: bool | None = True, check: bool = T
     return open_labs([req], start_private, check)[0]
 
 
-def open_labs(reqs: list[LabRequest], start_private: bool | None = True, check: bool = True) -> list[Lab]:
+def open_labs(reqs: list[LabRequest], start_private: bool | None = True, check: bool = True,
+              waiting: Callable[[str], None] = lambda message: None) -> list[Lab]:
     """Each team's lab for one command (`reqs`: its teams, of one topology): the topology
     loaded and validated, its images and each team's hosts found, the team planned; with
     `check` (commands that create things), the hosts checked for clashing subnets and MACs.
     `start_private`: start a private libvirtd if one is needed and none runs; False: fail
     then; None: plan against a stand-in for it (nothing exists there yet). What is the same
     for every team (_Shared) is found once; with a pool, the teams are placed together:
-    with `check`, refused (PlacementError) if they do not fit."""
+    with `check`, refused (PlacementError) if they do not fit, and for commands that create
+    teams under the pool's placement locks (place_teams; `waiting` says when another run
+    holds them)."""
     topo = load_topology(reqs[0].topology)
     planned: dict[str, Path] = {}
     # `plan` (start_private None) shows images it would build; up and reset build them first.
     images = find_images(topo, reqs[0].image_cache, required=check, planned=planned if start_private is None else None)
     seen: dict[str, list[virt.HostObject]] = {}
-    placed = place_teams(topo, reqs[0], [r.team for r in reqs], start_private, check, seen)
-    shared = _Shared(topo, images, planned, hostnet.HostNetworks(), placed, seen)
-    labs = [_open_team(req, shared, start_private, check) for req in reqs]
-    if check and placed is None:
-        check_capacity(labs, reqs[0].memory_scale, seen)
+    placed = place_teams(topo, reqs[0], [r.team for r in reqs], start_private, check, seen, waiting)
+    try:
+        shared = _Shared(topo, images, planned, hostnet.HostNetworks(), placed, seen)
+        labs = [_open_team(req, shared, start_private, check) for req in reqs]
+        if check and placed is None:
+            check_capacity(labs, reqs[0].memory_scale, seen)
+    except BaseException:
+        if placed and placed.hold:
+            placed.hold.release()
+        raise
     return labs
 
 
@@ -160,24 +179,45 @@ def _open_team(req: LabRequest, shared: _Shared, start_private: bool | None, che
     plan = plan_lab(topo, req.team, hosts, shared.images, req.memory_scale, joined)
     lab = Lab(topo, plan, conns, team_dir(topo.lab, req.team), *_domain_type(topo, plan),
               host_networks=shared.host_networks, images_to_build=shared.planned,
-              placement=placed.placement if placed else None, existing=joined)
+              placement=placed.placement if placed else None, existing=joined, hold=placed and placed.hold)
     if check:
         lab.observed = check_hosts(lab, shared.seen)
     return lab
 
 
 def place_teams(topo: Topology, req: LabRequest, teams: list[int], start_private: bool | None,
-                refuse: bool, seen: dict[str, list[virt.HostObject]]) -> Placed | None:
+                refuse: bool, seen: dict[str, list[virt.HostObject]],
+                waiting: Callable[[str], None] = lambda message: None) -> Placed | None:
     """The teams on the inventory's pool by capacity (lab/placement), from what its hosts
     have and where the lab's teams run (their domains' ownership); None without a pool.
     With `refuse`, teams that do not fit are a PlacementError; else they are placed as
     they would be were the hosts larger (status shows them "not created" there). A xen
     lab is refused unless every pool host is a Xen dom0's (a team may land on any): each is
     checked before a private libvirtd starts or its capacity is read. What was read from each
-    pool host goes into `seen` (host URI → its domains and networks)."""
+    pool host goes into `seen` (host URI → its domains and networks).
+
+    A command that creates teams (`refuse`, and not `plan`) holds a lock per pool host
+    from before it reads their capacity until each of its teams has defined its domains
+    (Lab.placed): another run's placement on those hosts waits for it, so two runs never
+    count the same room. The locks are this machine's (as the upload locks: apply.py)."""
     pool = _pool_hosts(topo, req, start_private)
     if pool is None:
         return None
+    hold = None
+    if refuse and start_private is not None:
+        hold = locks.HeldFor([locks.host_lock_path(state_root() / "locks", h.uri, "placement") for _, h in pool],
+                             teams, lambda path: waiting("another labbuilder run is placing teams on this pool: "
+                                                         f"waiting for it (lock {path})"))
+    try:
+        return _placed(topo, req, teams, pool, refuse, seen, hold)
+    except BaseException:
+        if hold:
+            hold.release()
+        raise
+
+
+def _placed(topo, req, teams, pool, refuse, seen, hold) -> Placed:
+    """place_teams, from its pool's hosts on."""
     conns = ConnectionPool()
     try:
         check_xen_hosts(topo, [h for _, h in pool if h.runtime.running], conns)
@@ -193,7 +233,7 @@ def place_teams(topo: Topology, req: LabRequest, teams: list[int], start_private
         raise PlacementError(result.refusal())
     by_name = {h.pool_name: h for _, h in pool}
     return Placed(result, {t: {slot: by_name[name] for slot, name in slots.items()}
-                           for t, slots in result.teams.items()})
+                           for t, slots in result.teams.items()}, hold)
 
 
 def _team_nodes(objects: list[virt.HostObject], lab: str) -> list[tuple[int, str]]:
@@ -527,7 +567,10 @@ def up(lab: Lab, progress: Progress) -> list[Action]:
                 _unknown_host_key(lab, node).touch()
         ctx = _context(lab, progress)
         actions = diff.diff(lab.plan, ctx.want, observe.observe_hosts(lab.plan, lab.conns))
-        apply.apply(ctx, actions)
+        try:
+            apply.apply(ctx, actions)
+        finally:
+            lab.placed()
         if booted:
             give_key(lab, booted, ctx.pubkey, progress)
         write_handoff(lab, {})
@@ -586,7 +629,10 @@ def reset(lab: Lab, nodes: list[str], progress: Progress) -> dict[str, str]:
         dropped = checkpoints.drop(lab.conns, targets)
         if dropped:
             progress.info(f"Checkpoints of the reset nodes are gone with their disks: {', '.join(dropped)}")
-        apply.reset_nodes(ctx, targets)
+        try:
+            apply.reset_nodes(ctx, targets)
+        finally:
+            lab.placed()
         known = [n for n in targets if _unknown_host_key(lab, n).exists()]
         for node in known:  # their new seeds carry the host keys labbuilder made: list them
             _unknown_host_key(lab, node).unlink()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-from contextlib import contextmanager
+import threading
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Hashable, Iterable, Iterator
 
 from labbuilder.model.errors import LockedError
 
@@ -65,6 +66,36 @@ def _try_lock(fd: int, mode: int) -> bool:
         return False
 
 
-def host_lock_path(root: Path, uri: str) -> Path:
-    """The lock file of libvirt host `uri` under `root` (a hash: URIs carry '/' and '?')."""
-    return root / f"host-{hashlib.sha256(uri.encode()).hexdigest()[:16]}.lock"
+def host_lock_path(root: Path, uri: str, what: str = "host") -> Path:
+    """The lock file of libvirt host `uri` under `root` (a hash: URIs carry '/' and '?'),
+    for `what` is done on it ("host": uploads to it; "placement": teams placed on it)."""
+    return root / f"{what}-{hashlib.sha256(uri.encode()).hexdigest()[:16]}.lock"
+
+
+class HeldFor:
+    """Exclusive locks on `paths` (taken in sorted order, so two runs never wait for each
+    other crosswise; `blocked(path)` as in `exclusive`), held until each of `holders` has
+    said it is `done` with them, or `release()`: the threads of one command share them."""
+
+    def __init__(self, paths: Iterable[Path], holders: Iterable[Hashable], blocked: Callable[[Path], None]) -> None:
+        self._stack = ExitStack()
+        self._left = set(holders)
+        self._mutex = threading.Lock()
+        try:
+            for path in sorted(set(paths)):
+                self._stack.enter_context(exclusive(path, lambda path=path: blocked(path)))
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def done(self, holder: Hashable) -> None:
+        """`holder` needs the locks no more (again: nothing); the last one releases them."""
+        with self._mutex:
+            self._left.discard(holder)
+            if not self._left:
+                self._stack.close()
+
+    def release(self) -> None:
+        with self._mutex:
+            self._left.clear()
+            self._stack.close()
