@@ -105,3 +105,26 @@ def test_accelerator_detection_matches_a_real_guest_run():
     assert found.domain_type in ("kvm", "qemu") and found.reason
     # The cached answer is the probe's answer.
     assert accel._probe(6.0).domain_type == found.domain_type
+
+
+@pytest.mark.subprocess(sys.executable)
+@pytest.mark.parametrize("name, said", [
+    ("Node 4", "error: --name 'Node 4' must match [a-z0-9-] (at most 63 characters)"),
+    ("../up", "error: --name '../up' must match [a-z0-9-] (at most 63 characters)"),
+    ("debian-12", "error: --name 'debian-12' is an image built from images/debian-12.yaml: name the capture otherwise"),
+])
+def test_capture_refuses_a_bad_name_or_a_built_images_in_one_line_before_reading_a_host(tmp_path, name, said):
+    import os
+
+    from conftest import fake_image_entry
+
+    entry = fake_image_entry(tmp_path / "cache", "debian-12")
+    manifest = json.loads((entry / "manifest.json").read_text())
+    (entry / "manifest.json").write_text(json.dumps({**manifest, "recipe": "images/debian-12.yaml",
+                                                     "recipe_hash": "cd" * 32}))
+    proc = subprocess.run([sys.executable, "-m", "labbuilder.cli", "image", "capture", "topologies/demo.yaml", "alpha",
+                           "--name", name, "--cache", str(tmp_path / "cache")], cwd=REPO, capture_output=True,
+                          text=True, env={**os.environ, "LABBUILDER_STATE": str(tmp_path / "state")}, timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", said + "\n")
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [entry.name]
+    assert not (tmp_path / "state").exists()

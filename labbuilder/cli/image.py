@@ -1,4 +1,4 @@
-"""The image commands: build, list, info."""
+"""The image commands: build, list, info, capture, upload."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def image_list(cache, as_json):
     table = new_table("name", "recipe hash", "built", "virtual", "on disk", "path")
     for b in images:
         m = b.manifest
-        table.add_row(b.name, m["recipe_hash"][:12], m["built_at"], size_text(m["image"]["virtual_size"]),
+        table.add_row(b.name, (m["recipe_hash"] or "captured")[:12], m["built_at"], size_text(m["image"]["virtual_size"]),
                       size_text(m["image"]["size"]), str(b.image))
     out.print(table)
 
@@ -74,7 +74,8 @@ def _print_image(built, as_json: bool, qemu_info: dict | None = None) -> None:
         return
     m = built.manifest
     table = new_table(show_header=False, box=None)
-    rows = [("name", m["name"]), ("path", str(built.image)), ("recipe hash", m["recipe_hash"]),
+    made = [("recipe hash", m["recipe_hash"])] if m["recipe_hash"] else [("captured from", m["description"])]
+    rows = [("name", m["name"]), ("path", str(built.image)), *made,
             ("built", m["built_at"]), ("format", m["image"]["format"]),
             ("virtual size", size_text(m["image"]["virtual_size"])), ("on disk", size_text(m["image"]["size"])),
             ("sha256", m["image"]["sha256"]), ("md5", m["image"]["md5"])]
@@ -90,6 +91,30 @@ def _print_image(built, as_json: bool, qemu_info: dict | None = None) -> None:
 
 # ---- labs ----
 
+
+
+@image.command("capture")
+@lab_options
+@click.argument("node_name", metavar="NODE")
+@click.option("--name", "image_name", required=True, metavar="NAME", help="The new image's name.")
+@click.option("--checkpoint", metavar="CHECKPOINT", help="Capture the node as this checkpoint has it (it may run "
+              "meanwhile); without it the node must be shut off.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def image_capture(node_name, image_name, checkpoint, as_json, **kwargs):
+    """Capture NODE of the lab TOPOLOGY (team --team) as image NAME: its disk flattened
+    onto its base image, sysprep'd and compressed into the cache with a manifest (Glance
+    fields of its base image) — for `image upload`, or a topology's `image: NAME`."""
+    from labbuilder.image import cache as image_cache
+    from labbuilder.image.capture import capture, check_name
+
+    cache = kwargs["cache"] or image_cache.default_cache_dir()
+    check_name(image_name, cache)
+    lab = _open(kwargs, start_private=False, check=False)
+    try:
+        disk = pipeline.node_disk(lab, node_name, checkpoint)
+    finally:
+        lab.close()
+    _print_image(capture(disk, image_name, cache, RichProgress(console.real)), as_json)
 
 
 @image.command("upload")

@@ -4,20 +4,20 @@ per recipe hash."""
 
 from __future__ import annotations
 
-import datetime
 import os
 import shutil
 from pathlib import Path
 
 from labbuilder.image import outputs
-from labbuilder.image.cache import BuiltImage, cached, entry_dir
-from labbuilder.model.errors import LabError, ToolError
+from labbuilder.image.cache import BuiltImage, cached, entry_dir, work_entry
+from labbuilder.model.errors import ToolError
 from labbuilder.model.recipe import Recipe
 from labbuilder.reporting import Progress
 from labbuilder.system import accel as accel_mod
 from labbuilder.system import guestfs, locks
 from labbuilder.system.pause import pause_point
-from labbuilder.system.run import once_more_on, run
+from labbuilder.system.run import DIES_WITH_US, once_more_on, run
+from labbuilder.system.sysprep import sysprep
 
 
 def build(recipe: Recipe, cache: Path, progress: Progress, accel: accel_mod.Accelerator | None = None) -> BuiltImage:
@@ -49,22 +49,11 @@ def build(recipe: Recipe, cache: Path, progress: Progress, accel: accel_mod.Acce
 
 def _build(recipe: Recipe, cache: Path, final: Path, progress: Progress, accel: accel_mod.Accelerator) -> BuiltImage:
     progress.info(f"accelerator: {'KVM' if accel.kvm else 'TCG (software emulation)'} — {accel.reason}")
-    work = cache / f".build-{final.name}-{os.getpid()}"
-    log = cache / "logs" / f"{final.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    pause_point("build-work")
-    try:
+    with work_entry(cache, f".build-{final.name}-{os.getpid()}", final.name) as (work, log):
+        pause_point("build-work")
         manifest = _build_in(recipe, work, log, progress, accel)
         outputs.write_manifest(work, manifest)
         work.rename(final)
-    except LabError as e:
-        if e.log is None:
-            e.log = str(log)
-        raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return BuiltImage(recipe.name, final, manifest)
 
 
@@ -111,14 +100,11 @@ def _failed_packages(e: ToolError) -> str:
     return ", ".join(names) or "see the log"
 
 
-# A child that dies with labbuilder (even by SIGKILL): it must not write into a work
-# directory the next build removes, nor hold the mounts it made.
-_DIES_WITH_US = ["setpriv", "--pdeathsig", "KILL", "--"]
 # mmdebstrap's chroot mounts (/proc, /sys, /dev/pts, /dev/shm) in a mount namespace of
 # its own, as PID 1 of a PID namespace of its own: when it dies, by any signal, every
 # process it started dies with it and the namespace takes its mounts along. Outside it,
 # no mount of its is ever seen.
-_CONTAINED = [*_DIES_WITH_US, "unshare", "--mount", "--propagation", "private", "--pid", "--kill-child",
+_CONTAINED = [*DIES_WITH_US, "unshare", "--mount", "--propagation", "private", "--pid", "--kill-child",
               "--mount-proc", "--"]
 
 
@@ -137,10 +123,3 @@ def bootstrap(recipe: Recipe, rootfs: Path, log: Path) -> None:
     # `--`: the suite, target and mirror after it are never read as options (mmdebstrap --help).
     run(_CONTAINED + argv + ["--", recipe.suite, str(rootfs), recipe.mirror], log=log, input=b"",
         env={"TMPDIR": str(tmp)})
-
-
-def sysprep(disk: Path, operations: str, log: Path, accel) -> None:
-    """virt-sysprep once per base image (clones get identity from their NoCloud seed)."""
-    env = {"LIBGUESTFS_BACKEND": "direct", **accel.guestfs_env()}
-    run(_DIES_WITH_US + ["virt-sysprep", "--format", "raw", "-a", str(disk), "--operations", operations],
-        log=log, env=env)

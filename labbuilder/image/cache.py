@@ -3,13 +3,16 @@ reading their manifests, listing them and finding one by name."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
-from labbuilder.model.errors import ImageError
+from labbuilder.model.errors import ImageError, LabError
 
 if TYPE_CHECKING:
     from labbuilder.model.recipe import Recipe
@@ -74,3 +77,23 @@ def find_image(cache: Path, name: str) -> BuiltImage:
     known = ", ".join(sorted({b.name for b in list_images(cache)})) or "none"
     raise ImageError(f"no built image named {name!r} in {cache} (built: {known}); "
                      f"build it with: labbuilder image build images/{name}.yaml")
+
+
+@contextmanager
+def work_entry(cache: Path, work_name: str, log_name: str) -> Iterator[tuple[Path, Path]]:
+    """An entry in the making: a new work directory `work_name` in `cache` (the caller
+    renames it into place once complete; whatever is left of it goes at the end) and a
+    log `log_name-<time>.log` under cache/logs, which a LabError raised meanwhile names."""
+    work = cache / work_name
+    log = cache / "logs" / f"{log_name}-{datetime.datetime.now():%Y%m%d-%H%M%S}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        yield work, log
+    except LabError as e:
+        if e.log is None:
+            e.log = str(log)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -87,23 +87,54 @@ def make_manifest(recipe: Recipe, image: Path, extra: list[Path], accel: Acceler
         "recipe": recipe.path,
         "recipe_hash": recipe.hash(),
         "extends": recipe.extends or None,
+        **_made(entry, [entry] + [file_entry(p) for p in extra], accel, timings),
+        "glance": _glance(entry, recipe.min_ram_mb, recipe.distro, recipe.os_version),
+    }
+
+
+def captured_manifest(name: str, image: Path, base: dict, source: dict, accel: Accelerator, timings: dict) -> dict:
+    """The manifest of a node captured as image `name`: a built image's, with `captured`
+    (where from) instead of a recipe, and the Glance fields of its base image's manifest
+    `base` (min_ram, os_*) for the new file."""
+    entry = file_entry(image)
+    glance = base.get("glance", {})
+    where = f"{source['lab']} team {source['team']} node {source['node']}"
+    return {
+        "name": name,
+        "description": f"{where}" + (f" at checkpoint {source['checkpoint']}" if source.get("checkpoint") else "")
+                       + f", captured from {base['name']}",
+        "recipe": None,
+        "recipe_hash": None,
+        "extends": base["name"],
+        "captured": source,
+        **_made(entry, [entry], accel, timings),
+        "glance": _glance(entry, glance.get("min_ram", 0), glance.get("os_distro"), glance.get("os_version")),
+    }
+
+
+def _made(entry: dict, files: list[dict], accel: Accelerator, timings: dict) -> dict:
+    return {
         "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "labbuilder_version": __version__,
         "accelerator": accel.domain_type,
         "image": entry,
-        "outputs": [entry] + [file_entry(p) for p in extra],
-        "glance": {
-            "disk_format": entry["format"],
-            "container_format": "bare",
-            "min_disk": math.ceil(entry["virtual_size"] / 1024 ** 3),
-            "min_ram": recipe.min_ram_mb,
-            "os_distro": recipe.distro,
-            "os_version": recipe.os_version,
-            "checksum": entry["md5"],
-            "os_hash_algo": "sha256",
-            "os_hash_value": entry["sha256"],
-        },
+        "outputs": files,
         "stage_seconds": dict(timings),
+    }
+
+
+def _glance(entry: dict, min_ram: int, distro, os_version) -> dict:
+    """What a Glance upload of the image `entry` is given: formats, minimums, checksums."""
+    return {
+        "disk_format": entry["format"],
+        "container_format": "bare",
+        "min_disk": math.ceil(entry["virtual_size"] / 1024 ** 3),
+        "min_ram": min_ram,
+        "os_distro": distro,
+        "os_version": os_version,
+        "checksum": entry["md5"],
+        "os_hash_algo": "sha256",
+        "os_hash_value": entry["sha256"],
     }
 
 

@@ -43,7 +43,7 @@ from labbuilder.lab.plan import (
     plan_lab,
 )
 from labbuilder.lab.status import LabStatus, NetworkStatus, NodeStatus
-from labbuilder.model.errors import ConfigError, HostError, LabError, PlacementError, TopologyError
+from labbuilder.model.errors import CheckpointError, ConfigError, HostError, LabError, PlacementError, TopologyError
 from labbuilder.model.inventory import PoolHost, SlotEntry
 from labbuilder.model.names import BASE_POOL, any_lab_pool, is_local_uri
 from labbuilder.model.request import LabRequest
@@ -738,6 +738,49 @@ def configure(lab: Lab, progress: Progress, addresses: dict[str, str] | None = N
             return config_stage.run_stage(stage, start, until, only)
         finally:
             config_stage.close_connections(stage)
+
+
+@dataclass(frozen=True)
+class NodeDisk:
+    """What a capture reads: a node's root overlay as its host sees it (`prefix` runs
+    qemu-img where that path and its backing file are visible), at an internal snapshot
+    (`checkpoint`) or as it is; whether its domain runs; its base image's name; and where
+    it comes from, for the manifest."""
+
+    path: str
+    prefix: tuple[str, ...]
+    checkpoint: str | None
+    running: bool
+    base_image: str
+    source: dict
+
+
+def node_disk(lab: Lab, name: str, checkpoint: str | None) -> NodeDisk:
+    """What `image capture` reads of node `name`: its root overlay, shut off or at
+    `checkpoint`. Refused (LabError) for a node that is not there, on a host whose files
+    are not visible here, running with no checkpoint named, or without that checkpoint."""
+    node = next((n for n in lab.plan.nodes if n.name == name), None)
+    if node is None:
+        raise LabError(f"no node {name!r} in {lab.plan.lab}: {', '.join(n.name for n in lab.plan.nodes)}")
+    where = f"{lab.plan.lab} team {lab.plan.team} node {name}"
+    if not is_local_uri(node.host.uri):
+        raise HostError(f"{where} is on {node.host.name}, whose files are not visible here: capture it on that host")
+    conn = lab.conns(node.host)
+    state = virt.domain_state(conn, node.domain)
+    if state == "absent":
+        raise LabError(f"{where} is not created: nothing to capture (labbuilder up first)")
+    if checkpoint is None and state != "shut off":
+        raise LabError(f"{where} is {state}: capture reads a shut-off node's disk, or a checkpoint's "
+                       f"(--checkpoint NAME); shut it down first (labbuilder ssh TOPOLOGY {name} --team "
+                       f"{lab.plan.team} -- poweroff)")
+    if checkpoint is not None and checkpoint not in {s.name for s in virt.snapshots(conn, node.domain)}:
+        raise CheckpointError(f"{where} has no checkpoint {checkpoint!r} (labbuilder checkpoints lists them)")
+    pool = virt.lookup_pool(conn, lab.plan.pool)
+    if pool is None:
+        raise LabError(f"{where}: its pool {lab.plan.pool} is not there")
+    return NodeDisk(virt.volume_path(pool, node.vda), node.host.runtime.files_prefix, checkpoint, state != "shut off",
+                    node.image.name, {"lab": lab.plan.lab, "team": lab.plan.team, "node": name,
+                                      "topology": str(lab.topology.path), "checkpoint": checkpoint})
 
 
 def upload_image(lab: Lab, built, name: str, node: str | None, progress: Progress):

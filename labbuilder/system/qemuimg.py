@@ -15,10 +15,17 @@ def info(path: Path | str, prefix: tuple[str, ...] = ()) -> dict:
 
 
 def convert(src: Path, dst: Path, *, fmt: str = "qcow2", compress: bool = False, src_fmt: str | None = None,
+            snapshot: str | None = None, force_share: bool = False, prefix: tuple[str, ...] = (),
             log: Path | None = None) -> None:
-    """Convert `src` (in `src_fmt`, else as qemu-img detects it) to `dst` in `fmt`; zero
-    clusters are skipped, so this also compacts."""
-    argv = ["qemu-img", "convert", *(["-f", src_fmt] if src_fmt else []), "-O", fmt]
+    """Convert `src` (in `src_fmt`, else as qemu-img detects it; at its internal `snapshot`)
+    to `dst` in `fmt`, its backing chain flattened; zero clusters are skipped, so this also
+    compacts. `force_share`: `src` may be in use (read a snapshot of a running guest's
+    disk); `prefix` runs it elsewhere (as `info`)."""
+    argv = [*prefix, "qemu-img", "convert", *(["-f", src_fmt] if src_fmt else []), "-O", fmt]
+    if snapshot is not None:
+        argv += ["-l", f"snapshot.name={snapshot}"]
+    if force_share:
+        argv.append("-U")
     if compress:
         argv.append("-c")
     if fmt == "qcow2":

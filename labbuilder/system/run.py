@@ -10,6 +10,10 @@ from typing import Callable, TypeVar
 
 from labbuilder.model.errors import ToolError
 
+# A child that dies with labbuilder (even by SIGKILL): it must not write into a work
+# directory the next build removes, nor hold the mounts it made.
+DIES_WITH_US = ["setpriv", "--pdeathsig", "KILL", "--"]
+
 
 def run(
     argv: list[str],
