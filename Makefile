@@ -34,7 +34,7 @@ lab: setup compile
 # private libvirtd in file order, sharing booted labs (markers: pyproject.toml).
 test: setup compile lint
 	$(VENV)/bin/pytest -ra -m 'not vm and not image and not libvirtd'
-	$(VENV)/bin/pytest -ra -p no:randomly -m 'vm or image or libvirtd'
+	$(VENV)/bin/pytest -ra --durations=25 -p no:randomly -m 'vm or image or libvirtd'
 
 lint: setup
 	$(VENV)/bin/ruff check .

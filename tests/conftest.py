@@ -280,8 +280,9 @@ def vagrant_box():
 
 @pytest.fixture(scope="session")
 def gridka_image():
-    """The gridka-base image (debian-12 + the course's Debian packages, extends debian-12)."""
-    return _built_image("gridka-base")
+    """The GridKa course image the infrastructure tests boot: gridka-openstack, which holds
+    all of gridka-base (it extends it) — one course image built in CI, not two."""
+    return _built_image("gridka-openstack")
 
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -1,5 +1,5 @@
 """The config stage and checkpoints on real guests: the GridKa course's infrastructure
-roles on four nodes (topologies/gridka-mini.yaml on the gridka-base image), a step that
+roles on four nodes (topologies/gridka-mini.yaml on the gridka-openstack image), a step that
 fails and a resume, then checkpoints and resets. Driven through the `labbuilder` command."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""gridka-base (extends debian-12) for real: one overlay clone boots under the private
-libvirtd with MariaDB, RabbitMQ and chrony installed but not started, and once a role
+"""The GridKa course image for real (gridka-openstack, which extends gridka-base, which
+extends debian-12): one overlay clone boots under the private libvirtd with MariaDB,
+RabbitMQ, chrony and the OpenStack services installed but not started, and once a role
 starts them they work (no internet in the guest)."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.image
 NET, BRIDGE, SUBNET = "lbgridka-net", "lbgridka0", "192.168.161"
 NAME, MAC, IP = "db-node", "52:54:00:be:01:03", f"{SUBNET}.3"
 OWNER = {"lab": "gridka-image", "team": "1", "host": None, "plan": "test", "created": 0}
-DISABLED = recipe.load_recipe(REPO / "images" / "gridka-base.yaml").disable
+DISABLED = recipe.load_recipe(REPO / "images" / "gridka-openstack.yaml").disable
 
 
 def _create_node(conn, base, workdir, pubkey):
@@ -44,7 +45,7 @@ def _create_node(conn, base, workdir, pubkey):
 
 @pytest.fixture(scope="module")
 def db_node(private_libvirtd, gridka_image, lab_state):
-    """One booted clone of gridka-base, reachable over SSH once its boot has finished."""
+    """One booted clone of the course image, reachable over SSH once its boot has finished."""
     workdir = lab_state / "gridkapool"
     workdir.mkdir()
     key = lab_state / "gridka-key"
@@ -60,7 +61,7 @@ def db_node(private_libvirtd, gridka_image, lab_state):
 
 
 def test_image_records_its_parent(gridka_image):
-    assert gridka_image.manifest["extends"] == "debian-12"
+    assert gridka_image.manifest["extends"] == "gridka-base"
 
 
 @pytest.mark.vm
