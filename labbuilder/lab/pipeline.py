@@ -216,7 +216,8 @@ def place_teams(topo: Topology, req: LabRequest, teams: list[int], start_private
         raise
 
 
-def _placed(topo, req, teams, pool, refuse, seen, hold) -> Placed:
+def _placed(topo: Topology, req: LabRequest, teams: list[int], pool: list, refuse: bool,
+            seen: dict[str, list[virt.HostObject]], hold: locks.HeldFor | None) -> Placed:
     """place_teams, from its pool's hosts on."""
     conns = ConnectionPool()
     try:
