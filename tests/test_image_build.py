@@ -74,3 +74,33 @@ def test_a_package_apt_cannot_find_is_not_tried_again(monkeypatch, tmp_path, rec
         build.bootstrap_retrying(recipe, tmp_path / "rootfs", tmp_path / "log", progress)
     assert "Unable to locate package nova-compute" in "\n".join(e.value.lines())
     assert len(calls) == 1 and not progress.said
+
+
+@pytest.mark.subprocess("sh")
+def test_a_file_before_the_packages_is_unpacked_by_mmdebstraps_essential_hook(monkeypatch, tmp_path, recipe):
+    """The hook as mmdebstrap runs it (`sh -c HOOK exec ROOT`: the root directory is $1)
+    puts the file where the dashboard's postinst reads it, with its mode, owned by root."""
+    import subprocess
+
+    seen = []
+    monkeypatch.setattr(build, "run", lambda argv, **kw: seen.append(argv))
+    (tmp_path / "work").mkdir()
+    build.bootstrap(recipe, tmp_path / "work" / "rootfs", tmp_path / "log")
+    hooks = [a.split("=", 1)[1] for a in seen[0] if a.startswith("--essential-hook=")]
+    assert len(hooks) == 1
+    root = tmp_path / "root"
+    root.mkdir()
+    subprocess.run(["sh", "-c", hooks[0], "exec", str(root)], check=True)
+    early = [f for f in recipe.files if f.before_packages]
+    assert [f.path for f in early] == ["/etc/openstack-dashboard/local_settings.d/_05_pyscss_patterns.py"]
+    put = root / early[0].path.lstrip("/")
+    assert put.read_text() == early[0].content
+    assert (put.stat().st_mode & 0o7777, put.stat().st_uid) == (0o644, 0)
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == [early[0].path.lstrip("/")]
+
+
+def test_no_hook_without_files_before_the_packages(monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr(build, "run", lambda argv, **kw: seen.append(argv))
+    build.bootstrap(load_recipe(REPO / "images" / "debian-12.yaml"), tmp_path / "rootfs", tmp_path / "log")
+    assert not [a for a in seen[0] if a.startswith("--essential-hook")]

@@ -164,3 +164,25 @@ def test_vagrant_box_holds_the_image_and_what_vagrant_libvirt_reads(tmp_path):
         assert tar.extractfile("box.img").read() == disk.read_bytes()
         assert b'libvirt.video_type = "vga"' in tar.extractfile("Vagrantfile").read()
     assert outputs.file_entry(box)["format"] == "vagrant-libvirt box"
+
+
+def test_a_file_before_the_packages_changes_the_hash_and_false_does_not(tmp_path):
+    text = (LAYERED / "base.yaml").read_text()
+    (tmp_path / "false.yaml").write_text(text.replace("    content: base\n", "    content: base\n"
+                                                                          "    before_packages: false\n", 1))
+    (tmp_path / "true.yaml").write_text(text.replace("    content: base\n", "    content: base\n"
+                                                                         "    before_packages: true\n", 1))
+    base = load_recipe(LAYERED / "base.yaml")
+    assert load_recipe(tmp_path / "false.yaml").hash() == base.hash()
+    early = load_recipe(tmp_path / "true.yaml")
+    assert early.hash() != base.hash()
+    assert [(f.path, f.before_packages) for f in early.files] == [("/etc/motd", True), ("/etc/issue", False)]
+
+
+def test_before_packages_must_be_true_or_false(tmp_path):
+    text = (LAYERED / "base.yaml").read_text()
+    (tmp_path / "bad.yaml").write_text(text.replace("    content: base\n", "    content: base\n"
+                                                                        "    before_packages: yes please\n", 1))
+    with pytest.raises(RecipeError) as e:
+        load_recipe(tmp_path / "bad.yaml")
+    assert "bad.yaml:10: files.0.before_packages: must be true or false" in str(e.value)

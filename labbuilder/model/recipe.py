@@ -42,6 +42,9 @@ class FileSpec:
     path: str
     content: str
     mode: int
+    # also written before mmdebstrap installs the recipe's packages (after the essential
+    # ones), so their maintainer scripts see it; written again with the other files after
+    before_packages: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,9 @@ class Recipe:
             data.pop(k)
         if not data["disable"]:
             data.pop("disable")  # recipes that disable nothing keep the hash they had before
+        for f in data["files"]:
+            if not f["before_packages"]:
+                f.pop("before_packages")  # likewise files written only after the packages
         data["pipeline"] = PIPELINE_VERSION
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
@@ -82,7 +88,7 @@ _TOP = {"name": str, "description": str, "source": dict, "packages": list, "kern
         "files": list, "services": dict, "sysprep": dict, "size": (str, int), "outputs": list,
         "glance": dict}
 _MMDEBSTRAP = {"suite": str, "variant": str, "mirror": str}
-_FILE = {"path": str, "content": str, "mode": str}
+_FILE = {"path": str, "content": str, "mode": str, "before_packages": bool}
 _SERVICES = {"enable": list, "mask": list, "disable": list}
 _SYSPREP = {"operations": str}
 _GLANCE = {"min_ram": int, "os_version": (str, int)}
@@ -151,7 +157,7 @@ def _files(c: Checker, items: list) -> tuple[FileSpec, ...]:
         if not re.fullmatch(r"0?[0-7]{3,4}", mode):
             c.problem(("files", i, "mode"), f"{mode!r} is not an octal mode like '0644'")
         elif path.startswith("/") and "content" in f:
-            out.append(FileSpec(path, f["content"], int(mode, 8)))
+            out.append(FileSpec(path, f["content"], int(mode, 8), f.get("before_packages", False)))
     return tuple(out)
 
 
