@@ -123,3 +123,26 @@ def test_overlay_is_a_clone_not_a_copy(booted, base_image):
 
     info = qemuimg.info(workdir / "alpha-vda.qcow2")
     assert info["backing-filename"] == str(base_image.image)
+
+
+def test_a_lab_node_boots_to_running_without_cloud_inits_late_stages(booted):
+    """The seed marks a lab node (seed.LAB_NODE_MARK), and the image then skips
+    cloud-init's config stage and leaves only the final stage's record
+    (images/debian-12.yaml): the boot still ends with every unit started and cloud-init
+    done, as `cloud-init status --wait` and waits on boot-finished see it."""
+    conn, targets, _ = booted
+    for target in targets.values():
+        ssh.wait_for_ssh(target, timeout=600)
+        state = ssh.ssh_run(target, ["systemctl", "is-system-running", "--wait"], check=False, timeout=600)
+        assert state.stdout.strip() == "running", state.stdout + state.stderr
+        skipped = ssh.ssh_run(target, ["systemctl", "show", "-p", "ConditionResult", "--value",
+                                       "cloud-config.service"]).stdout.split()
+        assert skipped == ["no"]
+        log = ssh.ssh_run(target, ["journalctl", "-b", "-o", "cat", "-u", "cloud-config.service",
+                                   "-u", "cloud-final.service"]).stdout
+        assert "Cloud-init v." not in log, log  # neither stage started cloud-init's Python
+        assert ssh.ssh_run(target, ["test", "-f", seed.LAB_NODE_MARK], check=False).returncode == 0
+        status = ssh.ssh_run(target, ["cloud-init", "status", "--wait"], check=False, timeout=120)
+        assert (status.returncode, status.stdout.split()) == (0, ["status:", "done"]), status.stdout + status.stderr
+        assert ssh.ssh_run(target, ["test", "-s", "/var/lib/cloud/instance/boot-finished"],
+                           check=False).returncode == 0

@@ -13,6 +13,11 @@ import yaml
 
 APT_PROXY_FILE = "/etc/apt/apt.conf.d/90labbuilder-proxy"
 BASE_USER_DATA = resources.files("labbuilder") / "templates" / "user-data.yaml"
+# Written by cloud-init's init stage: the lab images skip its config and final stages
+# when it is there (images/debian-12.yaml), as a lab seed gives them nothing to run.
+# Under /var/lib/cloud, which a capture removes: a captured image boots as any other.
+LAB_NODE_MARK = "/var/lib/cloud/labbuilder-node"
+LAB_NODE_MARK_TEXT = "a labbuilder lab node: cloud-config.service and cloud-final.service do not run\n"
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,8 @@ def meta_data(seed: NodeIdentity) -> dict:
 def user_data(seed: NodeIdentity) -> dict:
     doc = yaml.safe_load(BASE_USER_DATA.read_text())
     doc.update(hostname=seed.hostname, fqdn=seed.fqdn, ssh_authorized_keys=list(seed.authorized_keys))
-    doc["write_files"] = [{"path": "/etc/hosts", "permissions": "0644", "content": hosts_file(seed)}]
+    doc["write_files"] = [{"path": "/etc/hosts", "permissions": "0644", "content": hosts_file(seed)},
+                          {"path": LAB_NODE_MARK, "permissions": "0644", "content": LAB_NODE_MARK_TEXT}]
     if seed.apt_proxy:  # a file, not cloud-init's apt module: the lab images leave that out (boot time)
         doc["write_files"].append({"path": APT_PROXY_FILE, "permissions": "0644",
                                    "content": f'Acquire::http::Proxy "{seed.apt_proxy}";\n'})
