@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -248,6 +249,39 @@ def test_host(tmp_path) -> str:
     driver = tmp_path / "test-host.xml"
     driver.write_text(TEST_HOST)
     return f"test://{driver}"
+
+
+# The images the image fixtures hand out, by fixture name.
+IMAGE_FIXTURES = {"base_image": "debian-12", "gridka_openstack_image": "gridka-openstack",
+                  "gridka_image": "gridka-openstack", "vagrant_box": "debian-12-vagrant"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def images_built_ahead(request):
+    """Every image this session's tests use, built one after another by `labbuilder image
+    build` in the background from the start, in the order the tests first need them: a
+    cold build is mostly downloads and one busy core, while the first tests boot a node
+    or two. A fixture that needs an image meanwhile waits on that build's lock and then
+    takes it from the cache; if the background build failed, the fixture builds it again
+    itself and its test shows the error. A build still running at the end is stopped."""
+    wanted = []
+    for item in request.session.items:
+        for fixture in item.fixturenames:
+            if IMAGE_FIXTURES.get(fixture) and IMAGE_FIXTURES[fixture] not in wanted:
+                wanted.append(IMAGE_FIXTURES[fixture])
+    if not wanted:
+        yield
+        return
+    # One process for all (started before any unit test's guard could refuse it), in a
+    # process group of its own, so that what it runs at the end goes with it.
+    ahead = subprocess.Popen(["sh", "-c", 'py=$1; shift; for r; do "$py" -m labbuilder.cli image build "$r"; done',
+                              "sh", sys.executable, *(str(REPO / "images" / f"{n}.yaml") for n in wanted)],
+                             cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    yield
+    if ahead.poll() is None:
+        os.killpg(ahead.pid, signal.SIGTERM)
+        ahead.wait(timeout=120)
 
 
 def _built_image(name: str):
