@@ -5,6 +5,7 @@ with file and line, and the host-side record (libvirt's test driver, a host of i
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,7 @@ def test_an_unknown_role_is_a_clear_error():
 
 @pytest.mark.parametrize("lab", ["gridka", "gridka-mini", "gridka-neutron", "gridka-cloud", "rdo-course", "diablo-aio",
                                  "demo"])
+@pytest.mark.subprocess("bash")
 def test_every_step_and_check_of_the_shipped_roles_renders_for_every_node(lab):
     topo, plan = _lab(REPO / "topologies" / f"{lab}.yaml")
     inv = inventory(plan, {})
@@ -80,6 +82,8 @@ def test_every_step_and_check_of_the_shipped_roles_renders_for_every_node(lab):
                 text = config_stage.render_step(env, step, Path(topo.role_dir),
                                           config_stage.template_context(inv, node, role.name, dict(topo.vars)))
                 assert text.strip(), f"{step} renders empty for {node}"
+                syntax = subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True)
+                assert syntax.returncode == 0, f"{step} for {node}: {syntax.stderr}"
 
 
 def _render(lab, role, step, node):
@@ -219,3 +223,26 @@ def test_the_record_of_finished_roles_lives_in_the_domain_metadata(test_host):
     config_stage.write_record(conn, "test", config_stage.Record(("common", "db", "network")))
     assert config_stage.read_record(conn, "test") == config_stage.Record(("common", "db", "network"))
     conn.close()
+
+
+@pytest.mark.subprocess("bash")
+@pytest.mark.parametrize("installed,calls", [
+    ("glance", ""),  # the gridka-openstack image: apt does not run at all
+    ("", "apt-get update -q\napt-get install -y -q glance\n"),
+])
+def test_a_step_installs_only_what_is_missing(tmp_path, installed, calls):
+    """The image role's install line, run with stand-ins for dpkg-query and apt-get."""
+    script = _render("gridka-cloud", "image", "10-glance.sh", "controller")
+    line = next(i for i, l in enumerate(script.splitlines()) if l.startswith("missing="))
+    snippet = "\n".join(script.splitlines()[line:line + 10])
+    assert snippet.rstrip().endswith("fi"), snippet
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "dpkg-query").write_text(f'#!/bin/sh\nfor p in {installed or "-"}; do [ "$p" = "$3" ] && '
+                                        'echo "install ok installed" && exit 0; done\nexit 1\n')
+    (bin_dir / "apt-get").write_text(f'#!/bin/sh\necho "apt-get $*" >> {tmp_path}/calls\n')
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    subprocess.run(["bash", "-euo", "pipefail", "-c", snippet], check=True,
+                   env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    assert ((tmp_path / "calls").read_text() if (tmp_path / "calls").exists() else "") == calls

@@ -6,7 +6,7 @@ set -euo pipefail
 {{ lib.skipped("placement") }}
 {%- else %}
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -q placement-api python3-osc-placement
+{{ lib.install("placement-api python3-osc-placement") }}
 conf=/etc/placement/placement.conf
 crudini --set "$conf" placement_database connection {{ lib.db_url("placement") | quote }}
 crudini --set "$conf" api auth_strategy keystone

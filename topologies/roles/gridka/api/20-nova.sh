@@ -9,7 +9,7 @@ set -euo pipefail
 {{ lib.skipped("nova") }}
 {%- else %}
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -q nova-api nova-conductor nova-scheduler nova-consoleproxy python3-osc-placement
+{{ lib.install("nova-api nova-conductor nova-scheduler nova-consoleproxy python3-osc-placement") }}
 conf=/etc/nova/nova.conf
 crudini --set "$conf" api_database connection {{ lib.db_url("nova_api") | quote }}
 crudini --set "$conf" database connection {{ lib.db_url("nova") | quote }}

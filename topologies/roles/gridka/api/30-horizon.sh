@@ -6,8 +6,7 @@ set -euo pipefail
 {{ lib.skipped("horizon") }}
 {%- else %}
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -q openstack-dashboard openstack-dashboard-apache apache2 \
-  libapache2-mod-wsgi-py3 memcached python3-memcache python3-pymemcache
+{{ lib.install("openstack-dashboard openstack-dashboard-apache apache2 libapache2-mod-wsgi-py3 memcached python3-memcache python3-pymemcache") }}
 # Debian's local_settings.py reads local_settings.d/*.py last: the lab's settings go there.
 cat > /etc/openstack-dashboard/local_settings.d/_90_gridka.py <<'PY'
 OPENSTACK_HOST = "{{ lib.host("auth") }}"

@@ -7,7 +7,7 @@ set -euo pipefail
 {{ lib.skipped("keystone") }}
 {%- else %}
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -q keystone apache2 libapache2-mod-wsgi-py3
+{{ lib.install("keystone apache2 libapache2-mod-wsgi-py3") }}
 # Debian runs keystone under uwsgi as a service of its own on port 5000; here Apache
 # serves it, as in the course, so that service stays off.
 systemctl disable --now keystone

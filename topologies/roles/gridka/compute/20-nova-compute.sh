@@ -7,7 +7,7 @@ set -euo pipefail
 {{ lib.skipped("nova-compute") }}
 {%- else %}
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -q nova-compute nova-compute-qemu
+{{ lib.install("nova-compute nova-compute-qemu") }}
 conf=/etc/nova/nova.conf
 {{ lib.nova_common() }}
 {%- if "api" in node.roles %}

@@ -7,7 +7,7 @@ set -euo pipefail
 {{ lib.skipped("neutron") }}
 {%- else %}
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -q neutron-linuxbridge-agent
+{{ lib.install("neutron-linuxbridge-agent") }}
 {%- if "network" in node.roles %}
 # The network role configured and started this node's agent (with its provider bridge).
 {%- else %}

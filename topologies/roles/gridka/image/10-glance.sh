@@ -7,7 +7,7 @@ set -euo pipefail
 {{ lib.skipped("glance") }}
 {%- else %}
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -q glance
+{{ lib.install("glance") }}
 conf=/etc/glance/glance-api.conf
 crudini --set "$conf" database connection {{ lib.db_url("glance") | quote }}
 crudini --set "$conf" DEFAULT workers 1

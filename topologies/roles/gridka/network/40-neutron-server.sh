@@ -9,7 +9,7 @@ set -euo pipefail
 {%- else %}
 export DEBIAN_FRONTEND=noninteractive
 # Debian's neutron-server is neutron-api + neutron-rpc-server; ML2 comes with neutron-common.
-apt-get install -y -q neutron-server
+{{ lib.install("neutron-server") }}
 conf=/etc/neutron/neutron.conf
 crudini --set "$conf" database connection {{ lib.db_url("neutron") | quote }}
 crudini --set "$conf" DEFAULT core_plugin ml2

@@ -7,7 +7,7 @@ set -euo pipefail
 {{ lib.skipped("neutron") }}
 {%- else %}
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -q neutron-linuxbridge-agent neutron-l3-agent neutron-dhcp-agent neutron-metadata-agent
+{{ lib.install("neutron-linuxbridge-agent neutron-l3-agent neutron-dhcp-agent neutron-metadata-agent") }}
 {{ lib.linuxbridge_agent(vars.public_network ~ ":br-public" if vars.get("public_network", "public") else "") }}
 crudini --set /etc/neutron/l3_agent.ini DEFAULT interface_driver linuxbridge
 conf=/etc/neutron/dhcp_agent.ini

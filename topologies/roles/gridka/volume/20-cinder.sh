@@ -8,7 +8,7 @@ set -euo pipefail
 {{ lib.skipped("cinder") }}
 {%- else %}
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -q cinder-api cinder-scheduler cinder-volume tgt lvm2
+{{ lib.install("cinder-api cinder-scheduler cinder-volume tgt lvm2") }}
 conf=/etc/cinder/cinder.conf
 crudini --set "$conf" database connection {{ lib.db_url("cinder") | quote }}
 crudini --set "$conf" DEFAULT transport_url {{ lib.transport_url() | quote }}
