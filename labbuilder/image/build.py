@@ -137,9 +137,11 @@ def bootstrap(recipe: Recipe, rootfs: Path, log: Path) -> None:
     tmp.mkdir(exist_ok=True)
     early = [f for f in recipe.files if f.before_packages]
     if early:
-        # mmdebstrap runs a hook with the root directory as $1 (mmdebstrap(1), HOOKS)
+        # mmdebstrap runs a hook with the root directory as $1 (mmdebstrap(1), HOOKS); tar
+        # runs chrooted there, so that no symlink in the root (/var/run -> /run) leads a
+        # file out of it.
         tar = _files_tar(early, rootfs.parent / "before-packages.tar")
-        argv.append(f'--essential-hook=tar -C "$1" -xf {shlex.quote(str(tar))}')
+        argv.append(f'--essential-hook=chroot "$1" tar -x -f - -C / < {shlex.quote(str(tar))}')
     # `--`: the suite, target and mirror after it are never read as options (mmdebstrap --help).
     run(_CONTAINED + argv + ["--", recipe.suite, str(rootfs), recipe.mirror], log=log, input=b"",
         env={"TMPDIR": str(tmp)})
