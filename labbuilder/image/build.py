@@ -9,6 +9,7 @@ import os
 import shlex
 import shutil
 import tarfile
+import time
 from pathlib import Path
 
 from labbuilder.image import outputs
@@ -110,7 +111,7 @@ def _files_tar(files: list, tar: Path) -> Path:
         for f in files:
             data = f.content.encode()
             info = tarfile.TarInfo(f.path.lstrip("/"))
-            info.size, info.mode = len(data), f.mode
+            info.size, info.mode, info.mtime = len(data), f.mode, int(time.time())
             t.addfile(info, io.BytesIO(data))
     return tar
 
