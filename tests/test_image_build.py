@@ -3,7 +3,10 @@ more, anything else is not (the mmdebstrap runs themselves: test_boot, test_kill
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,7 @@ from conftest import REPO
 
 from labbuilder.image import build
 from labbuilder.model.errors import ToolError
-from labbuilder.model.recipe import load_recipe
+from labbuilder.model.recipe import FileSpec, load_recipe
 from labbuilder.reporting import Progress
 
 # The tail of a real failure (gridka-openstack, Debian 12's openstack-dashboard postinst).
@@ -79,40 +82,20 @@ def test_a_package_apt_cannot_find_is_not_tried_again(monkeypatch, tmp_path, rec
     assert len(calls) == 1 and not progress.said
 
 
-@pytest.mark.subprocess("sh", "ldd")
-def test_a_file_before_the_packages_is_unpacked_by_mmdebstraps_essential_hook(monkeypatch, tmp_path, recipe):
-    """The hook as mmdebstrap runs it (`sh -c HOOK exec ROOT`: the root directory is $1)
-    puts the file where the dashboard's postinst reads it, with its mode, owned by root."""
-    import subprocess
-
+def _essential_hook(monkeypatch, tmp_path, recipe) -> str:
+    """The --essential-hook that bootstrap gives mmdebstrap for `recipe` (nothing is run)."""
     seen = []
     monkeypatch.setattr(build, "run", lambda argv, **kw: seen.append(argv))
     (tmp_path / "work").mkdir()
     build.bootstrap(recipe, tmp_path / "work" / "rootfs", tmp_path / "log")
     hooks = [a.split("=", 1)[1] for a in seen[0] if a.startswith("--essential-hook=")]
     assert len(hooks) == 1
-    root = _root_with_tar(tmp_path / "root")
-    (root / "var").mkdir()
-    (root / "var" / "run").symlink_to("/run")  # absolute, as in Debian: inside the root only
-    had = _files(root)
-    subprocess.run(["sh", "-c", hooks[0], "exec", str(root)], check=True)
-    early = [f for f in recipe.files if f.before_packages]
-    assert [f.path for f in early] == ["/etc/openstack-dashboard/local_settings.d/_05_pyscss_patterns.py"]
-    put = root / early[0].path.lstrip("/")
-    assert put.read_text() == early[0].content
-    assert (put.stat().st_mode & 0o7777, put.stat().st_uid) == (0o644, 0)
-    assert _files(root) - had == {early[0].path.lstrip("/")}
+    return hooks[0]
 
 
-def _files(root):
-    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
-
-
-def _root_with_tar(root):
-    """A root directory holding the host's tar and the libraries it links (for chroot)."""
-    import shutil
-    import subprocess
-
+def _root_with_tar(root: Path) -> Path:
+    """A root directory holding the host's tar and the libraries it links (for chroot), and
+    /var/run -> /run as Debian has it (an absolute symlink: inside the root only)."""
     tar = shutil.which("tar")
     libs = [w for w in subprocess.run(["ldd", tar], capture_output=True, text=True, check=True).stdout.split()
             if w.startswith("/")]
@@ -120,7 +103,35 @@ def _root_with_tar(root):
         dest = root / f.lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(f, dest)
+    (root / "run").mkdir()
+    (root / "var").mkdir()
+    (root / "var" / "run").symlink_to("/run")
     return root
+
+
+def _files(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def _run_hook(hook: str, root: Path) -> None:
+    """The hook as mmdebstrap runs it: `sh -c HOOK exec ROOT` (the root directory is $1)."""
+    subprocess.run(["sh", "-c", hook, "exec", str(root)], check=True)
+
+
+@pytest.mark.subprocess("sh", "ldd")
+def test_a_file_before_the_packages_is_unpacked_by_mmdebstraps_essential_hook(monkeypatch, tmp_path, recipe):
+    """The hook puts the file where the dashboard's postinst reads it, with its mode,
+    owned by root, and nothing else."""
+    hook = _essential_hook(monkeypatch, tmp_path, recipe)
+    root = _root_with_tar(tmp_path / "root")
+    had = _files(root)
+    _run_hook(hook, root)
+    early = [f for f in recipe.files if f.before_packages]
+    assert [f.path for f in early] == ["/etc/openstack-dashboard/local_settings.d/_05_pyscss_patterns.py"]
+    put = root / early[0].path.lstrip("/")
+    assert put.read_text() == early[0].content
+    assert (put.stat().st_mode & 0o7777, put.stat().st_uid) == (0o644, 0)
+    assert _files(root) - had == {early[0].path.lstrip("/")}
 
 
 def test_no_hook_without_files_before_the_packages(monkeypatch, tmp_path):
@@ -133,22 +144,9 @@ def test_no_hook_without_files_before_the_packages(monkeypatch, tmp_path):
 @pytest.mark.subprocess("sh", "ldd")
 def test_a_file_through_an_absolute_symlink_in_the_root_stays_in_the_root(monkeypatch, tmp_path, recipe):
     """/var/run -> /run in the root: the hook's tar, chrooted, writes the root's /run."""
-    import dataclasses
-    import subprocess
-
-    from labbuilder.model.recipe import FileSpec
-
     name = f"labbuilder-test-{os.getpid()}"
     early = dataclasses.replace(recipe, files=(FileSpec(f"/var/run/{name}", "inside\n", 0o600, True),))
-    seen = []
-    monkeypatch.setattr(build, "run", lambda argv, **kw: seen.append(argv))
-    (tmp_path / "work").mkdir()
-    build.bootstrap(early, tmp_path / "work" / "rootfs", tmp_path / "log")
-    hook = next(a.split("=", 1)[1] for a in seen[0] if a.startswith("--essential-hook="))
     root = _root_with_tar(tmp_path / "root")
-    (root / "run").mkdir()
-    (root / "var").mkdir()
-    (root / "var" / "run").symlink_to("/run")
-    subprocess.run(["sh", "-c", hook, "exec", str(root)], check=True)
+    _run_hook(_essential_hook(monkeypatch, tmp_path, early), root)
     assert (root / "run" / name).read_text() == "inside\n"
     assert not Path("/run", name).exists()
