@@ -297,26 +297,26 @@ def _built_image(name: str):
 @pytest.fixture(scope="session")
 def base_image():
     """The debian-12 base image."""
-    return _built_image("debian-12")
+    return _built_image(IMAGE_FIXTURES["base_image"])
 
 
 @pytest.fixture(scope="session")
 def gridka_openstack_image():
     """The gridka-openstack image (gridka-base + Debian 12's OpenStack, extends gridka-base)."""
-    return _built_image("gridka-openstack")
+    return _built_image(IMAGE_FIXTURES["gridka_openstack_image"])
 
 
 @pytest.fixture(scope="session")
 def vagrant_box():
     """The debian-12-vagrant image, with its vagrant-libvirt box (output `vagrant`)."""
-    return _built_image("debian-12-vagrant")
+    return _built_image(IMAGE_FIXTURES["vagrant_box"])
 
 
 @pytest.fixture(scope="session")
 def gridka_image():
     """The GridKa course image the infrastructure tests boot: gridka-openstack, which holds
     all of gridka-base (it extends it) — one course image built in CI, not two."""
-    return _built_image("gridka-openstack")
+    return _built_image(IMAGE_FIXTURES["gridka_image"])
 
 
 GOLDEN = Path(__file__).parent / "golden"
