@@ -163,6 +163,7 @@ def stop(daemon: PrivateDaemon) -> None:
     """Remove every domain and network, stop the daemons, and kill what they leave behind."""
     daemons = _pidfile_pids(daemon.state_dir)
     netns = _netns_id(daemons[0]) if daemons else None
+    reapers = _reapers(daemons)
     try:
         if daemon.pid in daemons:
             _remove_everything(daemon.uri)
@@ -171,6 +172,20 @@ def stop(daemon: PrivateDaemon) -> None:
         # dnsmasq and qemu are daemonized by libvirt: the namespace is what ties them to it.
         if netns is not None and netns != _netns_id(os.getpid()):
             procs.terminate(_netns_members(netns), STOP_TIMEOUT)
+        # The reaper ends by itself once its last child is reaped; wait for that, so
+        # nothing started for this state dir runs when stop() returns.
+        procs.wait_gone(reapers, STOP_TIMEOUT)
+        procs.terminate(reapers, STOP_TIMEOUT)
+
+
+def _reapers(daemons: list[int]) -> list[int]:
+    """The reaper.py processes that adopted `daemons` (their parent, when it is one)."""
+    found = set()
+    for pid in daemons:
+        parent = procs.parent(pid)
+        if parent is not None and any(arg.endswith("/reaper.py") for arg in procs.cmdline(parent)[:2]):
+            found.add(parent)
+    return sorted(found)
 
 
 def _remove_everything(uri: str) -> None:
@@ -335,9 +350,5 @@ def _ancestors(pid: int) -> set[int]:
     chain = set()
     while pid > 0 and pid not in chain:
         chain.add(pid)
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            break
-        pid = int(stat.rpartition(")")[2].split()[1])
+        pid = procs.parent(pid) or 0
     return chain

@@ -37,6 +37,15 @@ def alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
+def parent(pid: int) -> int | None:
+    """The parent pid of `pid`; None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rpartition(")")[2].split()[1])
+
+
 def terminate(pids: list[int], timeout: float) -> None:
     """SIGTERM `pids`, wait up to `timeout` s for them to exit, SIGKILL those that did not
     and wait up to `timeout` s again."""
