@@ -5,13 +5,13 @@ import pytest
 from labbuilder.model.errors import ToolError
 from labbuilder.system import guestfs
 
-SPEC = guestfs.DiskSpec(1 << 30, "console=ttyS0")
+SIZE = 1 << 30
 
 
 def _failing(messages):
     calls = []
 
-    def make_disk(rootfs, disk, spec, force_tcg, step, log):
+    def make_disk(rootfs, disk, size_bytes, force_tcg, step, log):
         calls.append(disk.exists())
         disk.write_bytes(b"half-made")
         if messages:
@@ -25,7 +25,7 @@ def test_the_grub_cross_disk_flake_is_built_again_in_a_new_appliance(tmp_path, m
     make_disk, calls = _failing([flake])
     monkeypatch.setattr(guestfs, "_make_disk", make_disk)
     steps = []
-    guestfs.make_bootable_disk(tmp_path / "rootfs", tmp_path / "disk.raw", SPEC, force_tcg=True, step=steps.append)
+    guestfs.make_bootable_disk(tmp_path / "rootfs", tmp_path / "disk.raw", SIZE, force_tcg=True, step=steps.append)
     assert calls == [False, False]  # the half-made disk was removed before the second try
     assert steps == ["grub-install took the wrong disk; once more in a new appliance"]
 
@@ -36,5 +36,5 @@ def test_other_failures_and_a_second_flake_are_errors(tmp_path, monkeypatch, mes
     make_disk, calls = _failing(list(messages))
     monkeypatch.setattr(guestfs, "_make_disk", make_disk)
     with pytest.raises(ToolError, match="libguestfs failed"):
-        guestfs.make_bootable_disk(tmp_path / "rootfs", tmp_path / "disk.raw", SPEC, force_tcg=True)
+        guestfs.make_bootable_disk(tmp_path / "rootfs", tmp_path / "disk.raw", SIZE, force_tcg=True)
     assert len(calls) == len(messages)

@@ -82,31 +82,41 @@ def test_a_package_apt_cannot_find_is_not_tried_again(monkeypatch, tmp_path, rec
     assert len(calls) == 1 and not progress.said
 
 
-def _essential_hook(monkeypatch, tmp_path, recipe) -> str:
-    """The --essential-hook that bootstrap gives mmdebstrap for `recipe` (nothing is run)."""
+def _hooks(monkeypatch, tmp_path, recipe, kind: str) -> list[str]:
+    """The --KIND-hook options that bootstrap gives mmdebstrap for `recipe`, in order
+    (nothing is run)."""
     seen = []
     monkeypatch.setattr(build, "run", lambda argv, **kw: seen.append(argv))
-    (tmp_path / "work").mkdir()
+    (tmp_path / "work").mkdir(exist_ok=True)
     build.bootstrap(recipe, tmp_path / "work" / "rootfs", tmp_path / "log")
-    hooks = [a.split("=", 1)[1] for a in seen[0] if a.startswith("--essential-hook=")]
+    return [a.split("=", 1)[1] for a in seen[0] if a.startswith(f"--{kind}-hook=")]
+
+
+def _essential_hook(monkeypatch, tmp_path, recipe) -> str:
+    hooks = _hooks(monkeypatch, tmp_path, recipe, "essential")
     assert len(hooks) == 1
     return hooks[0]
 
 
-def _root_with_tar(root: Path) -> Path:
-    """A root directory holding the host's tar and the libraries it links (for chroot), and
-    /var/run -> /run as Debian has it (an absolute symlink: inside the root only)."""
-    tar = shutil.which("tar")
-    libs = [w for w in subprocess.run(["ldd", tar], capture_output=True, text=True, check=True).stdout.split()
-            if w.startswith("/")]
-    for f in [tar, *libs]:
-        dest = root / f.lstrip("/")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(f, dest)
+def _root_with(root: Path, *programs: str) -> Path:
+    """A root directory holding the host's `programs` and the libraries they link (for
+    chroot), and /var/run -> /run as Debian has it (an absolute symlink: inside the root only)."""
+    for program in programs:
+        path = shutil.which(program)
+        libs = [w for w in subprocess.run(["ldd", path], capture_output=True, text=True, check=True).stdout.split()
+                if w.startswith("/")]
+        for f in [path, *libs]:
+            dest = root / f.lstrip("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, dest)
     (root / "run").mkdir()
     (root / "var").mkdir()
     (root / "var" / "run").symlink_to("/run")
     return root
+
+
+def _root_with_tar(root: Path) -> Path:
+    return _root_with(root, "tar")
 
 
 def _files(root: Path) -> set[str]:
@@ -150,3 +160,39 @@ def test_a_file_through_an_absolute_symlink_in_the_root_stays_in_the_root(monkey
     _run_hook(_essential_hook(monkeypatch, tmp_path, early), root)
     assert (root / "run" / name).read_text() == "inside\n"
     assert not Path("/run", name).exists()
+
+
+UNIT = "[Unit]\nDescription=test\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"
+
+
+@pytest.mark.subprocess("sh", "ldd")
+def test_the_customize_hooks_put_fstab_grub_the_files_and_set_the_units_in_the_root(monkeypatch, tmp_path, recipe):
+    """Run as mmdebstrap runs them, after the packages: the root's own systemctl (here the
+    host's, copied in) enables, masks and disables; files land inside the root."""
+    mine = dataclasses.replace(recipe, kernel_cmdline="console=ttyS0 net.ifnames=0",
+                               files=(FileSpec("/var/run/mine", "inside\n", 0o600),
+                                      FileSpec("/etc/motd", "hello\n", 0o644)),
+                               enable=("on.service",), mask=("gone.service",), disable=("off.service",))
+    hooks = _hooks(monkeypatch, tmp_path, mine, "customize")
+    assert len(hooks) == 4  # the files, then enable, mask, disable
+    root = _root_with(tmp_path / "root", "tar", "systemctl")
+    units = root / "lib" / "systemd" / "system"
+    units.mkdir(parents=True)
+    for name in ("on", "gone", "off"):
+        (units / f"{name}.service").write_text(UNIT)
+    wants = root / "etc" / "systemd" / "system" / "multi-user.target.wants"
+    wants.mkdir(parents=True)
+    (wants / "off.service").symlink_to("/lib/systemd/system/off.service")  # as its package's postinst left it
+    for hook in hooks:
+        _run_hook(hook, root)
+    assert (root / "etc" / "fstab").read_text() == "LABEL=root / ext4 errors=remount-ro 0 1\n"
+    assert 'GRUB_CMDLINE_LINUX="console=ttyS0 net.ifnames=0"' in (root / "etc" / "default" / "grub").read_text()
+    assert (root / "run" / "mine").read_text() == "inside\n" and not Path("/run/mine").exists()
+    assert (root / "etc" / "motd").read_text() == "hello\n"
+    assert sorted(p.name for p in wants.iterdir()) == ["on.service"]
+    assert os.readlink(root / "etc" / "systemd" / "system" / "gone.service") == "/dev/null"
+
+
+def test_a_unit_named_like_an_option_is_a_unit_to_systemctl(monkeypatch, tmp_path, recipe):
+    hooks = _hooks(monkeypatch, tmp_path, dataclasses.replace(recipe, enable=("--now",)), "customize")
+    assert 'chroot "$1" systemctl enable -- --now' in hooks

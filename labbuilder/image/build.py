@@ -66,9 +66,8 @@ def _build_in(recipe: Recipe, work: Path, log: Path, progress: Progress, accel) 
     with progress.stage("mmdebstrap"):
         bootstrap_retrying(recipe, rootfs, log, progress)
     with progress.stage("disk"):
-        spec = guestfs.DiskSpec(recipe.size_bytes, recipe.kernel_cmdline, recipe.files,
-                               recipe.enable, recipe.mask, recipe.disable)
-        guestfs.make_bootable_disk(rootfs, raw, spec, force_tcg=not accel.kvm, step=progress.step, log=log)
+        guestfs.make_bootable_disk(rootfs, raw, recipe.size_bytes, force_tcg=not accel.kvm, step=progress.step,
+                                   log=log)
         shutil.rmtree(rootfs)
     with progress.stage("sysprep"):
         sysprep(raw, recipe.sysprep_operations, log, accel)
@@ -116,6 +115,28 @@ def _files_tar(files: list, tar: Path) -> Path:
     return tar
 
 
+def _hooks(recipe: Recipe, work: Path) -> list[str]:
+    """mmdebstrap's hooks that finish the root on the host (mmdebstrap(1), HOOKS: each runs
+    with the root directory as $1, its /proc, /sys and /dev mounted): the files before the
+    packages (essential hook), then after them /etc/fstab, GRUB's defaults, every file (a
+    recipe's own fstab wins) and the units enabled, masked and disabled (customize hooks). Each command runs
+    chrooted in the root: no symlink there (/var/run -> /run) leads out of it, and the
+    root's own systemctl does the units."""
+    def unpack(files: list, name: str) -> str:
+        return f'chroot "$1" tar -x -f - -C / < {shlex.quote(str(_files_tar(files, work / name)))}'
+
+    hooks = []
+    early = [f for f in recipe.files if f.before_packages]
+    if early:
+        hooks.append("--essential-hook=" + unpack(early, "before-packages.tar"))
+    hooks.append("--customize-hook=" + unpack([*guestfs.boot_files(recipe.kernel_cmdline), *recipe.files],
+                                              "files.tar"))
+    for verb in ("enable", "mask", "disable"):
+        if getattr(recipe, verb):
+            hooks.append(f'--customize-hook=chroot "$1" systemctl {verb} -- {shlex.join(getattr(recipe, verb))}')
+    return hooks
+
+
 # mmdebstrap's chroot mounts (/proc, /sys, /dev/pts, /dev/shm) in a mount namespace of
 # its own, as PID 1 of a PID namespace of its own: when it dies, by any signal, every
 # process it started dies with it and the namespace takes its mounts along. Outside it,
@@ -136,13 +157,7 @@ def bootstrap(recipe: Recipe, rootfs: Path, log: Path) -> None:
     shutil.rmtree(rootfs, ignore_errors=True)
     tmp = rootfs.parent / "tmp"
     tmp.mkdir(exist_ok=True)
-    early = [f for f in recipe.files if f.before_packages]
-    if early:
-        # mmdebstrap runs a hook with the root directory as $1 (mmdebstrap(1), HOOKS); tar
-        # runs chrooted there, so that no symlink in the root (/var/run -> /run) leads a
-        # file out of it.
-        tar = _files_tar(early, rootfs.parent / "before-packages.tar")
-        argv.append(f'--essential-hook=chroot "$1" tar -x -f - -C / < {shlex.quote(str(tar))}')
+    argv += _hooks(recipe, rootfs.parent)
     # `--`: the suite, target and mirror after it are never read as options (mmdebstrap --help).
     run(_CONTAINED + argv + ["--", recipe.suite, str(rootfs), recipe.mirror], log=log, input=b"",
         env={"TMPDIR": str(tmp)})

@@ -4,26 +4,18 @@ appliance)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import guestfs  # Debian's python3-guestfs
 
 from labbuilder.model.errors import ToolError
+from labbuilder.model.recipe import FileSpec
 from labbuilder.system import mkfs
 from labbuilder.system.run import once_more_on
 
-
-@dataclass(frozen=True)
-class DiskSpec:
-    size_bytes: int
-    kernel_cmdline: str
-    files: tuple = ()  # of recipe.FileSpec
-    enable: tuple[str, ...] = ()
-    mask: tuple[str, ...] = ()
-    disable: tuple[str, ...] = ()  # installed units that must not start at boot
-    fs_label: str = "root"
+# The root filesystem's label: /etc/fstab and GRUB find the root by it.
+FS_LABEL = "root"
 
 
 def _handle(force_tcg: bool):
@@ -41,26 +33,15 @@ def _root_disk(g) -> str:
     return g.part_to_dev(root)
 
 
-def _grub_defaults(cmdline: str) -> bytes:
-    return (
-        "GRUB_DEFAULT=0\nGRUB_TIMEOUT=0\nGRUB_DISTRIBUTOR=Debian\n"
-        f'GRUB_CMDLINE_LINUX_DEFAULT=""\nGRUB_CMDLINE_LINUX="{cmdline}"\n'
-        "GRUB_TERMINAL=\"console serial\"\nGRUB_SERIAL_COMMAND=\"serial --speed=115200\"\n"
-        "GRUB_DISABLE_OS_PROBER=true\n"
-    ).encode()
-
-
-def _customize(g, spec: DiskSpec) -> None:
-    for f in spec.files:
-        g.mkdir_p(f.path.rsplit("/", 1)[0] or "/")
-        g.write(f.path, f.content.encode())
-        g.chmod(f.mode, f.path)
-    for unit in spec.enable:
-        g.command(["systemctl", "enable", unit])
-    for unit in spec.mask:
-        g.command(["systemctl", "mask", unit])
-    for unit in spec.disable:
-        g.command(["systemctl", "disable", unit])
+def boot_files(kernel_cmdline: str) -> list[FileSpec]:
+    """/etc/fstab and GRUB's defaults for a root on the FS_LABEL filesystem, booting with
+    `kernel_cmdline`: written into the root before its filesystem is made."""
+    grub = ("GRUB_DEFAULT=0\nGRUB_TIMEOUT=0\nGRUB_DISTRIBUTOR=Debian\n"
+            f'GRUB_CMDLINE_LINUX_DEFAULT=""\nGRUB_CMDLINE_LINUX="{kernel_cmdline}"\n'
+            "GRUB_TERMINAL=\"console serial\"\nGRUB_SERIAL_COMMAND=\"serial --speed=115200\"\n"
+            "GRUB_DISABLE_OS_PROBER=true\n")
+    return [FileSpec("/etc/fstab", f"LABEL={FS_LABEL} / ext4 errors=remount-ro 0 1\n", 0o644),
+            FileSpec("/etc/default/grub", grub, 0o644)]
 
 
 # grub-install in the appliance now and then takes the partition for another disk
@@ -69,21 +50,22 @@ def _customize(g, spec: DiskSpec) -> None:
 _GRUB_FLAKE = "required for cross-disk install"
 
 
-def make_bootable_disk(rootfs: Path, disk: Path, spec: DiskSpec, *, force_tcg: bool,
+def make_bootable_disk(rootfs: Path, disk: Path, size_bytes: int, *, force_tcg: bool,
                        step: Callable[[str], None] = lambda s: None, log: Path | None = None) -> None:
-    """Create the raw disk `disk`: MBR, one ext4 partition labelled spec.fs_label holding a
-    copy of the directory `rootfs`, GRUB installed. Raises ToolError on any failure."""
+    """Create the raw disk `disk` of `size_bytes`: MBR, one ext4 partition labelled FS_LABEL
+    holding a copy of the directory `rootfs` (whose /etc/fstab and /etc/default/grub are
+    boot_files'), GRUB installed. Raises ToolError on any failure."""
     def again(_: ToolError) -> None:
         disk.unlink(missing_ok=True)
         step("grub-install took the wrong disk; once more in a new appliance")
 
-    once_more_on(_GRUB_FLAKE, lambda: _make_disk(rootfs, disk, spec, force_tcg, step, log), again)
+    once_more_on(_GRUB_FLAKE, lambda: _make_disk(rootfs, disk, size_bytes, force_tcg, step, log), again)
 
 
-def _make_disk(rootfs: Path, disk: Path, spec: DiskSpec, force_tcg: bool, step: Callable[[str], None],
+def _make_disk(rootfs: Path, disk: Path, size_bytes: int, force_tcg: bool, step: Callable[[str], None],
                log: Path | None) -> None:
     step("filesystem from the rootfs")
-    mkfs.ext4_from_directory(rootfs, disk, spec.size_bytes, spec.fs_label, log)
+    mkfs.ext4_from_directory(rootfs, disk, size_bytes, FS_LABEL, log)
     g = _handle(force_tcg)
     try:
         g.add_drive_opts(str(disk), format="raw", readonly=False, discard="besteffort")
@@ -96,10 +78,6 @@ def _make_disk(rootfs: Path, disk: Path, spec: DiskSpec, force_tcg: bool, step: 
         g.part_add(dev, "p", mkfs.PARTITION_START // 512, -1)
         g.part_set_bootable(dev, 1, True)
         g.mount(g.list_partitions()[0], "/")
-        g.write("/etc/fstab", f"LABEL={spec.fs_label} / ext4 errors=remount-ro 0 1\n".encode())
-        g.write("/etc/default/grub", _grub_defaults(spec.kernel_cmdline))
-        step("files and services")
-        _customize(g, spec)
         step("install grub")
         g.command(["grub-install", "--target=i386-pc", _root_disk(g)])
         g.command(["update-grub"])
