@@ -118,10 +118,10 @@ def _files_tar(files: list, tar: Path) -> Path:
 def _hooks(recipe: Recipe, work: Path) -> list[str]:
     """mmdebstrap's hooks that finish the root on the host (mmdebstrap(1), HOOKS: each runs
     with the root directory as $1, its /proc, /sys and /dev mounted): the files before the
-    packages (essential hook), then after them /etc/fstab, GRUB's defaults, every file (a
-    recipe's own fstab wins) and the units enabled, masked and disabled (customize hooks). Each command runs
-    chrooted in the root: no symlink there (/var/run -> /run) leads out of it, and the
-    root's own systemctl does the units."""
+    packages (essential hook); after them /etc/fstab, GRUB's defaults, every file (a
+    recipe's own fstab wins), then the units enabled, masked and disabled (customize
+    hooks). Each command runs chrooted in the root: no symlink there (/var/run -> /run)
+    leads out of it, and the root's own systemctl does the units."""
     def unpack(files: list, name: str) -> str:
         return f'chroot "$1" tar -x -f - -C / < {shlex.quote(str(_files_tar(files, work / name)))}'
 
