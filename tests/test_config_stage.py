@@ -4,8 +4,10 @@ with file and line, and the host-side record (libvirt's test driver, a host of i
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,10 +69,16 @@ def test_an_unknown_role_is_a_clear_error():
     assert e.value.lines() == ["no role 'dbnode' in this lab", "roles in order: common, db, network, compute"]
 
 
+# The body of a `python3 - <<'PY'` here-document in a rendered step.
+PYTHON_HEREDOC = re.compile(r"python3 - <<'PY'\n(.*?)^PY$", re.S | re.M)
+
+
 @pytest.mark.parametrize("lab", ["gridka", "gridka-mini", "gridka-neutron", "gridka-cloud", "rdo-course", "diablo-aio",
                                  "demo"])
-@pytest.mark.subprocess("bash")
+@pytest.mark.subprocess("bash", sys.executable)
 def test_every_step_and_check_of_the_shipped_roles_renders_for_every_node(lab):
+    """Each renders to a script bash can parse, and the Python each feeds to `python3 -`
+    has no syntax error and no undefined name (pyflakes' checks, by ruff)."""
     topo, plan = _lab(REPO / "topologies" / f"{lab}.yaml")
     inv = inventory(plan, {})
     roles = config_stage.load_roles(topo, plan)  # what `up` checks before any change: every role has steps
@@ -84,6 +92,12 @@ def test_every_step_and_check_of_the_shipped_roles_renders_for_every_node(lab):
                 assert text.strip(), f"{step} renders empty for {node}"
                 syntax = subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True)
                 assert syntax.returncode == 0, f"{step} for {node}: {syntax.stderr}"
+                for script in PYTHON_HEREDOC.findall(text):
+                    # F401 aside: lib.keystone_py() imports json for the scripts that use it.
+                    found = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated",
+                                            "--select", "F,E9", "--ignore", "F401", "--stdin-filename",
+                                            f"{step.name}.py", "-"], input=script, capture_output=True, text=True)
+                    assert found.returncode == 0, f"{step} for {node}: {found.stdout}{found.stderr}"
 
 
 def _render(lab, role, step, node):

@@ -12,19 +12,10 @@ set -euo pipefail
 {%- else %}
 . /root/admin-openrc
 GRIDKA_USERS={{ vars.service_passwords | tojson | quote }} python3 - <<'PY'
-import json
-import os
+{{ lib.keystone_py() }}
 
-from keystoneauth1 import session
-from keystoneauth1.identity import v3
-from keystoneclient.v3 import client
 
-auth = v3.Password(auth_url=os.environ["OS_AUTH_URL"], username=os.environ["OS_USERNAME"],
-                   password=os.environ["OS_PASSWORD"], project_name=os.environ["OS_PROJECT_NAME"],
-                   user_domain_name=os.environ["OS_USER_DOMAIN_NAME"],
-                   project_domain_name=os.environ["OS_PROJECT_DOMAIN_NAME"])
-ks = client.Client(session=session.Session(auth=auth), interface="public",
-                   region_name=os.environ["OS_REGION_NAME"])
+ks = admin_keystone()
 
 
 def one(found, what):

@@ -29,19 +29,11 @@ set -euo pipefail
 {%- else %}
 . /root/admin-openrc
 GRIDKA_SERVICES={{ services | tojson | quote }} python3 - <<'PY'
-import json
-import os
+{{ lib.keystone_py() }}
 
-from keystoneauth1 import session
-from keystoneauth1.identity import v3
-from keystoneclient.v3 import client
 
-auth = v3.Password(auth_url=os.environ["OS_AUTH_URL"], username=os.environ["OS_USERNAME"],
-                   password=os.environ["OS_PASSWORD"], project_name=os.environ["OS_PROJECT_NAME"],
-                   user_domain_name=os.environ["OS_USER_DOMAIN_NAME"],
-                   project_domain_name=os.environ["OS_PROJECT_DOMAIN_NAME"])
 region = os.environ["OS_REGION_NAME"]
-ks = client.Client(session=session.Session(auth=auth), interface="public", region_name=region)
+ks = admin_keystone()
 
 for spec in json.loads(os.environ["GRIDKA_SERVICES"]):
     found = [s for s in ks.services.list(type=spec["type"]) if s.name == spec["name"]]

@@ -15,23 +15,10 @@ set -euo pipefail
 {%- set _ = types.append(type) %}
 {%- endfor %}
 GRIDKA_TYPES={{ types | tojson | quote }} GRIDKA_USERS={{ vars.service_passwords | tojson | quote }} python3 - <<'PY'
-import json
-import os
-
-from keystoneauth1 import session
-from keystoneauth1.identity import v3
-from keystoneclient.v3 import client
+{{ lib.keystone_py() }}
 
 
-def login(username, password, project):
-    auth = v3.Password(auth_url=os.environ["OS_AUTH_URL"], username=username, password=password,
-                       project_name=project, user_domain_name=os.environ["OS_USER_DOMAIN_NAME"],
-                       project_domain_name=os.environ["OS_PROJECT_DOMAIN_NAME"])
-    return session.Session(auth=auth)
-
-
-admin = login(os.environ["OS_USERNAME"], os.environ["OS_PASSWORD"], os.environ["OS_PROJECT_NAME"])
-registered = {s.type for s in client.Client(session=admin, interface="public").services.list()}
+registered = {s.type for s in admin_keystone().services.list()}
 missing = [t for t in json.loads(os.environ["GRIDKA_TYPES"]) if t not in registered]
 if missing:
     raise SystemExit(f"no {', '.join(missing)} service in the catalog")
