@@ -284,6 +284,14 @@ def images_built_ahead(request):
         ahead.wait(timeout=120)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """The tests that use no image fixture run first, each group in the order it had: in
+    the VM stage they run while the first image builds in the background (a build keeps
+    one core busy), not after it. (Unit tests use no image: their order stays.)"""
+    items.sort(key=lambda item: not IMAGE_FIXTURES.keys().isdisjoint(item.fixturenames))
+
+
 def _built_image(name: str):
     """images/NAME.yaml built by our own pipeline (cached: instant once built)."""
     from labbuilder import reporting
