@@ -31,7 +31,8 @@ lab: setup compile
 	$(VENV)/bin/labbuilder up topologies/demo.yaml
 
 # Unit tests in random order (pytest-randomly); the tests that boot QEMU, need an image or a
-# private libvirtd in file order (those that need no image first: tests/conftest.py), sharing booted labs (markers: pyproject.toml).
+# private libvirtd in file order (those that need no image first: tests/conftest.py),
+# sharing booted labs (markers: pyproject.toml).
 test: setup compile lint
 	$(VENV)/bin/pytest -ra -m 'not vm and not image and not libvirtd'
 	$(VENV)/bin/pytest -ra --durations=25 -p no:randomly -m '(vm or image or libvirtd) and not cloud'
