@@ -115,10 +115,6 @@ def _root_with(root: Path, *programs: str) -> Path:
     return root
 
 
-def _root_with_tar(root: Path) -> Path:
-    return _root_with(root, "tar")
-
-
 def _files(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
 
@@ -133,7 +129,7 @@ def test_a_file_before_the_packages_is_unpacked_by_mmdebstraps_essential_hook(mo
     """The hook puts the file where the dashboard's postinst reads it, with its mode,
     owned by root, and nothing else."""
     hook = _essential_hook(monkeypatch, tmp_path, recipe)
-    root = _root_with_tar(tmp_path / "root")
+    root = _root_with(tmp_path / "root", "tar")
     had = _files(root)
     _run_hook(hook, root)
     early = [f for f in recipe.files if f.before_packages]
@@ -156,7 +152,7 @@ def test_a_file_through_an_absolute_symlink_in_the_root_stays_in_the_root(monkey
     """/var/run -> /run in the root: the hook's tar, chrooted, writes the root's /run."""
     name = f"labbuilder-test-{os.getpid()}"
     early = dataclasses.replace(recipe, files=(FileSpec(f"/var/run/{name}", "inside\n", 0o600, True),))
-    root = _root_with_tar(tmp_path / "root")
+    root = _root_with(tmp_path / "root", "tar")
     _run_hook(_essential_hook(monkeypatch, tmp_path, early), root)
     assert (root / "run" / name).read_text() == "inside\n"
     assert not Path("/run", name).exists()
