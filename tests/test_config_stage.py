@@ -20,6 +20,7 @@ from labbuilder.lab.plan import BaseImage, plan_lab
 from labbuilder.model.errors import ConfigError, TopologyError
 from labbuilder.model.topology import load_topology
 from labbuilder.system import virt
+from labbuilder.system.run import run
 
 IMAGE = BaseImage("gridka-base", "/cache/gridka-base.qcow2", "cd" * 32, 300 << 20, 3 << 30)
 # libvirt's stock `default` network as a host has it (rdo-course joins it: `existing:`)
@@ -259,3 +260,26 @@ def test_a_step_installs_only_what_is_missing(tmp_path, installed, calls):
     subprocess.run(["bash", "-euo", "pipefail", "-c", snippet], check=True,
                    env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
     assert ((tmp_path / "calls").read_text() if (tmp_path / "calls").exists() else "") == calls
+
+
+ANSIBLE_PLAYBOOK = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) or "ansible-playbook"
+
+
+@pytest.mark.subprocess(ANSIBLE_PLAYBOOK)
+def test_a_failed_playbook_is_reported_by_ansibles_own_failure_lines(tmp_path):
+    """ansible-playbook prints why a task failed on stdout and its warnings on stderr: the
+    error shows the `fatal:` line (the node and ansible's message), not the warnings."""
+    if not Path(ANSIBLE_PLAYBOOK).is_file():
+        pytest.skip("ansible-core is not installed beside labbuilder")
+    (tmp_path / "inventory").write_text(f"[marker]\nalpha ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+    (tmp_path / "marker.yml").write_text(
+        "- hosts: marker, nowhere\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.fail: {msg: the disk is full on purpose}\n")
+    log = tmp_path / "ansible-marker.log"
+    proc = run([ANSIBLE_PLAYBOOK, "-i", str(tmp_path / "inventory"), str(tmp_path / "marker.yml")], log=log, check=False,
+               timeout=300, env={"ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"), "ANSIBLE_HOME": str(tmp_path / "home")})
+    assert proc.returncode == 2 and "nowhere" in proc.stderr, proc  # a warning on stderr …
+    lines = config_stage.ansible_failure("marker", proc.returncode, proc.stdout + proc.stderr, log)
+    assert lines[0] == "role marker: ansible-playbook failed (exit status 2)"
+    assert len(lines) == 3 and lines[1].startswith("  fatal: [alpha]: FAILED!"), lines  # … and not in the error
+    assert "the disk is full on purpose" in lines[1] and lines[2] == f"full log: {log}"

@@ -296,6 +296,21 @@ def ansible_stage(stage: Stage, inventory_file: Path, ssh_config: Path, start: s
         log = stage.logs / f"ansible-{role.name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with stage.progress.stage(f"ansible role {role.name}"):
-            run([playbook_cmd, "-i", str(inventory_file), str(Path(stage.topology.role_dir) / f"{role.name}.yml")],
-                env=env, log=log, timeout=STEP_TIMEOUT * 4)
+            proc = run([playbook_cmd, "-i", str(inventory_file), str(Path(stage.topology.role_dir) / f"{role.name}.yml")],
+                       env=env, log=log, timeout=STEP_TIMEOUT * 4, check=False)
+        if proc.returncode != 0:
+            raise ConfigError(ansible_failure(role.name, proc.returncode, proc.stdout + proc.stderr, log))
     return [r.name for r, _ in picked]
+
+
+ANSIBLE_FAILED = re.compile(r"^(fatal: |failed: |ERROR! |\S+ \| (FAILED|UNREACHABLE)!)")
+
+
+def ansible_failure(role: str, rc: int, output: str, log: Path) -> list[str]:
+    """What a failed ansible-playbook run tells the user: the role, then ansible's own
+    failure lines (`fatal: [node]: UNREACHABLE! => …`, `ERROR! …`), which it prints on
+    stdout while its warnings go to stderr; the output's last lines when it printed none."""
+    lines = [line.rstrip() for line in output.splitlines() if line.strip()]
+    failures = [line for line in lines if ANSIBLE_FAILED.match(line)] or lines[-3:]
+    shown = [f"  {line[:300]}{' …' if len(line) > 300 else ''}" for line in failures[-TAIL_LINES:]]
+    return [f"role {role}: ansible-playbook failed (exit status {rc})", *shown, f"full log: {log}"]
