@@ -3,10 +3,12 @@
 # network, the uploaded image booted on a compute node until ACTIVE and its console shows
 # the guest's kernel (nested TCG: the guest need not finish booting), a 1 GiB volume
 # attached, and a floating IP. Idempotent: a second run reuses what the first made.
-# $1: the image's name in Glance.
+# $1: the image's name in Glance. $2: `public` (the default) where the lab has the public
+# network, `no-public` where it has none (no router gateway, no floating IP).
 set -euo pipefail
 . /root/admin-openrc
 image=${1:?image name}
+public=${2:-public}
 
 wait_for() {  # wait_for TRIES "command printing a value" EXPECTED
   local tries=$1 cmd=$2 want=$3 got=
@@ -31,7 +33,7 @@ fi
 openstack network show lab-net >/dev/null 2>&1 || openstack network create lab-net >/dev/null
 openstack subnet show lab-subnet >/dev/null 2>&1 \
   || openstack subnet create --network lab-net --subnet-range 192.168.50.0/24 lab-subnet >/dev/null
-if ! openstack router show lab-router >/dev/null 2>&1; then
+if [ "$public" = public ] && ! openstack router show lab-router >/dev/null 2>&1; then
   openstack router create lab-router >/dev/null
   openstack router set --external-gateway public lab-router
   openstack router add subnet lab-router lab-subnet
@@ -57,6 +59,7 @@ fi
 wait_for 60 "openstack volume show lab-vol -f value -c status" in-use
 echo "volume lab-vol: in-use"
 
+[ "$public" = public ] || exit 0
 fip=$(openstack floating ip list --port "$(openstack port list --server lab-vm -f value -c ID | head -1)" \
         -f value -c 'Floating IP Address' | head -1)
 if [ -z "$fip" ]; then
