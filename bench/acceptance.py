@@ -117,13 +117,14 @@ def remove_stock_default() -> None:
 
 def stock_default_network(team: list[str], lab: Lab) -> bool:
     """libvirt's stock `default` network in the private libvirtd, defined and started as on
-    a stock Debian host when it is missing; True when this made it. The first `plan` starts
-    no daemon: `up` does, stopping at the missing network before it changes anything."""
+    a stock Debian host when it is missing (started when it is only defined, as the private
+    libvirtd has the host's definitions without their autostart); True when this defined
+    it. The first `up` starts the daemon and stops at the network before it changes anything."""
     first = subprocess.run([sys.executable, "-m", "labbuilder.cli", "up", lab.topology, *team, "--no-config"],
                            cwd=REPO, capture_output=True, text=True)
     if first.returncode == 0:
         return False  # the network was there: up brought the lab up already
-    if "existing: network 'default' does not exist" not in first.stderr:
+    if "networks.default.existing: network 'default'" not in first.stderr:  # missing, or defined and not active
         print(first.stdout + first.stderr, end="", flush=True)
         raise SystemExit(1)
     if private_virsh("net-info", "default", check=False).returncode == 0:
