@@ -143,7 +143,7 @@ def main() -> None:
     args = parser.parse_args()
     lab, team = LABS[args.lab], ["--team", args.team, "--private"]
     start = time.monotonic()
-    for recipe in ("debian-12", "gridka-base", "gridka-openstack"):
+    for recipe in ("debian-12", "gridka-openstack"):  # the image uploaded into Glance, and the labs' nodes'
         step(f"image build {recipe}", "image", "build", f"images/{recipe}.yaml")
     made_default = False
     try:
