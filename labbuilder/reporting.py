@@ -16,12 +16,14 @@ class Progress:
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         start = time.monotonic()
+        failed = True
         try:
             self._begin(name)
             yield
+            failed = False
         finally:
             self.timings[name] = round(time.monotonic() - start, 1)
-            self._end(name)
+            self._end(name, failed)
 
     def step(self, text: str) -> None:
         """A sub-step of the current stage (shown next to it)."""
@@ -31,4 +33,5 @@ class Progress:
 
     def _begin(self, name: str) -> None: ...
 
-    def _end(self, name: str) -> None: ...
+    def _end(self, name: str, failed: bool) -> None:
+        """The stage ended; `failed`: by an exception (its error is the caller's to report)."""

@@ -139,10 +139,11 @@ class RichProgress(Progress):
         self.bar.start()
         self.task = self.bar.add_task(name)
 
-    def _end(self, name: str) -> None:
+    def _end(self, name: str, failed: bool) -> None:
         self.bar.remove_task(self.task)
         self.bar.stop()
-        self.console.print(f"[green]✓[/green] {name} [dim]{self.timings[name]:.1f}s[/dim]")
+        mark = "[red]✗[/red]" if failed else "[green]✓[/green]"
+        self.console.print(f"{mark} {name} [dim]{self.timings[name]:.1f}s[/dim]")
 
     def step(self, text: str) -> None:
         if self.task is not None:
@@ -208,8 +209,8 @@ class _TeamProgress(Progress):
         self.name = name
         self._show(f"team {self.team}: {name}")
 
-    def _end(self, name: str) -> None:
-        self._show(f"team {self.team}: {name} ✓ {self.timings[name]:.1f}s")
+    def _end(self, name: str, failed: bool) -> None:
+        self._show(f"team {self.team}: {name} {'✗' if failed else '✓'} {self.timings[name]:.1f}s")
 
     def step(self, text: str) -> None:
         self._show(f"team {self.team}: {self.name}: {text}")
