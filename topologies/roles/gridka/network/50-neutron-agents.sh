@@ -22,5 +22,7 @@ crudini --set "$conf" DEFAULT metadata_workers 1
 {#- -f value prints the columns in the listing's order: Alive, State, Binary. #}
 {{ lib.wait_listing("openstack network agent list --host " ~ node.name ~ " -f value -c Alive -c State -c Binary",
                     ["^True True neutron-linuxbridge-agent$", "^True True neutron-l3-agent$",
-                     "^True True neutron-dhcp-agent$", "^True True neutron-metadata-agent$"]) }}
+                     "^True True neutron-dhcp-agent$", "^True True neutron-metadata-agent$"],
+                    logs=["/var/log/neutron/neutron-linuxbridge-agent.log", "/var/log/neutron/neutron-l3-agent.log",
+                          "/var/log/neutron/neutron-dhcp-agent.log", "/var/log/neutron/neutron-metadata-agent.log"]) }}
 {%- endif %}
