@@ -298,8 +298,8 @@ def ansible_stage(stage: Stage, inventory_file: Path, ssh_config: Path, start: s
         with stage.progress.stage(f"ansible role {role.name}"):
             proc = run([playbook_cmd, "-i", str(inventory_file), str(Path(stage.topology.role_dir) / f"{role.name}.yml")],
                        env=env, log=log, timeout=STEP_TIMEOUT * 4, check=False)
-        if proc.returncode != 0:
-            raise ConfigError(ansible_failure(role.name, proc.returncode, proc.stdout + proc.stderr, log))
+            if proc.returncode != 0:  # inside the stage: its progress line shows ✗
+                raise ConfigError(ansible_failure(role.name, proc.returncode, proc.stdout + proc.stderr, log))
     return [r.name for r, _ in picked]
 
 
