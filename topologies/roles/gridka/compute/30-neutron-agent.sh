@@ -16,6 +16,5 @@ crudini --set /etc/neutron/neutron.conf DEFAULT auth_strategy keystone
 crudini --set /etc/neutron/neutron.conf experimental linuxbridge true
 {{ lib.restart("neutron-linuxbridge-agent") }}
 {%- endif %}
-{{ lib.wait_listing("openstack network agent list --host " ~ node.name ~ " -f value -c Alive -c State -c Binary",
-                    ["^True True neutron-linuxbridge-agent$"], logs=["/var/log/neutron/neutron-linuxbridge-agent.log"]) }}
+{{ lib.wait_agents("neutron-linuxbridge-agent") }}
 {%- endif %}

@@ -19,10 +19,5 @@ crudini --set "$conf" DEFAULT nova_metadata_host {{ lib.host("api") }}
 crudini --set "$conf" DEFAULT metadata_proxy_shared_secret {{ vars.metadata_secret | quote }}
 crudini --set "$conf" DEFAULT metadata_workers 1
 {{ lib.restart("neutron-linuxbridge-agent neutron-l3-agent neutron-dhcp-agent neutron-metadata-agent") }}
-{#- -f value prints the columns in the listing's order: Alive, State, Binary. #}
-{{ lib.wait_listing("openstack network agent list --host " ~ node.name ~ " -f value -c Alive -c State -c Binary",
-                    ["^True True neutron-linuxbridge-agent$", "^True True neutron-l3-agent$",
-                     "^True True neutron-dhcp-agent$", "^True True neutron-metadata-agent$"],
-                    logs=["/var/log/neutron/neutron-linuxbridge-agent.log", "/var/log/neutron/neutron-l3-agent.log",
-                          "/var/log/neutron/neutron-dhcp-agent.log", "/var/log/neutron/neutron-metadata-agent.log"]) }}
+{{ lib.wait_agents("neutron-linuxbridge-agent neutron-l3-agent neutron-dhcp-agent neutron-metadata-agent") }}
 {%- endif %}
