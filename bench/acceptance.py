@@ -27,6 +27,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from labbuilder.lab.hosts import state_root
+from labbuilder.system import privatelibvirtd
+
 REPO = Path(__file__).resolve().parent.parent
 STOCK_DEFAULT = "/usr/share/libvirt/networks/default.xml"
 
@@ -73,28 +76,21 @@ def step(name: str, *args: str, stdin: str | None = None) -> str:
 def diagnose(lab: Lab, team: list[str]) -> None:
     """What the instance step's failure needs read next: the server's and the volume's state
     as the cloud sees them, and the logs of the services that attach a volume."""
-    commands = {
-        lab.controller: ". /root/admin-openrc; openstack server show lab-vm -c status -c fault "
-                        "-c OS-EXT-SRV-ATTR:host; openstack server event list lab-vm; "
-                        "openstack volume show lab-vol -c status -c attachments",
-    }
-    commands[lab.volume] = "; ".join(filter(None, (commands.get(lab.volume), (
-        "tail -n 40 /var/log/cinder/cinder-volume.log; tgtadm --mode target --op show | head -40"))))
-    for node in lab.computes:
-        commands[node] = "; ".join(filter(None, (commands.get(node), (
-            "tail -n 60 /var/log/nova/nova-compute.log; iscsiadm -m session || true"))))
-    for node, command in commands.items():
+    commands = [
+        (lab.controller, ". /root/admin-openrc; openstack server show lab-vm -c status -c fault "
+                         "-c OS-EXT-SRV-ATTR:host; openstack server event list lab-vm; "
+                         "openstack volume show lab-vol -c status -c attachments"),
+        (lab.volume, "tail -n 40 /var/log/cinder/cinder-volume.log; tgtadm --mode target --op show | head -40"),
+        *((node, "tail -n 60 /var/log/nova/nova-compute.log; iscsiadm -m session || true") for node in lab.computes),
+    ]
+    for node, command in commands:
         print(f"--- {node}: {command}", flush=True)
         subprocess.run([sys.executable, "-m", "labbuilder.cli", "ssh", lab.topology, *team, node, "--",
                         "bash", "-c", command], cwd=REPO, stdin=subprocess.DEVNULL, check=False)
 
 
-def private_daemon():
+def private_daemon() -> privatelibvirtd.PrivateDaemon | None:
     """The private libvirtd `labbuilder --private` uses (the first `up` starts it), or None."""
-    sys.path.insert(0, str(REPO))
-    from labbuilder.lab.hosts import state_root
-    from labbuilder.system import privatelibvirtd
-
     return privatelibvirtd.attach(state_root() / "libvirtd")
 
 
@@ -106,8 +102,6 @@ def private_virsh(*args: str, check: bool = True) -> subprocess.CompletedProcess
 def remove_stock_default() -> None:
     """Undo stock_default_network(); stop the private libvirtd when nothing else is left in it
     (`down` leaves it running while the network is there)."""
-    from labbuilder.system import privatelibvirtd
-
     private_virsh("net-destroy", "default", check=False)
     private_virsh("net-undefine", "default", check=False)
     left = private_virsh("list", "--all", "--name").stdout.split() + private_virsh("net-list", "--all", "--name").stdout.split()
@@ -169,6 +163,7 @@ def main() -> None:
             if made_default:
                 remove_stock_default()
     print(f"acceptance of {args.lab} passed in {time.monotonic() - start:.0f} s")
+
 
 if __name__ == "__main__":
     main()
