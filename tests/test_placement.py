@@ -23,7 +23,8 @@ from labbuilder.model.errors import PlacementError
 from labbuilder.model.inventory import PoolHost, SlotEntry
 from labbuilder.model.topology import load_topology
 
-GRIDKA = load_topology(REPO / "topologies/gridka.yaml")  # slot host-a 8 GiB, host-b 2 GiB; both on `internal`
+PLACED = "tests/data/placement-gridka.yaml"  # gridka's slots at fixed sizes
+GRIDKA = load_topology(REPO / PLACED)  # slot host-a 7 GiB, host-b 2 GiB; both on `internal`
 DEMO = load_topology(REPO / "topologies/demo.yaml")  # one slot, 1 GiB
 
 
@@ -33,8 +34,8 @@ def _room(name, memory_gib, promised_gib=0, disk_gib=None, joins=()):
 
 
 # Three lab hosts: lab1 and lab2 join gridka's `internal` to a bridge linked between them, lab3 joins
-# nothing and has no pool to ask yet. 10 GiB are promised on lab1 (a team there), 4 on lab2.
-POOL = (_room("lab1", 32, 10, 200, ["internal"]), _room("lab2", 48, 4, 120, ["internal"]), _room("lab3", 16))
+# nothing and has no pool to ask yet. 9 GiB are promised on lab1 (a team there), 4 on lab2.
+POOL = (_room("lab1", 32, 9, 200, ["internal"]), _room("lab2", 48, 4, 120, ["internal"]), _room("lab3", 16))
 
 
 def _text(p, title="gridka: teams 1–6 on the pool of hosts.yaml") -> str:
@@ -53,13 +54,13 @@ def test_the_placement_table_shows_each_teams_hosts_and_each_host_after_them(gol
 def test_a_class_that_does_not_fit_is_refused_in_one_line_naming_what_each_host_lacks(golden):
     p = placement.place(list(range(1, 13)), placement.slot_needs(GRIDKA), POOL, {})
     golden("placement-refusal.txt", p.refusal() + "\n")
-    # A gridka team: 10 GiB (host-a 8, host-b 2), 27 GiB of pool space. After seven, 2, 4
-    # and 6 GiB are left: no host holds one whole, and no split does either, for none holds
-    # host-a. The five left over go where the rule would put them were the hosts larger:
-    # what each host lacks is then what these teams take beyond its room.
+    # A gridka team: 9 GiB, 27 GiB of pool space. After seven, no host holds one whole, and
+    # no split does either: lab3 would take host-a, but host-b could join it nowhere. The
+    # five left over go where the rule would put them were the hosts larger: what each
+    # host lacks is then what these teams take beyond its room.
     assert p.unfit == (8, 9, 10, 11, 12)
-    assert [(h.name, h.teams) for h in p.hosts] == [("lab1", (4, 7, 10)), ("lab2", (1, 2, 3, 6, 9, 12)),
-                                                    ("lab3", (5, 8, 11))]
+    assert [(h.name, h.teams) for h in p.hosts] == [("lab1", (4, 7, 10)), ("lab2", (1, 2, 3, 5, 8, 11)),
+                                                    ("lab3", (6, 9, 12))]
 
 
 def test_a_new_team_goes_whole_to_the_host_with_the_most_memory_left_ties_in_pool_order():
@@ -102,7 +103,7 @@ def test_a_team_some_of_whose_slots_run_goes_first_to_their_host():
 
 
 def test_a_team_is_split_only_when_no_host_holds_it_and_only_where_bridges_join_its_network():
-    """gridka needs 10 GiB (host-a 8, host-b 2): no host holds it whole. Its slots share the
+    """gridka needs 9 GiB (host-a 7, host-b 2): no host holds it whole. Its slots share the
     isolated `internal`: lab3 (the most room, no bridge) would take host-a, but then host-b
     could join it nowhere; so host-a goes to lab1, host-b to lab2, both joined."""
     rooms = (_room("lab1", 8, 0, None, ["internal"]), _room("lab2", 3, 0, None, ["internal"]),
@@ -366,14 +367,14 @@ def test_only_the_hosts_an_unfit_team_asks_on_are_named():
 
 @pytest.mark.subprocess(sys.executable)
 def test_a_class_beyond_a_fixed_hosts_memory_is_refused_in_one_line_before_any_change(tmp_path, golden):
-    """gridka needs 10 GiB a team; the host has 24 GiB, 4 of them promised to another domain:
+    """gridka needs 9 GiB a team; the host has 24 GiB, 4 of them promised to another domain:
     two teams fit, the third is refused by `plan` and `up` alike, and one team alone is not."""
     host = _test_host(tmp_path / "local.xml", 24, 4)
     cache = fake_image_entry(tmp_path / "cache", "gridka-openstack").parent
     env = {**os.environ, "LABBUILDER_STATE": str(tmp_path / "state"), "COLUMNS": "200"}
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "labbuilder.cli", *args, "topologies/gridka.yaml", "--connect",
+        return subprocess.run([sys.executable, "-m", "labbuilder.cli", *args, PLACED, "--connect",
                                host, "--cache", str(cache)], cwd=REPO, capture_output=True, text=True, env=env,
                               timeout=120)
 
