@@ -94,7 +94,7 @@ def bootstrap_retrying(recipe: Recipe, rootfs: Path, log: Path, progress: Progre
 
 
 def _failed_packages(e: ToolError) -> str:
-    after = e.stderr.split(_DPKG_FAILED, 1)[1].splitlines()
+    after = e.output.split(_DPKG_FAILED, 1)[1].splitlines()
     names = []
     for line in after[1:]:
         if not line.startswith(" "):

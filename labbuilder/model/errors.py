@@ -59,16 +59,23 @@ class TopologyError(InputError):
 
 
 class ToolError(LabError):
-    """An external command failed."""
+    """An external command failed. Both its streams are kept: some tools print warnings on
+    stderr and the reason on stdout (ansible-playbook, dpkg under mmdebstrap)."""
 
-    def __init__(self, argv: list[str], rc: int, stderr: str, log: str | None = None):
-        self.argv, self.rc, self.stderr, self.log = argv, rc, stderr, log
+    def __init__(self, argv: list[str], rc: int, stderr: str, log: str | None = None, stdout: str = ""):
+        self.argv, self.rc, self.stderr, self.stdout, self.log = argv, rc, stderr, stdout, log
         super().__init__(f"{argv[0]} failed with exit status {rc}")
+
+    @property
+    def output(self) -> str:
+        """stderr, then stdout: what to search for a known failure's words."""
+        return "\n".join(s for s in (self.stderr, self.stdout) if s)
 
     def lines(self) -> list[str]:
         out = [f"{shlex.join(self.argv[:1])} failed (exit status {self.rc}): {shlex.join(self.argv)}"]
-        tail = [l for l in self.stderr.strip().splitlines() if l.strip()][-3:]
-        out += [f"  {l}" for l in tail]
+        for stream in (self.stderr, self.stdout):  # the last lines of each: stdout's under stderr's
+            tail = [l for l in stream.strip().splitlines() if l.strip()][-3:]
+            out += [f"  {l}" for l in tail]
         if self.log:
             out.append(f"full log: {self.log}")
         return out

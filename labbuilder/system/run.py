@@ -27,7 +27,7 @@ def run(
     """Run `argv`; return the CompletedProcess (stdout/stderr as text).
 
     With `log`, the command line and its full output are appended to that file.
-    On failure raises ToolError with the exit status, the stderr tail and the log path.
+    On failure raises ToolError with the exit status, both streams and the log path.
     """
     full_env = {**os.environ, **(env or {})}
     try:
@@ -44,7 +44,7 @@ def run(
         with open(log, "a") as f:
             f.write(f"$ {shlex.join(argv)}\n{out}{err}[exit {proc.returncode}]\n")
     if check and proc.returncode != 0:
-        raise ToolError(argv, proc.returncode, err or out, str(log) if log else None)
+        raise ToolError(argv, proc.returncode, err, str(log) if log else None, stdout=out)
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
@@ -58,7 +58,7 @@ def once_more_on(flake: str, attempt: Callable[[], T], before_again: Callable[[T
     try:
         return attempt()
     except ToolError as e:
-        if flake not in e.stderr:
+        if flake not in e.output:
             raise
         before_again(e)
     return attempt()
