@@ -7,8 +7,8 @@ import pytest
 from labbuilder.model.errors import ToolError
 from labbuilder.system.run import once_more_on, run
 
-# The reason on stdout, a warning on stderr: as ansible-playbook and dpkg under mmdebstrap say it.
 pytestmark = pytest.mark.subprocess("sh")
+# The reason on stdout, a warning on stderr: as ansible-playbook and dpkg under mmdebstrap say it.
 SAYS_BOTH = ["sh", "-c", "echo 'fatal: the reason'; echo 'warning: noise' >&2; exit 3"]
 
 

@@ -191,7 +191,7 @@ def _start(state_dir: Path, port: int) -> PackageCache:
         said = run([str(BINARY), "-c", str(state_dir / "conf")], log=state_dir / "start.log",
                    timeout=START_TIMEOUT)
     except ToolError as e:
-        raise HostError(f"apt-cacher-ng did not start: {_last_line(e.stderr) or _last_line(e.stdout)}") from None
+        raise HostError(f"apt-cacher-ng did not start: {_last_line(e.stderr or e.stdout)}") from None
     return PackageCache(state_dir, port, _wait_serving(state_dir, port, said.stdout + said.stderr))
 
 
@@ -286,8 +286,7 @@ def _start_relay(cache: PackageCache, netns: str | Path | None, ip: str, port: i
     try:
         run(argv, timeout=START_TIMEOUT)
     except ToolError as e:
-        why = _last_line(e.stderr) or _last_line(e.stdout)
-        raise HostError(why or f"the package cache relay to {ip}:{port} did not start") from None
+        raise HostError(_last_line(e.stderr or e.stdout) or f"the package cache relay to {ip}:{port} did not start") from None
     pid = relay_pid(pidfile)
     if pid is None:
         raise HostError(f"the package cache relay to {ip}:{port} exited at once")
