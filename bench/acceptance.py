@@ -5,10 +5,10 @@ these guests takes far longer than CI's budget on two cores.
     .venv/bin/python bench/acceptance.py [--lab gridka|diablo-aio|rdo-course] [--team 1] [--keep]
 
 Steps, each timed: build the images (cached), `up --checkpoints --check` (every role, each
-role's checks after it), `check`, `image upload debian-12` into the lab's Glance, an
-instance of it on a compute node with a volume, and a floating IP where the lab has a
-public network (bench/acceptance_instance.sh), `reset --to after-auth`, `check --role
-auth`, then `down` (unless --keep). Prints each role's time as `up` reported it, and
+role's checks after it), `image upload debian-12` into the lab's Glance, an instance of
+it on a compute node with a volume, and a floating IP where the lab has a public network
+(bench/acceptance_instance.sh), `check` (every role again, with the instance running),
+`reset --to after-auth`, `check --role auth`, then `down` (unless --keep). Prints each role's time as `up` reported it, and
 exits non-zero at the first step that fails.
 
 gridka (default): the 8-node GridKa course. diablo-aio: every service on one node.
@@ -146,7 +146,6 @@ def main() -> None:
         said = step("up --checkpoints --check", "up", lab.topology, *team, "--checkpoints", "--check")
         for what, seconds in ROLE_TIME.findall(said):
             print(f"{'':6} {float(seconds):8.1f} s    {what}")
-        step("check", "check", lab.topology, *team)
         step("image upload debian-12", "image", "upload", "debian-12", lab.topology, *team, "--as", "debian-12")
         try:
             step(f"instance: boot, volume{', floating IP' if lab.public else ''}", "ssh", lab.topology, *team,
@@ -155,6 +154,7 @@ def main() -> None:
         except SystemExit:
             diagnose(lab, team)
             raise
+        step("check", "check", lab.topology, *team)  # every role again, with an instance running
         step("reset --to after-auth", "reset", lab.topology, *team, "--to", "after-auth")
         step("check --role auth", "check", lab.topology, *team, "--role", "auth")
     finally:
