@@ -82,7 +82,7 @@ def main() -> None:
     if public == "public" and conn.network.find_router(ROUTER) is None:
         outside = conn.network.find_network("public", ignore_missing=False)
         router = conn.network.create_router(name=ROUTER, external_gateway_info={"network_id": outside.id})
-        conn.network.add_interface_to_router(router, subnet_id=subnet.id)
+        conn.network.add_interface_to_router(router, subnet.id)  # subnet_id= until openstacksdk 1.0, subnet= since
     say(f"network {NETWORK}: {subnet.cidr}{', routed to public' if public == 'public' else ''}")
 
     server = conn.compute.find_server(SERVER) or conn.compute.create_server(
