@@ -37,7 +37,10 @@ crudini --set "$ml2" ml2_type_flat flat_networks {{ vars.public_network | quote 
 {%- endif %}
 crudini --set "$ml2" ml2_type_vxlan vni_ranges 1:1000
 crudini --set "$ml2" securitygroup enable_ipset true
-{{ lib.uwsgi_processes("/etc/neutron/neutron-api-uwsgi.ini") }}
+{#- One thread: neutron's API runs on eventlet, whose hub the ini's 32 uwsgi threads
+    corrupt ("greenlet.error: cannot switch to a different thread" in neutron-api.log),
+    after which every request hangs (both compute nodes' agent listings did, for good). #}
+{{ lib.uwsgi_processes("/etc/neutron/neutron-api-uwsgi.ini", threads=1) }}
 install -d -o neutron -g neutron /var/lib/neutron/tmp
 runuser -u neutron -- neutron-db-manage --config-file "$conf" --config-file "$ml2" upgrade head
 {{ lib.restart("neutron-api neutron-rpc-server") }}
