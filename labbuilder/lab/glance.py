@@ -80,13 +80,20 @@ def upload(target: ssh.SshTarget, node: str, built: BuiltImage, name: str, progr
     remote = f"/var/tmp/labbuilder-upload-{name}{path.suffix}"
     with progress.stage(f"copy {path.name} ({path.stat().st_size / 2**20:.0f} MiB) to {node}"):
         ssh.copy_to(target, path, remote)
+    created = None
     try:
         with progress.stage(f"create image {name} in Glance"):
             created = json.loads(ssh.ssh_run(target, [*_WITH_ADMIN, *create_args(built, name, remote)],
                                              timeout=3600).stdout)
-            # what create prints predates the upload's end (no checksum yet): ask again
+            # what create prints predates the upload's end (no checksum yet): ask again. The
+            # client alone took over 2 minutes to answer on a busy TCG node.
             shown = json.loads(ssh.ssh_run(target, [*_WITH_ADMIN, "openstack", "image", "show", "-f", "json",
-                                                    created["id"]]).stdout)
+                                                    created["id"]], timeout=900).stdout)
+    except BaseException:
+        if created is not None:  # an image Glance holds but nobody verified is not left behind
+            ssh.ssh_run(target, [*_WITH_ADMIN, "openstack", "image", "delete", created["id"]], check=False,
+                        timeout=900)
+        raise
     finally:
         ssh.ssh_run(target, ["rm", "-f", remote], check=False)
     shown = {**shown.get("properties", {}), **shown}  # the client lists os_hash_* among the properties
