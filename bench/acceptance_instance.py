@@ -40,7 +40,8 @@ def load_openrc(path: str) -> dict[str, str]:
 
 
 def wait(what: str, seconds: int, probe, interval: float = 5):
-    """probe() until it returns something true; its last answer is shown on timeout."""
+    """probe() until it returns something true; its last answer is shown on timeout. (A
+    server's or volume's status: openstacksdk's own wait_for_server / wait_for_status.)"""
     deadline, last = time.monotonic() + seconds, None
     while time.monotonic() < deadline:
         found, last = probe()
@@ -48,15 +49,6 @@ def wait(what: str, seconds: int, probe, interval: float = 5):
             return found
         time.sleep(interval)
     sys.exit(f"{what}: not after {seconds} s (last seen: {last})")
-
-
-def status_is(get, want: str, fail: str):
-    def probe():
-        obj = get()
-        if obj.status.lower() == fail:
-            sys.exit(f"{obj.name}: {obj.status} {getattr(obj, 'fault', '') or ''}")
-        return (obj if obj.status == want else None), obj.status
-    return probe
 
 
 def main() -> None:
@@ -87,7 +79,7 @@ def main() -> None:
 
     server = conn.compute.find_server(SERVER) or conn.compute.create_server(
         name=SERVER, flavor_id=flavor.id, image_id=image.id, networks=[{"uuid": net.id}])
-    server = wait(f"server {SERVER} ACTIVE", 3600, status_is(lambda: conn.compute.get_server(server.id), "ACTIVE", "error"))
+    server = conn.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=5, wait=3600)
     say(f"server {SERVER}: ACTIVE on {server.compute_host}")
     console = wait("the guest's kernel on the console", 1200, lambda: (
         next((line for line in (conn.compute.get_server_console_output(server)["output"] or "").splitlines()
@@ -96,11 +88,9 @@ def main() -> None:
 
     volume = conn.block_storage.find_volume(VOLUME) or conn.block_storage.create_volume(name=VOLUME, size=1)
     if conn.block_storage.get_volume(volume.id).status != "in-use":
-        volume = wait(f"volume {VOLUME} available", 600,
-                      status_is(lambda: conn.block_storage.get_volume(volume.id), "available", "error"))
+        volume = conn.block_storage.wait_for_status(volume, "available", failures=["error"], interval=5, wait=600)
         conn.attach_volume(server, volume, wait=False)
-    wait(f"volume {VOLUME} in-use", 600,
-         status_is(lambda: conn.block_storage.get_volume(volume.id), "in-use", "error_attaching"))
+    conn.block_storage.wait_for_status(volume, "in-use", failures=["error", "error_attaching"], interval=5, wait=600)
     say(f"volume {VOLUME}: in-use")
 
     if public != "public":
@@ -111,8 +101,10 @@ def main() -> None:
         outside = conn.network.find_network("public", ignore_missing=False)
         fip = conn.network.create_ip(floating_network_id=outside.id, port_id=port.id)
     address = fip.floating_ip_address
-    wait(f"floating IP {address} in {SERVER}'s addresses", 600, lambda: (
-        address in str(conn.compute.get_server(server.id).addresses), conn.compute.get_server(server.id).addresses))
+    def addresses():
+        found = conn.compute.get_server(server.id).addresses
+        return address in str(found), found
+    wait(f"floating IP {address} in {SERVER}'s addresses", 600, addresses)
     say(f"floating IP: {address}")
 
 
