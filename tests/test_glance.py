@@ -25,3 +25,34 @@ def test_matching_digests_pass_and_a_different_one_is_named():
     bad = {**good, "os_hash_value": "t" * 64}
     assert glance.verify(BUILT, bad) == [f"os_hash_value {'t' * 64} is not the manifest's SHA-256 {'s' * 64}"]
     assert glance.verify(BUILT, {**good, "checksum": "x"})[0].startswith("checksum x is not")
+
+
+def test_an_image_created_but_not_verified_is_deleted_again(tmp_path, monkeypatch):
+    """`image show` after the create fails (it timed out on a busy TCG node): the image
+    Glance holds is deleted before the error goes up, and the copied file is removed."""
+    import json
+
+    import pytest
+
+    from labbuilder.model.errors import ToolError
+    from labbuilder.reporting import Progress
+
+    (tmp_path / "x.qcow2").write_bytes(b"qcow")
+    built = BuiltImage("debian-12", tmp_path, MANIFEST)
+    ran = []
+
+    class Done:
+        stdout = json.dumps({"id": "img-1"})
+
+    def ssh_run(target, command, check=True, timeout=120):
+        ran.append(command[4:7] if command[0] == "bash" else command)
+        if command[4:7] == ["openstack", "image", "show"]:
+            raise ToolError(command, -1, "timed out after 900s")
+        return Done()
+
+    monkeypatch.setattr(glance.ssh, "copy_to", lambda target, path, remote: None)
+    monkeypatch.setattr(glance.ssh, "ssh_run", ssh_run)
+    with pytest.raises(ToolError):
+        glance.upload(None, "image-node", built, "deb", Progress())
+    assert ran == [["openstack", "image", "create"], ["openstack", "image", "show"],
+                   ["openstack", "image", "delete"], ["rm", "-f", "/var/tmp/labbuilder-upload-deb.qcow2"]]
