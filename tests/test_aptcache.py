@@ -12,6 +12,7 @@ import hashlib
 import os
 import random
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -276,3 +277,25 @@ def test_relay_into_a_missing_namespace_is_one_line(tmp_path):
     cache = aptcache.PackageCache(tmp_path, free_port(), None)
     with pytest.raises(HostError, match="^network namespace .*/no-such-netns does not exist$"):
         aptcache.relay_into_namespace(cache, tmp_path / "no-such-netns", GATEWAY)
+
+
+@pytest.mark.subprocess(sys.executable)
+def test_a_relay_started_from_another_checkout_is_still_ours(tmp_path):
+    """`down` from one checkout stops the relays `up` started from another: a relay is
+    known by its script's name and its pid file, not by the path of the code."""
+    script = tmp_path / "other-checkout" / "aptrelay.py"
+    script.parent.mkdir()
+    script.write_text("import time\ntime.sleep(60)\n")
+    pidfile = tmp_path / "relays" / "x.pid"
+    pidfile.parent.mkdir()
+    proc = subprocess.Popen([sys.executable, str(script), "--pidfile", str(pidfile), "--upstream", "3142"])
+    try:
+        pidfile.write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + 10
+        while aptprocs.relay_pid(pidfile) is None and time.monotonic() < deadline:  # until exec shows the argv
+            time.sleep(0.05)
+        assert aptprocs.relay_pid(pidfile) == proc.pid
+        assert proc.pid in aptprocs._relays_to(3142)
+    finally:
+        proc.kill()
+        proc.wait()

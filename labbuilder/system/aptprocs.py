@@ -56,7 +56,7 @@ def relay_pid(pidfile: Path) -> int | None:
     """The pid in `pidfile` if it is a relay started with that pidfile."""
     pid = procs.read_pid(pidfile)
     argv = procs.cmdline(pid) if pid is not None else []
-    return pid if str(RELAY_SCRIPT) in argv and str(pidfile) in argv else None
+    return pid if _is_relay(argv) and str(pidfile) in argv else None
 
 
 def daemon_pid(state_dir: Path) -> int | None:
@@ -97,7 +97,13 @@ def _relays_to(port: int) -> list[int]:
     return [pid for pid in pids if _is_relay_to(procs.cmdline(pid), port)]
 
 
+def _is_relay(argv: list[str]) -> bool:
+    """A relay by its script's name, not its path: one started from another checkout of
+    labbuilder (or another install) is a relay all the same."""
+    return len(argv) >= 2 and Path(argv[1]).name == RELAY_SCRIPT.name
+
+
 def _is_relay_to(argv: list[str], port: int) -> bool:
-    if len(argv) < 2 or Path(argv[1]).name != RELAY_SCRIPT.name or "--upstream" not in argv:
+    if not _is_relay(argv) or "--upstream" not in argv:
         return False
     return argv[argv.index("--upstream") + 1:][:1] == [str(port)]
