@@ -19,6 +19,12 @@ crudini --del "$conf" database connection
 crudini --set "$conf" DEFAULT compute_driver libvirt.LibvirtDriver
 crudini --set "$conf" libvirt virt_type qemu
 crudini --set /etc/nova/nova-compute.conf libvirt virt_type qemu
+# Volumes attach over iSCSI (cinder's LVM on volume-node, exported by tgt). The image has
+# iscsid off and GenerateName=yes as its initiator name: iscsid's start makes this clone's
+# own name, before nova-compute reports its connector (os-brick reads the name from there).
+systemctl enable --now iscsid.socket
+systemctl start iscsid.service
+grep -q '^InitiatorName=iqn\.' /etc/iscsi/initiatorname.iscsi
 {{ lib.restart("libvirtd") }}
 virsh -c qemu:///system version
 {{ lib.restart("nova-compute") }}
