@@ -1,10 +1,15 @@
 """What `image upload` asks Glance for, and how it judges what Glance stored (no cloud:
 the real upload is in tests/test_cloud_vm.py)."""
 
+import json
 from pathlib import Path
+
+import pytest
 
 from labbuilder.image.cache import BuiltImage
 from labbuilder.lab import glance
+from labbuilder.model.errors import ToolError
+from labbuilder.reporting import Progress
 
 MANIFEST = {"image": {"file": "x.qcow2", "md5": "m" * 32, "sha256": "s" * 64},
             "glance": {"disk_format": "qcow2", "container_format": "bare", "min_disk": 3, "min_ram": 512,
@@ -30,13 +35,6 @@ def test_matching_digests_pass_and_a_different_one_is_named():
 def test_an_image_created_but_not_verified_is_deleted_again(tmp_path, monkeypatch):
     """`image show` after the create fails (it timed out on a busy TCG node): the image
     Glance holds is deleted before the error goes up, and the copied file is removed."""
-    import json
-
-    import pytest
-
-    from labbuilder.model.errors import ToolError
-    from labbuilder.reporting import Progress
-
     (tmp_path / "x.qcow2").write_bytes(b"qcow")
     built = BuiltImage("debian-12", tmp_path, MANIFEST)
     ran = []
