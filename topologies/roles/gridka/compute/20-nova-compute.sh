@@ -19,6 +19,10 @@ crudini --del "$conf" database connection
 crudini --set "$conf" DEFAULT compute_driver libvirt.LibvirtDriver
 crudini --set "$conf" libvirt virt_type qemu
 crudini --set /etc/nova/nova-compute.conf libvirt virt_type qemu
+# An instance's start waits for neutron's word that its port is up: the linuxbridge agent
+# here sees the tap device, sets its iptables rules through privsep and reports it. On a
+# busy TCG node that can outlast nova's 5 minutes, after which the instance goes to ERROR.
+crudini --set "$conf" DEFAULT vif_plugging_timeout 1200
 # Volumes attach over iSCSI (cinder's LVM on volume-node, exported by tgt). The image has
 # iscsid off and GenerateName=yes as its initiator name: iscsid's start makes this clone's
 # own name, before nova-compute reports its connector (os-brick reads the name from there).
