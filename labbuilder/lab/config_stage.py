@@ -291,7 +291,10 @@ def ansible_stage(stage: Stage, inventory_file: Path, ssh_config: Path, start: s
                if not (Path(stage.topology.role_dir) / f"{r.name}.yml").is_file()]
     if missing:
         raise ConfigError([f"no playbook {missing[0]}", "the ansible driver runs <role_dir>/<role>.yml per role"])
-    env = {"ANSIBLE_SSH_ARGS": f"-F {ssh_config}"}  # host keys as ssh_config says (strict)
+    # Host keys as ssh_config says (strict). A busy TCG guest can take longer than ansible's
+    # 10 s to answer a new SSH connection (ansible opens one per task here, where the built-in
+    # runner keeps one open): a minute, and three more tries when ssh itself fails (exit 255).
+    env = {"ANSIBLE_SSH_ARGS": f"-F {ssh_config}", "ANSIBLE_TIMEOUT": "60", "ANSIBLE_SSH_RETRIES": "3"}
     for role, _ in picked:
         log = stage.logs / f"ansible-{role.name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
