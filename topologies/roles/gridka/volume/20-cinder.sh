@@ -25,6 +25,10 @@ crudini --set "$conf" DEFAULT service_down_time 180
 crudini --set "$conf" oslo_concurrency lock_path /var/lib/cinder/tmp
 crudini --set "$conf" lvm volume_driver cinder.volume.drivers.lvm.LVMVolumeDriver
 crudini --set "$conf" lvm volume_group cinder-volumes
+# cinder-api waits for cinder-volume's answer when nova attaches a volume (the export's
+# tgtadm and LVM commands, through rootwrap): on a busy TCG node that took more than
+# oslo.messaging's 60 s, cinder-api answered 500 and nova rolled the attachment back.
+crudini --set "$conf" DEFAULT rpc_response_timeout 600
 # Plain (thick) logical volumes on the disk, as in the course (cinder's "auto" would make
 # a thin pool of the whole group when it can); no zeroing of deleted volumes (slow under
 # emulation, pointless in a lab).
