@@ -22,7 +22,8 @@ crudini --set /etc/nova/nova-compute.conf libvirt virt_type qemu
 # An instance's start waits for neutron's word that its port is up: the linuxbridge agent
 # here sees the tap device, sets its iptables rules through privsep and reports it, and
 # past nova's 5 minutes the instance goes to ERROR. A precaution, not a measured failure:
-# that agent takes 11-21 minutes just to start on these nodes; the wiring was not timed.
+# that agent takes 11-21 minutes just to start on gridka's compute nodes; the wiring was
+# not timed.
 crudini --set "$conf" DEFAULT vif_plugging_timeout 1200
 # Volumes attach over iSCSI (cinder's LVM on volume-node, exported by tgt). The image has
 # iscsid off and GenerateName=yes as its initiator name: iscsid's start makes this clone's
