@@ -112,6 +112,24 @@ def stop_package_cache(state: Path) -> None:
         aptprocs.stop(state / "aptcache")
 
 
+def package_cache_dirs(state: Path) -> list[Path]:
+    """Where the package cache the guests used keeps its files: the one an `up` under state
+    directory `state` started, or one that already ran (any apt-cacher-ng's CacheDir, from
+    its config)."""
+    dirs = [state / "aptcache"]
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"apt-cacher-ng") and b"-c" in argv[:-1]:
+            conf = Path(argv[argv.index(b"-c") + 1].decode()) / "acng.conf"
+            for line in conf.read_text().splitlines() if conf.is_file() else []:
+                if line.startswith("CacheDir:"):
+                    dirs.append(Path(line.split(":", 1)[1].strip()))
+    return dirs
+
+
 @pytest.fixture(scope="session")
 def private_libvirtd(lab_state):
     """A private libvirtd in its own mount and network namespace, for the whole session,

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, lb
+from conftest import REPO, lb, package_cache_dirs
 
 from labbuilder.system import virt
 
@@ -62,22 +61,5 @@ def test_a_guest_installs_a_package_through_the_hosts_cache(topo, lab_state):
        "apt-get", "install", "-y", "-q", "hello")
     said = lb("ssh", path, "alpha", "--team", TEAM, "--", "hello").stdout
     assert said.strip() == "Hello, world!"
-    cached = [deb for d in _cache_dirs(lab_state) for deb in d.rglob("hello_*.deb")]
+    cached = [deb for d in package_cache_dirs(lab_state) for deb in d.rglob("hello_*.deb")]
     assert cached, "the package did not go through the host's package cache"
-
-
-def _cache_dirs(lab_state: Path) -> list[Path]:
-    """Where the package cache the guests used keeps its files: the one this test run's
-    `up` started, or one that already ran (any apt-cacher-ng's CacheDir, from its config)."""
-    dirs = [lab_state / "aptcache"]
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            argv = cmdline.read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"apt-cacher-ng") and b"-c" in argv[:-1]:
-            conf = Path(argv[argv.index(b"-c") + 1].decode()) / "acng.conf"
-            for line in conf.read_text().splitlines() if conf.is_file() else []:
-                if line.startswith("CacheDir:"):
-                    dirs.append(Path(line.split(":", 1)[1].strip()))
-    return dirs
