@@ -112,22 +112,37 @@ def stop_package_cache(state: Path) -> None:
         aptprocs.stop(state / "aptcache")
 
 
-def package_cache_dirs(state: Path) -> list[Path]:
-    """Where the package cache the guests used keeps its files: the one an `up` under state
-    directory `state` started, or one that already ran (any apt-cacher-ng's CacheDir, from
-    its config)."""
-    dirs = [state / "aptcache"]
+def package_caches(state: Path) -> list[dict[str, str]]:
+    """The settings (acng.conf) of the package caches a guest may have used: the one an
+    `up` under state directory `state` started, and any apt-cacher-ng already running."""
+    confs = [state / "aptcache" / "conf" / "acng.conf"]
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             argv = cmdline.read_bytes().split(b"\0")
         except OSError:
             continue
         if argv and argv[0].endswith(b"apt-cacher-ng") and b"-c" in argv[:-1]:
-            conf = Path(argv[argv.index(b"-c") + 1].decode()) / "acng.conf"
-            for line in conf.read_text().splitlines() if conf.is_file() else []:
-                if line.startswith("CacheDir:"):
-                    dirs.append(Path(line.split(":", 1)[1].strip()))
-    return dirs
+            confs.append(Path(argv[argv.index(b"-c") + 1].decode()) / "acng.conf")
+    return [dict((k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in conf.read_text().splitlines()))
+            for conf in dict.fromkeys(confs) if conf.is_file()]
+
+
+def install_through_cache(ssh, state: Path, package: str) -> None:
+    """`apt-get update` and `apt-get install PACKAGE` on a node (`ssh(*argv)` runs a command
+    there), then assert that the transfer went through the host's package cache: the
+    cache's log has a line for the package's .deb written meanwhile, and the .deb is kept
+    in its CacheDir."""
+    logs = [Path(c["LogDir"]) / "apt-cacher.log" for c in package_caches(state) if "LogDir" in c]
+    before = {log: log.stat().st_size if log.exists() else 0 for log in logs}
+    ssh("apt-get", "update", "-q")
+    ssh("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "--no-install-recommends", package)
+    logged = [line for log, size in before.items() if log.exists()
+              for line in log.read_bytes()[size:].decode(errors="replace").splitlines()
+              if f"/{package}_" in line and line.endswith(".deb")]
+    assert logged, f"the package cache logged no transfer of {package}'s .deb during the install"
+    cached = [deb for c in package_caches(state) if "CacheDir" in c
+              for deb in Path(c["CacheDir"]).rglob(f"{package}_*.deb")]
+    assert cached, "the package did not go through the host's package cache"
 
 
 @pytest.fixture(scope="session")

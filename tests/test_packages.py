@@ -9,7 +9,7 @@ import json
 
 import pytest
 import yaml
-from conftest import REPO, lb, package_cache_dirs
+from conftest import REPO, install_through_cache, lb
 
 from labbuilder.system import virt
 
@@ -56,10 +56,6 @@ def test_a_guest_installs_a_package_through_the_hosts_cache(topo, lab_state):
     assert "package cache: apt-cacher-ng on 127.0.0.1:3142" in up.stderr + up.stdout
     conf = lb("ssh", path, "alpha", "--team", TEAM, "--", "cat", "/etc/apt/apt.conf.d/90labbuilder-proxy").stdout
     assert conf.strip() == f'Acquire::http::Proxy "{_proxy(path)}";'
-    lb("ssh", path, "alpha", "--team", TEAM, "--", "apt-get", "update", "-q")
-    lb("ssh", path, "alpha", "--team", TEAM, "--", "env", "DEBIAN_FRONTEND=noninteractive",
-       "apt-get", "install", "-y", "-q", "hello")
+    install_through_cache(lambda *argv: lb("ssh", path, "alpha", "--team", TEAM, "--", *argv), lab_state, "hello")
     said = lb("ssh", path, "alpha", "--team", TEAM, "--", "hello").stdout
     assert said.strip() == "Hello, world!"
-    cached = [deb for d in package_cache_dirs(lab_state) for deb in d.rglob("hello_*.deb")]
-    assert cached, "the package did not go through the host's package cache"

@@ -11,7 +11,7 @@ import json
 import shlex
 
 import pytest
-from conftest import package_cache_dirs, stock_host
+from conftest import install_through_cache, stock_host
 
 from labbuilder.system import virt
 
@@ -86,15 +86,10 @@ def test_the_entries_are_added_once_beside_the_foreign_ones(lab):
 def test_a_node_installs_a_package_through_the_hosts_cache(lab):
     """`default` is not labbuilder's network, yet its gateway is where the nodes reach the
     lab host's package cache: `up` relays it there, into the private libvirtd's network
-    namespace, which has no other way out. `tree` is in no lab image and no other test
-    installs it, so its .deb in the cache is this node's download."""
+    namespace, which has no other way out; the cache logs the .deb's transfer."""
     host, _ = lab
     conf = host.lb("ssh", RDO, "node1", "--", "cat", "/etc/apt/apt.conf.d/90labbuilder-proxy").stdout
     assert conf.strip() == 'Acquire::http::Proxy "http://192.168.122.1:3142";'
-    host.lb("ssh", RDO, "node1", "--", "apt-get", "update", "-q")
-    host.lb("ssh", RDO, "node1", "--", "env", "DEBIAN_FRONTEND=noninteractive",
-            "apt-get", "install", "-y", "-q", "--no-install-recommends", "tree")
+    install_through_cache(lambda *argv: host.lb("ssh", RDO, "node1", "--", *argv), host.state, "tree")
     listed = host.lb("ssh", RDO, "node1", "--", "tree", "-L", "1", "/etc/apt").stdout
     assert "apt.conf.d" in listed, listed
-    cached = [deb for d in package_cache_dirs(host.state) for deb in d.rglob("tree_*.deb")]
-    assert cached, "the package did not go through the host's package cache"
